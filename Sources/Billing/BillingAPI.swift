@@ -1,0 +1,82 @@
+import BillingCore
+import BillingStore
+import Foundation
+import JSONRPC
+import Logging
+
+/// Settings of the application services that are not wiring.
+public struct BillingSettings: Sendable {
+    /// How long a past-due subscription stays entitled.
+    public var pastDueGrace: Duration
+
+    public init(pastDueGrace: Duration = .seconds(3 * 24 * 3600)) {
+        self.pastDueGrace = pastDueGrace
+    }
+}
+
+/// The RPC methods of the billing router, declared once each, and the services behind them.
+public struct BillingAPI: Sendable {
+    public let catalog: PlanCatalog
+    public let tenants: TenantStore
+    public let settings: BillingSettings
+    /// The OpenRPC document that `rpc.discover` returns.
+    public let openRPC: JSONValue
+    public let now: @Sendable () -> Date
+    public let newID: @Sendable () -> UUID
+
+    public init(
+        catalog: PlanCatalog, tenants: TenantStore, settings: BillingSettings, openRPC: JSONValue,
+        now: @escaping @Sendable () -> Date = Date.init, newID: @escaping @Sendable () -> UUID = UUID.init
+    ) {
+        self.catalog = catalog
+        self.tenants = tenants
+        self.settings = settings
+        self.openRPC = openRPC
+        self.now = now
+        self.newID = newID
+    }
+
+    public func registry() -> MethodRegistry<Caller> {
+        var methods = MethodRegistry<Caller>()
+        methods.publicMethod("rpc.discover", .query) { (_: NoParams, _) in openRPC }
+        methods.publicMethod("billing.plans", .query) { (_: NoParams, _) in PlanList(catalog) }
+        methods.tenantMethod("billing.status", .query, roles: .readers) { (_: NoParams, call) in
+            try await status(of: call.tenantID)
+        }
+        methods.platformMethod("tenants.provision", .mutation, roles: .service) { (params: ProvisionParams, principal, _) in
+            try await provision(params, by: principal)
+        }
+        return methods
+    }
+
+    func status(of tenant: UUID) async throws -> BillingStatus {
+        guard let row = try await tenants.status(of: tenant) else {
+            throw BillingError.notFound("tenant \(tenant.uuidString.lowercased()) does not exist or was deleted; provision it with tenants.provision")
+        }
+        return BillingStatus(tenant: tenant, row: row, catalog: catalog, now: now(), grace: settings.pastDueGrace)
+    }
+
+    func provision(_ params: ProvisionParams, by principal: Principal) async throws -> ProvisionedTenant {
+        let name = params.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...200).contains(name.count) else {
+            throw BillingError.invalidParams(field: "name", "'name' must be 1 to 200 characters")
+        }
+        let email = params.email.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil else {
+            throw BillingError.invalidParams(field: "email", "'email' must be an email address like billing@example.com")
+        }
+        let id: UUID
+        if let given = params.tenantID {
+            guard let parsed = UUID(uuidString: given) else {
+                throw BillingError.invalidParams(field: "tenantId", "'tenantId' must be a UUID string, or left out to get a new one")
+            }
+            id = parsed
+        } else {
+            id = newID()
+        }
+        switch try await tenants.provision(id: id, name: name, email: email, actor: AuditActor(principal)) {
+        case .created(let record): return ProvisionedTenant(record, created: true)
+        case .existing(let record): return ProvisionedTenant(record, created: false)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import BillingCore
+import BillingStore
+import JSONRPC
+
+/// The application's errors, each carrying what the caller must change; mapped to JSON-RPC errors in `rpcError` only.
+public enum BillingError: Error, CustomStringConvertible {
+    case unauthenticated(String)
+    case forbidden(String)
+    case notFound(String)
+    case conflict(String, data: [String: JSONValue] = [:])
+    case preconditionFailed(String)
+    case invalidParams(field: String, String)
+    case paymentRequired(String, data: [String: JSONValue] = [:])
+    case tooManyRequests(String)
+    case serviceUnavailable(String)
+
+    public var description: String { "\(rpcError)" }
+
+    public var rpcError: RPCError {
+        switch self {
+        case .unauthenticated(let message): RPCError(.UNAUTHORIZED, message)
+        case .forbidden(let message): RPCError(.FORBIDDEN, message)
+        case .notFound(let message): RPCError(.NOT_FOUND, message)
+        case .conflict(let message, let data): RPCError(.CONFLICT, message, data: data)
+        case .preconditionFailed(let message): RPCError(.PRECONDITION_FAILED, message)
+        case .invalidParams(let field, let message): .invalidParams(field: field, message)
+        case .paymentRequired(let message, let data): RPCError(.PAYMENT_REQUIRED, message, data: data)
+        case .tooManyRequests(let message): RPCError(.TOO_MANY_REQUESTS, message)
+        case .serviceUnavailable(let message): RPCError(.SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    /// Maps errors from the layers below; nil for failures of ours, which the client sees as an internal error.
+    static func from(_ error: any Error) -> RPCError? {
+        switch error {
+        case let error as RPCError: return error
+        case let error as BillingError: return error.rpcError
+        case let error as SeatError: return .invalidParams(field: "seats", error.description)
+        case let error as StoreError:
+            switch error {
+            case .conflict(let message): return RPCError(.CONFLICT, message)
+            case .tenantNotFound: return RPCError(.NOT_FOUND, "tenant not found")
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import Billing
+import BillingCore
+import BillingStore
+import Foundation
+import Hummingbird
+import JSONRPC
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+
+/// The largest JSON-RPC body accepted.
+let maxRPCBodyBytes = 1 << 20
+
+/// Builds the application that `billingd serve` runs and the tests drive (on port 0).
+public func buildApplication(
+    configuration: BillingConfiguration,
+    registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+    logger: Logger? = nil,
+    now: @escaping @Sendable () -> Date = Date.init
+) async throws -> some ApplicationProtocol {
+    var logger = logger ?? Logger(label: "billingd")
+    logger.logLevel = configuration.logLevel
+    let catalog = try configuration.loadCatalog()
+    let tokens = await TokenAuthority(secrets: try configuration.requireJWTSecrets())
+    let database = BillingDatabase(
+        url: try configuration.requireDatabaseURL(), maxConnections: configuration.databasePoolSize, logger: logger)
+    let migrations = try Migration.load(directory: configuration.migrationsDirectory)
+    let openRPC = try loadOpenRPC(configuration.openRPCFile)
+
+    let api = BillingAPI(
+        catalog: catalog, tenants: TenantStore(database: database),
+        settings: BillingSettings(pastDueGrace: configuration.pastDueGrace), openRPC: openRPC, now: now)
+    let methods = api.registry()
+    let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
+    var rpc = JSONRPCServer(registry: methods)
+    rpc.observe = { method, error, duration in metrics.recordCall(method: method, error: error, duration: duration) }
+    rpc.reportInternal = { method, error, caller in
+        caller.logger.error("rpc method failed", metadata: ["method": "\(method)", "error": "\(error)"])
+    }
+
+    let server = rpc
+    let router = Router()
+    router.add(middleware: LogRequestsMiddleware(.debug))
+    router.add(middleware: MetricsMiddleware())
+    router.post("/rpc") { request, context in
+        try await handleRPC(request, context: context, rpc: server, tokens: tokens, metrics: metrics)
+    }
+    router.get("/healthz") { _, _ in
+        Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+    }
+    router.get("/readyz") { _, context in
+        await readiness(database: database, migrations: migrations, logger: context.logger)
+    }
+    router.get("/metrics") { _, _ in
+        Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+
+    var services: [any Service] = [PostgresClientService(client: database.client)]
+    if let owner = configuration.databaseOwnerURL {
+        services.append(MigrationService(migrator: Migrator(migrations: migrations, logger: logger), ownerURL: owner, appURL: configuration.databaseURL))
+    }
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "billingd"),
+        services: services,
+        logger: logger)
+}
+
+func loadOpenRPC(_ file: URL) throws -> JSONValue {
+    guard let data = FileManager.default.contents(atPath: file.path) else {
+        throw ConfigurationError.invalid("BILLING_RESOURCES_DIR", "cannot read \(file.path)")
+    }
+    return try JSONDecoder().decode(JSONValue.self, from: data)
+}
+
+/// `POST /rpc`: Content-Type and size are checked before the body is parsed.
+func handleRPC(
+    _ request: Request, context: some RequestContext, rpc: JSONRPCServer<Caller>, tokens: TokenAuthority, metrics: ServerMetrics
+) async throws -> Response {
+    let contentType = request.headers[.contentType] ?? ""
+    let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+    guard mediaType == "application/json" else {
+        metrics.recordRejectedBody(reason: "content_type")
+        return rpcErrorResponse(.unsupportedMediaType, RPCError(
+            code: -32600, name: .UNSUPPORTED_MEDIA_TYPE,
+            message: "Invalid Request: Content-Type must be application/json, got '\(contentType)'"))
+    }
+    let tooLarge = RPCError(.PAYLOAD_TOO_LARGE, "the request body is larger than 1 MiB; split the batch or send less")
+    if let length = request.headers[.contentLength].flatMap(Int.init), length > maxRPCBodyBytes {
+        metrics.recordRejectedBody(reason: "too_large")
+        return rpcErrorResponse(.contentTooLarge, tooLarge)
+    }
+    let body: ByteBuffer
+    do {
+        body = try await request.body.collect(upTo: maxRPCBodyBytes)
+    } catch {
+        metrics.recordRejectedBody(reason: "too_large")
+        return rpcErrorResponse(.contentTooLarge, tooLarge)
+    }
+    let authentication = await tokens.authenticate(header: request.headers[.authorization])
+    let caller = Caller(authentication: authentication, requestID: context.id, logger: context.logger)
+    switch await rpc.respond(to: body.readableBytesView, context: caller) {
+    case .none:
+        return Response(status: .noContent)
+    case .body(let bytes):
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+func rpcErrorResponse(_ status: HTTPResponse.Status, _ error: RPCError) -> Response {
+    Response(
+        status: status, headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(bytes: JSONRPCServer<Caller>.errorBody(error))))
+}
+
+/// Ready when the database answers as the server's role and every migration of this build is applied.
+func readiness(database: BillingDatabase, migrations: [Migration], logger: Logger) async -> Response {
+    func answer(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text + "\n")))
+    }
+    do {
+        let applied = try await database.appliedMigrations()
+        let pending = migrations.map(\.version).filter { !applied.contains($0) }
+        guard pending.isEmpty else {
+            return answer(.serviceUnavailable, "pending migrations: \(pending.joined(separator: ", ")); run billingd migrate")
+        }
+        return answer(.ok, "ready")
+    } catch {
+        logger.warning("readiness check failed", metadata: ["error": "\(error)"])
+        return answer(.serviceUnavailable, "database unreachable")
+    }
+}

@@ -1,0 +1,113 @@
+import BillingCore
+import BillingStore
+import Configuration
+import Foundation
+import Logging
+
+/// Everything the server reads from its environment (and `.env`), by DESIGN.md's names.
+public struct BillingConfiguration: Sendable {
+    /// The server's own login role.
+    public var databaseURL: DatabaseURL?
+    /// The owner, for migrations and role set-up; when set, `serve` migrates at start.
+    public var databaseOwnerURL: DatabaseURL?
+    public var appRole: String
+    public var databasePoolSize: Int
+    public var httpHost: String
+    public var httpPort: Int
+    /// The first signs; any verifies (rotation).
+    public var jwtSecrets: [String]
+    public var publicURL: String
+    /// Where `migrations/`, `config/plans.json` and `api-spec/openrpc.json` are found.
+    public var resourcesDirectory: URL
+    public var plansFile: URL
+    public var migrationsDirectory: URL
+    public var priceOverrides: [String: String]
+    public var pastDueGrace: Duration
+    public var logLevel: Logger.Level
+
+    public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
+
+    /// Environment variables first, then `.env`, then defaults.
+    public static func load(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> BillingConfiguration {
+        let dotEnv = try await EnvironmentVariablesProvider(environmentFilePath: ".env", allowMissing: true)
+        let reader = ConfigReader(providers: [EnvironmentVariablesProvider(environmentVariables: environment), dotEnv])
+        var overrides: [String: String] = [:]
+        for (key, value) in environment where key.hasPrefix("STRIPE_PRICE_") { overrides[key] = value }
+        return try BillingConfiguration(reader: reader, priceOverrides: overrides)
+    }
+
+    public init(reader: ConfigReader, priceOverrides: [String: String] = [:]) throws {
+        func url(_ key: ConfigKey, _ name: String) throws -> DatabaseURL? {
+            guard let text = reader.string(forKey: key, isSecret: true), !text.isEmpty else { return nil }
+            do { return try DatabaseURL(text) } catch { throw ConfigurationError.invalid(name, "\(error)") }
+        }
+        databaseURL = try url("database.url", "DATABASE_URL")
+        databaseOwnerURL = try url("database.owner.url", "DATABASE_OWNER_URL")
+        appRole = reader.string(forKey: "billing.db.app.role", default: "billing_app")
+        if let databaseURL, databaseURL.username != appRole {
+            throw ConfigurationError.invalid(
+                "DATABASE_URL", "its user '\(databaseURL.username)' must be BILLING_DB_APP_ROLE ('\(appRole)')")
+        }
+        databasePoolSize = reader.int(forKey: "billing.db.pool.size", default: 20)
+        httpHost = reader.string(forKey: "billing.http.host", default: "127.0.0.1")
+        httpPort = reader.int(forKey: "billing.http.port", default: 8080)
+        jwtSecrets = (reader.string(forKey: "billing.jwt.secret", isSecret: true) ?? "")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        publicURL = reader.string(forKey: "billing.public.url", default: "http://\(httpHost):\(httpPort)")
+        let root = URL(fileURLWithPath: reader.string(forKey: "billing.resources.dir", default: FileManager.default.currentDirectoryPath))
+        resourcesDirectory = root
+        plansFile = URL(fileURLWithPath: reader.string(
+            forKey: "billing.plans.file", default: root.appendingPathComponent("config/plans.json").path))
+        migrationsDirectory = URL(fileURLWithPath: reader.string(
+            forKey: "billing.migrations.dir", default: root.appendingPathComponent("migrations").path))
+        self.priceOverrides = priceOverrides
+        pastDueGrace = .seconds(reader.int(forKey: "billing.grace.period.seconds", default: 3 * 24 * 3600))
+        let level = reader.string(forKey: "billing.log.level", default: "info")
+        guard let parsed = Logger.Level(rawValue: level) else {
+            throw ConfigurationError.invalid("BILLING_LOG_LEVEL", "use trace, debug, info, notice, warning, error or critical")
+        }
+        logLevel = parsed
+    }
+
+    /// The catalog from the plans file, with `STRIPE_PRICE_<PLAN>_<INTERVAL>` overrides applied.
+    public func loadCatalog() throws -> PlanCatalog {
+        guard let data = FileManager.default.contents(atPath: plansFile.path) else {
+            throw ConfigurationError.invalid("BILLING_PLANS_FILE", "cannot read \(plansFile.path)")
+        }
+        do {
+            return try PlanCatalog.load(json: data).withPriceOverrides(from: priceOverrides)
+        } catch {
+            throw ConfigurationError.invalid("BILLING_PLANS_FILE", "\(plansFile.path): \(error)")
+        }
+    }
+
+    public func requireDatabaseURL() throws -> DatabaseURL {
+        guard let databaseURL else {
+            throw ConfigurationError.missing("DATABASE_URL", "postgres://billing_app:PASSWORD@127.0.0.1:5432/billing")
+        }
+        return databaseURL
+    }
+
+    public func requireJWTSecrets() throws -> [String] {
+        guard !jwtSecrets.isEmpty else {
+            throw ConfigurationError.missing("BILLING_JWT_SECRET", "a random string of 32 or more characters")
+        }
+        if let short = jwtSecrets.first(where: { $0.utf8.count < 32 }) {
+            _ = short
+            throw ConfigurationError.invalid("BILLING_JWT_SECRET", "every secret must be at least 32 characters")
+        }
+        return jwtSecrets
+    }
+}
+
+public enum ConfigurationError: Error, CustomStringConvertible {
+    case missing(String, String)
+    case invalid(String, String)
+
+    public var description: String {
+        switch self {
+        case .missing(let name, let example): "\(name) is not set; set it, for example to \(example)"
+        case .invalid(let name, let reason): "\(name) is invalid: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Billing
+import BillingCore
+import Foundation
+import JWTKit
+
+/// Issues and verifies the bearer tokens of the SaaS product's identity layer (HS256).
+/// Several secrets may verify, so a secret can be rotated; the first signs.
+public struct TokenAuthority: Sendable {
+    let keys: [JWTKeyCollection]
+
+    public init(secrets: [String]) async {
+        var keys: [JWTKeyCollection] = []
+        for secret in secrets {
+            keys.append(await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256))
+        }
+        self.keys = keys
+    }
+
+    struct Claims: JWTPayload {
+        var sub: SubjectClaim
+        var tenant_id: String?
+        var role: String
+        var exp: ExpirationClaim
+
+        func verify(using algorithm: some JWTAlgorithm) async throws {
+            try exp.verifyNotExpired()
+        }
+    }
+
+    public func issue(role: Role, tenant: UUID?, subject: String, ttl: Duration) async throws -> String {
+        let claims = Claims(
+            sub: SubjectClaim(value: subject), tenant_id: tenant?.uuidString.lowercased(), role: role.rawValue,
+            exp: ExpirationClaim(value: Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + Double(ttl.components.seconds)).rounded(.down))))
+        return try await keys[0].sign(claims)
+    }
+
+    /// Reads an `Authorization` header value; every failure gets a reason safe to show the caller.
+    public func authenticate(header: String?) async -> Authentication {
+        guard let header else { return .anonymous }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            return .invalid("the Authorization header must be 'Bearer <JWT>'")
+        }
+        let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        var expired = false
+        var malformed = false
+        for collection in keys {
+            do {
+                let claims = try await collection.verify(token, as: Claims.self)
+                return Self.principal(from: claims)
+            } catch let error as JWTError {
+                switch error.errorType {
+                case .claimVerificationFailure: expired = true
+                case .malformedToken: malformed = true
+                default: break
+                }
+            } catch {
+                malformed = true
+            }
+        }
+        if expired { return .invalid("the token has expired; get a new one") }
+        if malformed { return .invalid("the token is not a well-formed JWT with sub, role and exp claims") }
+        return .invalid("the token's signature does not verify")
+    }
+
+    static func principal(from claims: Claims) -> Authentication {
+        guard let role = Role(rawValue: claims.role) else {
+            return .invalid("the token's role '\(claims.role)' is not one of owner, admin, member, service, operator")
+        }
+        if role.actsAcrossTenants {
+            return .authenticated(Principal(subject: claims.sub.value, role: role, tenantID: nil))
+        }
+        guard let text = claims.tenant_id, let tenant = UUID(uuidString: text) else {
+            return .invalid("a \(role.rawValue) token needs a tenant_id claim holding the tenant's UUID")
+        }
+        return .authenticated(Principal(subject: claims.sub.value, role: role, tenantID: tenant))
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The server's connection pool (as its own login role) and the one way tenant work runs: a transaction that
+/// starts by scoping itself to the tenant, so row-level security fences every statement in it.
+public struct BillingDatabase: Sendable {
+    public let client: PostgresClient
+    public let logger: Logger
+
+    public init(url: DatabaseURL, maxConnections: Int = 20, logger: Logger) {
+        self.client = PostgresClient(configuration: url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
+        self.logger = logger
+    }
+
+    /// Wraps a client someone else runs.
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Runs `body` in one transaction scoped to `tenant`; the setting ends with the transaction, so the pooled
+    /// connection carries nothing to its next lease.
+    public func withTenant<T: Sendable>(
+        _ tenant: UUID, operation: String,
+        _ body: @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreError) -> T {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    "SELECT set_config('app.tenant_id', \(tenant.uuidString.lowercased()), true)", logger: logger)
+                return try await body(connection)
+            }
+        } catch {
+            throw StoreError.wrap(error, operation: operation)
+        }
+    }
+
+    /// The versions recorded in schema_migrations (the server's role may read that column only).
+    public func appliedMigrations() async throws(StoreError) -> Set<String> {
+        do {
+            var versions = Set<String>()
+            let rows = try await client.query("SELECT version FROM billing.schema_migrations", logger: logger)
+            for try await version in rows.decode(String.self) { versions.insert(version) }
+            return versions
+        } catch {
+            throw StoreError.wrap(error, operation: "read migrations")
+        }
+    }
+}
+
+extension PostgresConnection {
+    /// The first row decoded as `T`, or nil.
+    public func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type, logger: Logger) async throws -> T? {
+        for try await value in try await self.query(query, logger: logger).decode(T.self) { return value }
+        return nil
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import PostgresNIO
+
+/// A `postgres://user:password@host:port/database` URL. `?host=/path/to/.s.PGSQL.5432` selects a unix socket
+/// (the socket file itself); `?sslmode=disable|prefer|require` selects TLS (default: disable for local hosts, prefer otherwise).
+public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    public var socketPath: String?
+    public var sslMode: String
+
+    public init(_ text: String) throws(StoreError) {
+        guard let components = URLComponents(string: text),
+              components.scheme == "postgres" || components.scheme == "postgresql",
+              let user = components.user, !user.isEmpty
+        else {
+            throw .configuration("a database URL must look like postgres://user:password@host:5432/database")
+        }
+        let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        self.host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        self.port = components.port ?? 5432
+        self.username = user.removingPercentEncoding ?? user
+        self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
+        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        self.database = path.isEmpty ? self.username : path
+        self.socketPath = query["host"].flatMap { $0.isEmpty ? nil : $0 }
+        self.sslMode = query["sslmode"] ?? (Self.isLocal(host) || socketPath != nil ? "disable" : "prefer")
+    }
+
+    public var isLocal: Bool { socketPath != nil || Self.isLocal(host) }
+
+    static func isLocal(_ host: String) -> Bool {
+        ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host)
+    }
+
+    /// The URL with the password masked: safe to log.
+    public var description: String {
+        "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)"
+    }
+
+    /// The same server and credentials, another database.
+    public func with(database: String) -> DatabaseURL {
+        var copy = self
+        copy.database = database
+        return copy
+    }
+
+    public func clientConfiguration(maxConnections: Int = 20) -> PostgresClient.Configuration {
+        var configuration: PostgresClient.Configuration
+        if let socketPath {
+            configuration = .init(unixSocketPath: socketPath, username: username, password: password, database: database)
+        } else {
+            let tls: PostgresClient.Configuration.TLS = switch sslMode {
+            case "disable": .disable
+            case "require", "verify-full", "verify-ca": .require(.makeClientConfiguration())
+            default: .prefer(.makeClientConfiguration())
+            }
+            configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
+        }
+        configuration.options.maximumConnections = maxConnections
+        return configuration
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+
+/// A throwaway or development PostgreSQL cluster in a folder of ours, for `billingd dev` and the tests.
+/// initdb and postgres refuse to run as root, so as root they run as the `postgres` OS user.
+public struct LocalCluster: Sendable {
+    public let directory: URL
+    public let port: Int
+    public let password: String
+    public let binDirectory: String
+
+    public var dataDirectory: URL { directory.appendingPathComponent("data") }
+    public var logFile: URL { directory.appendingPathComponent("server.log") }
+
+    /// The superuser, over TCP on 127.0.0.1 (password auth; the unix socket trusts local users).
+    public var superuserURL: DatabaseURL {
+        // Force-try is safe: the text is ours and well formed.
+        try! DatabaseURL("postgres://postgres:\(password)@127.0.0.1:\(port)/postgres")
+    }
+
+    public init(directory: URL, port: Int, password: String = "postgres", binDirectory: String? = nil) {
+        self.directory = directory
+        self.port = port
+        self.password = password
+        self.binDirectory = binDirectory ?? Self.findBinDirectory()
+    }
+
+    static func findBinDirectory() -> String {
+        if let configured = ProcessInfo.processInfo.environment["PG_BIN"], !configured.isEmpty { return configured }
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .compactMap(Int.init).sorted()
+        return versions.last.map { "\(root)/\($0)/bin" } ?? "/usr/lib/postgresql/15/bin"
+    }
+
+    /// Initializes the cluster if the folder has none, then starts it unless it is running.
+    /// `durable: false` turns off fsync and friends: for tests only, never for data anyone keeps.
+    public func start(durable: Bool) throws(StoreError) {
+        let fileManager = FileManager.default
+        let asRoot = getuid() == 0
+        try? fileManager.createDirectory(at: directory.appendingPathComponent("sock"), withIntermediateDirectories: true)
+        if !fileManager.fileExists(atPath: dataDirectory.appendingPathComponent("PG_VERSION").path) {
+            let passwordFile = directory.appendingPathComponent("pwfile")
+            try? Data(password.utf8).write(to: passwordFile)
+            if asRoot { try run("/bin/chown", ["-R", "postgres:postgres", directory.path], asPostgres: false) }
+            try run("\(binDirectory)/initdb", [
+                "-D", dataDirectory.path, "-U", "postgres", "--pwfile=\(passwordFile.path)",
+                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+            ], asPostgres: asRoot)
+            try? fileManager.removeItem(at: passwordFile)
+        } else if asRoot {
+            try run("/bin/chown", ["-R", "postgres:postgres", directory.path], asPostgres: false)
+        }
+        if isRunning { return }
+        var options = "-p \(port) -k \(directory.appendingPathComponent("sock").path) -c listen_addresses=127.0.0.1"
+        if !durable { options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
+        try run("\(binDirectory)/pg_ctl", [
+            "-D", dataDirectory.path, "-l", logFile.path, "-w", "-t", "60", "-o", options, "start",
+        ], asPostgres: asRoot)
+    }
+
+    public var isRunning: Bool {
+        (try? run("\(binDirectory)/pg_ctl", ["-D", dataDirectory.path, "status"], asPostgres: getuid() == 0)) != nil
+    }
+
+    public func stop() {
+        _ = try? run("\(binDirectory)/pg_ctl", ["-D", dataDirectory.path, "-m", "fast", "-w", "stop"], asPostgres: getuid() == 0)
+    }
+
+    @discardableResult
+    func run(_ executable: String, _ arguments: [String], asPostgres: Bool) throws(StoreError) -> String {
+        let process = Process()
+        if asPostgres {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            process.arguments = ["-u", "postgres", "--", executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
+        // Output goes to a file, not a pipe: the postmaster that pg_ctl starts inherits it and never closes it.
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-\(UUID().uuidString).out")
+        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: outputFile) }
+        guard let output = try? FileHandle(forWritingTo: outputFile) else {
+            throw .configuration("cannot create \(outputFile.path)")
+        }
+        defer { try? output.close() }
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw .configuration("cannot run \(executable): \(error); is PostgreSQL installed? (set PG_BIN)")
+        }
+        process.waitUntilExit()
+        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+        guard process.terminationStatus == 0 else {
+            throw .configuration("\((executable as NSString).lastPathComponent) failed: \(text.suffix(600))")
+        }
+        return text
+    }
+}
+
+import Logging
+import PostgresNIO
+
+extension LocalCluster {
+    /// Creates `name` unless it exists, as the superuser.
+    public func createDatabaseIfMissing(_ name: String, logger: Logger) async throws {
+        try await Self.withClient(superuserURL, logger: logger) { client in
+            let rows = try await client.query("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: logger)
+            for try await _ in rows { return }
+            try await client.query("CREATE DATABASE \(unescaped: "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"")", logger: logger)
+        }
+    }
+
+    /// Runs `body` with a running client of its own.
+    public static func withClient<T: Sendable>(
+        _ url: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
+    }
+}

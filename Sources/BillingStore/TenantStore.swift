@@ -1,0 +1,130 @@
+import BillingCore
+import Foundation
+import Logging
+import PostgresNIO
+
+public struct TenantRecord: Sendable, Equatable, Codable {
+    public var id: UUID
+    public var name: String
+    public var email: String
+    public var stripeCustomerID: String?
+    public var createdAt: Date
+}
+
+/// A tenant's billing state as one row: its current subscription (if any) and its credit balance.
+public struct TenantStatusRow: Sendable, Equatable {
+    public var plan: String?
+    public var interval: String?
+    public var status: String?
+    public var seats: Int?
+    public var currentPeriodEnd: Date?
+    public var cancelAtPeriodEnd: Bool
+    public var pastDueSince: Date?
+    public var pendingPlan: String?
+    public var pendingInterval: String?
+    public var creditsAvailable: Int
+    public var creditsFrozen: Int
+}
+
+/// Who made a change, for the audit trail.
+public struct AuditActor: Sendable, Equatable {
+    public enum Kind: String, Sendable { case user, service, `operator`, stripe, system }
+    public var kind: Kind
+    public var id: String
+
+    public init(kind: Kind, id: String) {
+        self.kind = kind
+        self.id = id
+    }
+}
+
+public struct TenantStore: Sendable {
+    public let database: BillingDatabase
+
+    public init(database: BillingDatabase) {
+        self.database = database
+    }
+
+    public enum ProvisionOutcome: Sendable, Equatable {
+        case created(TenantRecord)
+        /// The same tenant was provisioned before with the same name and email: a harmless repeat.
+        case existing(TenantRecord)
+    }
+
+    /// Creates the tenant and its empty wallet. Repeating the call with the same id, name and email returns the
+    /// tenant; the same id with other details, or a deleted tenant's id, is a conflict.
+    public func provision(id: UUID, name: String, email: String, actor: AuditActor) async throws(StoreError) -> ProvisionOutcome {
+        let logger = database.logger
+        return try await database.withTenant(id, operation: "provision tenant") { connection in
+            let inserted = try await connection.first(
+                """
+                INSERT INTO billing.tenants (id, name, email) VALUES (\(id), \(name), \(email))
+                ON CONFLICT (id) DO NOTHING RETURNING created_at
+                """, as: Date.self, logger: logger)
+            if let createdAt = inserted {
+                try await connection.query(
+                    "INSERT INTO billing.credit_balances (tenant_id) VALUES (\(id))", logger: logger)
+                let record = TenantRecord(id: id, name: name, email: email, stripeCustomerID: nil, createdAt: createdAt)
+                try await AuditLog.record(
+                    connection, tenant: id, actor: actor, action: "tenant.provisioned",
+                    before: nil, after: ["name": name, "email": email], logger: logger)
+                return .created(record)
+            }
+            let rows = try await connection.query(
+                "SELECT name, email, stripe_customer_id, created_at, deleted_at FROM billing.tenants WHERE id = \(id)",
+                logger: logger)
+            for try await (existingName, existingEmail, customer, createdAt, deletedAt)
+                in rows.decode((String, String, String?, Date, Date?).self)
+            {
+                if deletedAt != nil {
+                    throw StoreError.conflict("tenant \(id) was deleted; provision a new tenant id")
+                }
+                guard existingName == name, existingEmail == email else {
+                    throw StoreError.conflict(
+                        "tenant \(id) exists with name '\(existingName)' and email '\(existingEmail)'; repeat those or use another id")
+                }
+                return .existing(TenantRecord(
+                    id: id, name: existingName, email: existingEmail, stripeCustomerID: customer, createdAt: createdAt))
+            }
+            throw StoreError.conflict("tenant \(id) could not be provisioned")
+        }
+    }
+
+    /// The tenant's status in one database round trip (the SQL function scopes itself to the tenant); nil if the
+    /// tenant does not exist or was deleted.
+    public func status(of tenant: UUID) async throws(StoreError) -> TenantStatusRow? {
+        do {
+            let rows = try await database.client.query(
+                "SELECT * FROM billing.tenant_status(\(tenant.uuidString.lowercased()))", logger: database.logger)
+            for try await row in rows.decode(
+                (String?, String?, String?, Int?, Date?, Bool?, Date?, String?, String?, Int, Int).self)
+            {
+                return TenantStatusRow(
+                    plan: row.0, interval: row.1, status: row.2, seats: row.3, currentPeriodEnd: row.4,
+                    cancelAtPeriodEnd: row.5 ?? false, pastDueSince: row.6, pendingPlan: row.7, pendingInterval: row.8,
+                    creditsAvailable: row.9, creditsFrozen: row.10)
+            }
+            return nil
+        } catch {
+            throw StoreError.wrap(error, operation: "read status")
+        }
+    }
+}
+
+/// The audit trail: one row per applied change, written in the change's own transaction.
+public enum AuditLog {
+    public static func record(
+        _ connection: PostgresConnection, tenant: UUID, actor: AuditActor, action: String,
+        before: [String: String]?, after: [String: String]?, logger: Logger
+    ) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let beforeJSON = try before.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        let afterJSON = try after.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        try await connection.query(
+            """
+            INSERT INTO billing.audit_events (tenant_id, actor_type, actor, action, before, after)
+            VALUES (\(tenant), \(actor.kind.rawValue), \(actor.id), \(action), \(beforeJSON)::jsonb, \(afterJSON)::jsonb)
+            """, logger: logger)
+    }
+}

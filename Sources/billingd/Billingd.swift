@@ -1,0 +1,86 @@
+import ArgumentParser
+import BillingCore
+import BillingServer
+import BillingStore
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+
+@main
+struct Billingd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "billingd",
+        abstract: "The multi-tenant billing server.",
+        subcommands: [Serve.self, Migrate.self, Token.self, Dev.self])
+}
+
+/// Logs go to standard error as `timestamp level label: key=value ... message`.
+func bootstrapLogging() {
+    LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server (migrating first when DATABASE_OWNER_URL is set).")
+
+    func run() async throws {
+        bootstrapLogging()
+        let configuration = try await BillingConfiguration.load()
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let app = try await buildApplication(configuration: configuration, registry: registry)
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create the roles and schema and apply pending migrations, as DATABASE_OWNER_URL.")
+
+    func run() async throws {
+        bootstrapLogging()
+        let configuration = try await BillingConfiguration.load()
+        guard let owner = configuration.databaseOwnerURL else {
+            throw ConfigurationError.missing("DATABASE_OWNER_URL", "postgres://postgres:PASSWORD@127.0.0.1:5432/billing")
+        }
+        let migrations = try Migration.load(directory: configuration.migrationsDirectory)
+        let applied = try await Migrator(migrations: migrations, logger: Logger(label: "billingd.migrate"))
+            .run(ownerURL: owner, appURL: configuration.databaseURL)
+        print(applied.isEmpty ? "database is up to date" : "applied: \(applied.joined(separator: ", "))")
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a bearer token signed with the first BILLING_JWT_SECRET.")
+
+    @Option(help: "owner, admin, member, service or operator")
+    var role: String
+    @Option(help: "The tenant's UUID (not for service and operator, whose tokens carry no tenant).")
+    var tenant: String?
+    @Option(help: "The subject (user id).")
+    var sub: String = "cli"
+    @Option(help: "Lifetime in seconds.")
+    var ttl: Int = 3600
+
+    func run() async throws {
+        guard let role = Role(rawValue: role) else {
+            throw ValidationError("--role must be one of: \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var tenantID: UUID?
+        if role.actsAcrossTenants {
+            guard tenant == nil else { throw ValidationError("\(role.rawValue) tokens carry no tenant; leave out --tenant") }
+        } else {
+            guard let tenant, let id = UUID(uuidString: tenant) else {
+                throw ValidationError("a \(role.rawValue) token needs --tenant with the tenant's UUID")
+            }
+            tenantID = id
+        }
+        guard ttl > 0 else { throw ValidationError("--ttl must be a positive number of seconds") }
+        let configuration = try await BillingConfiguration.load()
+        let authority = await TokenAuthority(secrets: try configuration.requireJWTSecrets())
+        print(try await authority.issue(role: role, tenant: tenantID, subject: sub, ttl: .seconds(ttl)))
+    }
+}

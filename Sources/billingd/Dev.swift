@@ -1,0 +1,104 @@
+import ArgumentParser
+import BillingCore
+import BillingServer
+import BillingStore
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+
+/// `billingd dev`: a local PostgreSQL in `.data/`, migrations, a demo tenant and the server, in one command.
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run everything locally: PostgreSQL in .data/, migrations, a demo tenant, and the server.")
+
+    @Option(help: "Folder for the local database and generated secrets.")
+    var dataDir: String = ".data"
+    @Option(help: "Port of the local PostgreSQL (127.0.0.1 only).")
+    var pgPort: Int = 54329
+    @Option(help: "HTTP port of the server.")
+    var port: Int = 8080
+
+    static let demoTenant = UUID(uuidString: "00000000-0000-4000-8000-00000000d3e0")!
+
+    func run() async throws {
+        bootstrapLogging()
+        let logger = Logger(label: "billingd.dev")
+        let base = URL(fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+            .standardizedFileURL
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        let secrets = try DevSecrets.loadOrCreate(at: base.appendingPathComponent("secrets.env"))
+
+        let cluster = LocalCluster(directory: base.appendingPathComponent("postgres"), port: pgPort, password: secrets.superuserPassword)
+        try cluster.start(durable: true)
+        try await cluster.createDatabaseIfMissing("billing", logger: logger)
+
+        var environment = ProcessInfo.processInfo.environment
+        let owner = cluster.superuserURL.with(database: "billing")
+        environment["DATABASE_OWNER_URL", default: "postgres://postgres:\(secrets.superuserPassword)@127.0.0.1:\(pgPort)/billing"] += ""
+        environment["DATABASE_URL", default: "postgres://billing_app:\(secrets.appPassword)@127.0.0.1:\(pgPort)/billing"] += ""
+        environment["BILLING_JWT_SECRET", default: secrets.jwtSecret] += ""
+        environment["BILLING_HTTP_PORT", default: String(port)] += ""
+        let configuration = try await BillingConfiguration.load(environment: environment)
+
+        let migrations = try Migration.load(directory: configuration.migrationsDirectory)
+        try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: configuration.databaseURL)
+        let appURL = try configuration.requireDatabaseURL()
+        try await LocalCluster.withClient(appURL, logger: logger) { client in
+            let store = TenantStore(database: BillingDatabase(client: client, logger: logger))
+            _ = try await store.provision(
+                id: Self.demoTenant, name: "Demo Tenant", email: "billing@demo.example",
+                actor: AuditActor(kind: .system, id: "billingd dev"))
+        }
+
+        let authority = await TokenAuthority(secrets: try configuration.requireJWTSecrets())
+        let token = try await authority.issue(role: .admin, tenant: Self.demoTenant, subject: "demo-admin", ttl: .seconds(7 * 24 * 3600))
+        let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
+        // Written straight to the file descriptor: print() is block-buffered when stdout is not a terminal.
+        FileHandle.standardOutput.write(Data("""
+
+            billingd dev is starting at \(url)
+              demo tenant: \(Self.demoTenant.uuidString.lowercased())
+              admin token (7 days): \(token)
+
+              curl -s \(url)/rpc -H 'Content-Type: application/json' \\
+                -H 'Authorization: Bearer \(token)' \\
+                -d '{"jsonrpc":"2.0","id":1,"method":"billing.status"}'
+
+            """.utf8))
+
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let app = try await buildApplication(configuration: configuration, registry: registry)
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+}
+
+/// Secrets `billingd dev` generates once and keeps in `.data/secrets.env` (never committed).
+struct DevSecrets {
+    var superuserPassword: String
+    var appPassword: String
+    var jwtSecret: String
+
+    static func loadOrCreate(at file: URL) throws -> DevSecrets {
+        var values: [String: String] = [:]
+        if let text = try? String(contentsOf: file, encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+                if parts.count == 2 { values[parts[0]] = parts[1] }
+            }
+        }
+        func random() -> String {
+            (0..<32).map { _ in String("abcdefghijklmnopqrstuvwxyz0123456789".randomElement()!) }.joined()
+        }
+        let secrets = DevSecrets(
+            superuserPassword: values["PG_SUPERUSER_PASSWORD"] ?? random(),
+            appPassword: values["APP_DB_PASSWORD"] ?? random(),
+            jwtSecret: values["JWT_SECRET"] ?? random() + random())
+        let text = "PG_SUPERUSER_PASSWORD=\(secrets.superuserPassword)\nAPP_DB_PASSWORD=\(secrets.appPassword)\nJWT_SECRET=\(secrets.jwtSecret)\n"
+        try Data(text.utf8).write(to: file)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        return secrets
+    }
+}
