@@ -64,13 +64,28 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // Test-only helpers: a real PostgreSQL cluster per test run and a fresh, migrated database per suite.
+        .target(
+            name: "BillingTestSupport",
+            dependencies: [
+                "BillingStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "BillingCoreTests", dependencies: ["BillingCore"]),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
-        .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore"]),
+        .testTarget(
+            name: "BillingStoreTests",
+            dependencies: [
+                "BillingStore", "BillingTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
         .testTarget(
             name: "BillingServerTests",
             dependencies: [
-                "BillingServer", "BillingStore", "Billing", "BillingCore", "JSONRPC",
+                "BillingServer", "BillingStore", "Billing", "BillingCore", "JSONRPC", "BillingTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]

@@ -69,8 +69,7 @@ public struct JSONRPCServer<Context: Sendable>: Sendable {
         var result: [UInt8] = []
         if let method = registry[request.method] {
             do {
-                if let paramsError = request.paramsError { throw paramsError }
-                let value = try await method.handler(request.params, context)
+                let value = try await method.handler(try request.params.named(for: method), context)
                 result = try Self.encodeResult(value)
             } catch let error as RPCError {
                 failure = error
@@ -131,9 +130,30 @@ struct Request {
     var method: String
     /// nil: a notification. `.null` is a request whose id is null, which is answered.
     var id: JSONValue?
-    var params: RPCParams
-    /// A valid request whose params can never fit: answered with its own id, unlike an invalid request.
-    var paramsError: RPCError? = nil
+    var params: Params
+
+    enum Params {
+        case named([String: JSONValue])
+        case positional([JSONValue])
+
+        /// Positional params take the names the method gives them; a method without names takes none.
+        func named<Context>(for method: RPCMethod<Context>) throws(RPCError) -> RPCParams {
+            switch self {
+            case .named(let fields):
+                return RPCParams(fields: fields)
+            case .positional(let items):
+                if items.isEmpty { return RPCParams() }
+                guard let names = method.positionalParams else {
+                    throw .invalidParams(field: nil, "\(method.name) takes named params: send params as an object")
+                }
+                guard items.count <= names.count else {
+                    throw .invalidParams(
+                        field: nil, "\(method.name) takes at most \(names.count) positional params (\(names.joined(separator: ", ")))")
+                }
+                return RPCParams(fields: Dictionary(uniqueKeysWithValues: zip(names, items)))
+            }
+        }
+    }
 
     static func parse(_ entry: JSONValue) -> Result<Request, RPCError> {
         guard case .object(let object) = entry else {
@@ -150,25 +170,16 @@ struct Request {
         case nil, .null?, .string?, .integer?, .double?: break
         default: return .failure(.invalidRequest("'id' must be a string, a number or null"))
         }
-        let params: RPCParams
+        let params: Params
         switch object["params"] {
         case nil:
-            params = RPCParams()
+            params = .named([:])
         case .object(let fields)?:
-            params = RPCParams(fields: fields)
+            params = .named(fields)
         case .array(let items)?:
-            // Positional params are valid JSON-RPC; every method here takes named params, so only [] fits.
-            guard items.isEmpty else {
-                return .success(Request(
-                    method: method, id: id, params: RPCParams(),
-                    paramsError: .invalidParams(field: nil, "params must be an object of named params, not an array")))
-            }
-            params = RPCParams()
+            params = .positional(items)
         default:
             return .failure(.invalidRequest("'params' must be an object or an array"))
-        }
-        for key in object.keys where !["jsonrpc", "method", "id", "params"].contains(key) {
-            return .failure(.invalidRequest("unexpected member '\(key)' in the request object"))
         }
         return .success(Request(method: method, id: id, params: params))
     }

@@ -1,0 +1,87 @@
+import BillingStore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A real PostgreSQL for the tests: the one `make test` started (`BILLING_TEST_DATABASE_URL`, a superuser URL), or a
+/// throwaway cluster this process starts in /tmp and stops at exit. Anything but a local server is refused.
+public actor TestCluster {
+    public static let shared = TestCluster()
+
+    private var superuser: DatabaseURL?
+    public static let appPassword = "app-password-for-tests"
+
+    public func superuserURL() throws -> DatabaseURL {
+        if let superuser { return superuser }
+        let url: DatabaseURL
+        if let given = ProcessInfo.processInfo.environment["BILLING_TEST_DATABASE_URL"], !given.isEmpty {
+            url = try DatabaseURL(given)
+        } else {
+            let directory = URL(fileURLWithPath: "/tmp/billing-test-\(getpid())")
+            let cluster = LocalCluster(directory: directory, port: Int.random(in: 40000...60000), password: "test-superuser")
+            try cluster.start(durable: false)
+            startedCluster = cluster
+            atexit {
+                startedCluster?.stop()
+                if let directory = startedCluster?.directory { try? FileManager.default.removeItem(at: directory) }
+            }
+            url = cluster.superuserURL
+        }
+        guard url.isLocal else {
+            fatalError("tests refuse to run against a non-local database: \(url)")
+        }
+        superuser = url
+        return url
+    }
+
+    /// A new database with every migration applied, owned as in production: the superuser migrates, and the
+    /// server's role `billing_app` (NOBYPASSRLS, owns nothing) is what tests connect as.
+    /// Serialized: roles are cluster-wide and two migrations creating them at once would race.
+    public func freshDatabase(logger: Logger = Logger(label: "test")) async throws -> TestDatabase {
+        let superuser = try superuserURL()
+        let name = "billing_test_\(UUID().uuidString.prefix(8).lowercased())"
+        try await LocalCluster.withClient(superuser, logger: logger) { client in
+            try await client.query("CREATE DATABASE \(unescaped: name)", logger: logger)
+        }
+        var app = superuser.with(database: name)
+        app.username = "billing_app"
+        app.password = Self.appPassword
+        let owner = superuser.with(database: name)
+        let migrations = try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations"))
+        try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: app)
+        return TestDatabase(name: name, ownerURL: owner, appURL: app)
+    }
+}
+
+nonisolated(unsafe) private var startedCluster: LocalCluster?
+
+public struct TestDatabase: Sendable {
+    public var name: String
+    /// The superuser on this database (for set-up that the server's role may not do).
+    public var ownerURL: DatabaseURL
+    /// The server's own login role.
+    public var appURL: DatabaseURL
+
+    /// A running client as the server's role, for the length of `body`.
+    public func withAppClient<T: Sendable>(
+        maxConnections: Int = 4, _ body: @Sendable (BillingDatabase) async throws -> T
+    ) async throws -> T {
+        let logger = Logger(label: "test.db")
+        let client = PostgresClient(configuration: appURL.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            return try await body(BillingDatabase(client: client, logger: logger))
+        }
+    }
+
+    public func withOwnerClient<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        try await LocalCluster.withClient(ownerURL, logger: Logger(label: "test.owner"), body)
+    }
+}
+
+public enum TestPaths {
+    /// The checkout's root, found from this file's path.
+    public static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+}
