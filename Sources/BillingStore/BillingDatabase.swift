@@ -21,6 +21,7 @@ public struct BillingDatabase: Sendable {
 
     /// Runs `body` in one transaction scoped to `tenant`; the setting ends with the transaction, so the pooled
     /// connection carries nothing to its next lease.
+    @discardableResult
     public func withTenant<T: Sendable>(
         _ tenant: UUID, operation: String,
         _ body: @Sendable (PostgresConnection) async throws -> T

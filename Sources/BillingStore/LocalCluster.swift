@@ -68,36 +68,36 @@ public struct LocalCluster: Sendable {
 
     @discardableResult
     func run(_ executable: String, _ arguments: [String], asPostgres: Bool) throws(StoreError) -> String {
-        let process = Process()
-        if asPostgres {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--", executable] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-        }
+        let argv = asPostgres ? ["/usr/sbin/runuser", "-u", "postgres", "--", executable] + arguments : [executable] + arguments
         // Output goes to a file, not a pipe: the postmaster that pg_ctl starts inherits it and never closes it.
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-\(UUID().uuidString).out")
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        guard let output = try? FileHandle(forWritingTo: outputFile) else {
-            throw .configuration("cannot create \(outputFile.path)")
-        }
-        defer { try? output.close() }
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw .configuration("cannot run \(executable): \(error); is PostgreSQL installed? (set PG_BIN)")
-        }
-        process.waitUntilExit()
-        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
-        guard process.terminationStatus == 0 else {
-            throw .configuration("\((executable as NSString).lastPathComponent) failed: \(text.suffix(600))")
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-\(UUID().uuidString).out").path
+        defer { unlink(outputPath) }
+        let status = Self.spawnAndWait(argv, outputPath: outputPath)
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            let name = (executable as NSString).lastPathComponent
+            if status < 0 { throw .configuration("cannot run \(executable); is PostgreSQL installed? (set PG_BIN)") }
+            throw .configuration("\(name) failed (exit \(status)): \(text.suffix(600))")
         }
         return text
+    }
+
+    /// posix_spawn and waitpid: Foundation's Process can miss the exit of a child whose grandchild lives on.
+    static func spawnAndWait(_ argv: [String], outputPath: String) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, argv[0], &actions, nil, &cArguments, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }
 

@@ -8,6 +8,12 @@ public struct Migration: Sendable, Equatable {
     public var fileName: String
     public var sql: String
 
+    public init(version: String, fileName: String, sql: String) {
+        self.version = version
+        self.fileName = fileName
+        self.sql = sql
+    }
+
     /// Reads `NNNN_name.sql` files in version order.
     public static func load(directory: URL) throws(StoreError) -> [Migration] {
         let names: [String]

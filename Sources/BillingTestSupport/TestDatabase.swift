@@ -40,16 +40,40 @@ public actor TestCluster {
     public func freshDatabase(logger: Logger = Logger(label: "test")) async throws -> TestDatabase {
         let superuser = try superuserURL()
         let name = "billing_test_\(UUID().uuidString.prefix(8).lowercased())"
-        try await LocalCluster.withClient(superuser, logger: logger) { client in
-            try await client.query("CREATE DATABASE \(unescaped: name)", logger: logger)
-        }
-        var app = superuser.with(database: name)
-        app.username = "billing_app"
-        app.password = Self.appPassword
+        var appURL = superuser.with(database: name)
+        appURL.username = "billing_app"
+        appURL.password = Self.appPassword
+        let app = appURL
         let owner = superuser.with(database: name)
         let migrations = try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations"))
-        try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: app)
+        try await serialized {
+            try await LocalCluster.withClient(superuser, logger: logger) { client in
+                try await client.query("CREATE DATABASE \(unescaped: name)", logger: logger)
+            }
+            try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: app)
+        }
         return TestDatabase(name: name, ownerURL: owner, appURL: app)
+    }
+
+    /// Runs a migration in turn with every other one of this process.
+    @discardableResult
+    public func migrate(_ migrations: [Migration], on database: TestDatabase) async throws -> [String] {
+        try await serialized {
+            try await Migrator(migrations: migrations, logger: Logger(label: "test")).run(ownerURL: database.ownerURL, appURL: database.appURL)
+        }
+    }
+
+    private var tail: Task<Void, Never>?
+
+    /// One at a time, in call order (an actor alone would interleave at every await).
+    private func serialized<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let previous = tail
+        let task = Task {
+            await previous?.value
+            return try await operation()
+        }
+        tail = Task { _ = await task.result }
+        return try await task.value
     }
 }
 
