@@ -41,6 +41,21 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)"
     }
 
+    /// The full URL, password included: for handing to a child process or configuration, never for logs.
+    public var secretURLString: String {
+        var components = URLComponents()
+        components.scheme = "postgres"
+        components.user = username
+        components.password = password
+        components.host = host
+        components.port = port
+        components.path = "/" + database
+        var query = [URLQueryItem(name: "sslmode", value: sslMode)]
+        if let socketPath { query.append(URLQueryItem(name: "host", value: socketPath)) }
+        components.queryItems = query
+        return components.string ?? ""
+    }
+
     /// The same server and credentials, another database.
     public func with(database: String) -> DatabaseURL {
         var copy = self

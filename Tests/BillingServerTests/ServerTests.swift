@@ -1,0 +1,291 @@
+import Billing
+import BillingCore
+import BillingServer
+import BillingStore
+import BillingTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JSONRPC
+import Logging
+import NIOCore
+import Testing
+
+@Suite struct HTTPSurfaceTests {
+    @Test func wrongContentTypeIs415WithAJSONRPCError() async throws {
+        try await TestServer.run { client, _ in
+            let response = try await client.post(#"{"jsonrpc":"2.0","method":"billing.plans","id":1}"#, contentType: "text/plain")
+            #expect(response.status == .unsupportedMediaType)
+            let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: response.body))
+            #expect(body["id"] == .null)
+            #expect(body["error"]?["message"]?.stringValue?.contains("application/json") == true)
+        }
+    }
+
+    @Test func bodiesOverOneMebibyteAre413() async throws {
+        try await TestServer.run { client, _ in
+            let padding = String(repeating: "x", count: (1 << 20) + 10)
+            let response = try await client.post(#"{"jsonrpc":"2.0","method":"billing.plans","id":1,"params":{"pad":"\#(padding)"}}"#)
+            #expect(response.status == .contentTooLarge)
+            let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: response.body))
+            #expect(body.errorCode == -32013)
+            #expect(body.errorName == "PAYLOAD_TOO_LARGE")
+            #expect(body["id"] == .null)
+        }
+    }
+
+    @Test func onlyNotificationsGet204AndAnEmptyBody() async throws {
+        try await TestServer.run { client, _ in
+            let single = try await client.post(#"{"jsonrpc":"2.0","method":"billing.plans"}"#)
+            #expect(single.status == .noContent)
+            #expect(single.body.readableBytes == 0)
+            let batch = try await client.post(#"[{"jsonrpc":"2.0","method":"billing.plans"},{"jsonrpc":"2.0","method":"nope"}]"#)
+            #expect(batch.status == .noContent)
+            #expect(batch.body.readableBytes == 0)
+        }
+    }
+
+    @Test func parseErrorIsAnsweredWith200() async throws {
+        try await TestServer.run { client, _ in
+            let response = try await client.post(#"{"jsonrpc": "2.0", "method"#)
+            #expect(response.status == .ok)
+            let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: response.body))
+            #expect(body.errorCode == -32700)
+        }
+    }
+
+    @Test func healthReadinessAndMetrics() async throws {
+        try await TestServer.run { client, server in
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            #expect(ready.status == .ok)
+            _ = try await client.rpc("billing.plans")
+            _ = try await client.rpc("billing.status")
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains(#"billing_rpc_requests_total{method="billing.plans",outcome="ok"} 1"#))
+            #expect(metrics.contains(#"billing_rpc_requests_total{method="billing.status",outcome="UNAUTHORIZED"} 1"#))
+            #expect(metrics.contains("billing_rpc_duration_seconds_bucket"))
+        }
+    }
+}
+
+@Suite struct AuthTests {
+    @Test func missingMalformedExpiredAndForgedTokensAreUnauthorized() async throws {
+        try await TestServer.run { client, server in
+            let tenant = try await server.provision(client)
+            let forged = try await TokenAuthority(secrets: ["an-attackers-secret-0123456789abcdefgh"])
+                .issue(role: .owner, tenant: tenant, subject: "mallory", ttl: .seconds(60))
+            let expired = try await server.tokens.issue(role: .owner, tenant: tenant, subject: "u", ttl: .seconds(-120))
+            let cases: [(String?, String)] = [
+                (nil, "needs a bearer token"),
+                ("not-a-jwt", "well-formed"),
+                (forged, "signature"),
+                (expired, "expired"),
+            ]
+            for (token, reason) in cases {
+                let response = try await client.rpc("billing.status", token: token)
+                #expect(response.errorCode == -32001, "\(reason)")
+                #expect(response.errorName == "UNAUTHORIZED")
+                #expect(response.errorMessage.contains(reason), "\(response.errorMessage)")
+            }
+            // A header that is not a bearer token at all.
+            var headers: HTTPFields = [.contentType: "application/json"]
+            headers[.authorization] = "Basic dXNlcjpwYXNz"
+            let basic = try await client.execute(
+                uri: "/rpc", method: .post, headers: headers,
+                body: ByteBuffer(string: #"{"jsonrpc":"2.0","method":"billing.status","id":1}"#))
+            let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: basic.body))
+            #expect(body.errorCode == -32001)
+        }
+    }
+
+    @Test func anySecretVerifiesSoKeysCanRotate() async throws {
+        try await TestServer.run { client, server in
+            let tenant = try await server.provision(client)
+            let signedWithSecond = try await TokenAuthority(secrets: [TestServer.secrets[1]])
+                .issue(role: .member, tenant: tenant, subject: "u", ttl: .seconds(60))
+            let response = try await client.rpc("billing.status", token: signedWithSecond)
+            #expect(response["result"]?["plan"] == "free")
+        }
+    }
+
+    @Test func rolesWithoutTheRightAreForbidden() async throws {
+        try await TestServer.run { client, server in
+            let tenant = try await server.provision(client)
+            for role in [Role.owner, .admin, .member, .operator] {
+                let response = try await client.rpc(
+                    "tenants.provision", ["name": "X", "email": "x@example.com"], token: try await server.token(role, tenant: tenant))
+                #expect(response.errorCode == -32003, "\(role)")
+                #expect(response.errorName == "FORBIDDEN")
+            }
+        }
+    }
+
+    @Test func aTokenForARoleThatNeedsATenantMustCarryOne() async throws {
+        try await TestServer.run { client, server in
+            let token = try await server.tokens.issue(role: .admin, tenant: nil, subject: "u", ttl: .seconds(60))
+            let response = try await client.rpc("billing.status", token: token)
+            #expect(response.errorCode == -32001)
+            #expect(response.errorMessage.contains("tenant_id"))
+        }
+    }
+}
+
+@Suite struct FirstMethodsTests {
+    @Test func plansNeedNoTokenAndNeverShowPriceIDs() async throws {
+        try await TestServer.run { client, _ in
+            let response = try await client.rpc("billing.plans")
+            guard case .array(let plans)? = response["result"]?["plans"] else { Issue.record("no plans: \(response)"); return }
+            #expect(plans.compactMap { $0["key"]?.stringValue } == ["free", "pro", "team"])
+            #expect(plans[2]["seats"] == ["min": 3, "max": 50, "default": 3])
+            #expect(plans[2]["aliases"] == ["archon"])
+            let text = String(decoding: try JSONEncoder().encode(response), as: UTF8.self)
+            #expect(!text.contains("price_"))
+        }
+    }
+
+    /// The wire shape is pinned: an accidental change shows as a diff.
+    @Test func statusOfAProvisionedTenantWithoutSubscriptionIsFree() async throws {
+        try await TestServer.run { client, server in
+            let tenant = try await server.provision(client)
+            let response = try await client.rpc("billing.status", token: try await server.token(.member, tenant: tenant))
+            let expected: JSONValue = [
+                "tenantId": .string(tenant.uuidString.lowercased()), "plan": "free", "interval": nil, "status": "active",
+                "seats": 1, "currentPeriodEnd": nil, "cancelAtPeriodEnd": false, "entitled": true, "graceEndsAt": nil,
+                "creditBalance": 0, "pendingChange": nil,
+            ]
+            #expect(response["result"] == expected)
+        }
+    }
+
+    @Test func statusOfATenantNeverProvisionedIsNotFound() async throws {
+        try await TestServer.run { client, server in
+            let response = try await client.rpc("billing.status", token: try await server.token(.owner, tenant: UUID()))
+            #expect(response.errorCode == -32004)
+            #expect(response.errorName == "NOT_FOUND")
+            #expect(response.errorMessage.contains("tenants.provision"))
+        }
+    }
+
+    @Test func provisioningIsIdempotentAndConflictsAreNamed() async throws {
+        try await TestServer.run { client, server in
+            let service = try await server.token(.service)
+            let id = UUID()
+            let params: [String: JSONValue] = ["tenantId": .string(id.uuidString), "name": "Acme", "email": "billing@acme.example"]
+            let first = try await client.rpc("tenants.provision", params, token: service)
+            #expect(first["result"]?["created"] == true)
+            #expect(first["result"]?["tenantId"] == .string(id.uuidString.lowercased()))
+            let again = try await client.rpc("tenants.provision", params, token: service)
+            #expect(again["result"]?["created"] == false)
+            var changed = params
+            changed["name"] = "Other"
+            let conflict = try await client.rpc("tenants.provision", changed, token: service)
+            #expect(conflict.errorCode == -32009)
+            #expect(conflict.errorMessage.contains("Acme"))
+            // Without an id, a new tenant each time.
+            let fresh = try await client.rpc("tenants.provision", ["name": "Beta", "email": "b@beta.example"], token: service)
+            #expect(fresh["result"]?["tenantId"]?.stringValue.flatMap(UUID.init(uuidString:)) != nil)
+        }
+    }
+
+    @Test func badProvisioningParamsAreNamed() async throws {
+        try await TestServer.run { client, server in
+            let service = try await server.token(.service)
+            let cases: [([String: JSONValue], String)] = [
+                (["name": "Acme"], "email"),
+                (["name": "Acme", "email": "not-an-email"], "email"),
+                (["name": "", "email": "a@b.io"], "name"),
+                (["name": 5, "email": "a@b.io"], "name"),
+                (["tenantId": "nope", "name": "Acme", "email": "a@b.io"], "tenantId"),
+                (["name": "Acme", "email": "a@b.io", "plan": "pro"], "plan"),
+            ]
+            for (params, field) in cases {
+                let response = try await client.rpc("tenants.provision", params, token: service)
+                #expect(response.errorCode == -32602, "\(params)")
+                #expect(response["error"]?["data"]?["field"] == .string(field), "\(params): \(response)")
+            }
+        }
+    }
+}
+
+/// A token of tenant A never reads B's data, whatever params it sends.
+@Suite struct TenantIsolationThroughTheAPITests {
+    @Test func tenantsOnlySeeThemselves() async throws {
+        try await TestServer.run { client, server in
+            let tenantA = try await server.provision(client, name: "A")
+            let tenantB = try await server.provision(client, name: "B")
+            // B has a team subscription and credits.
+            try await server.database.withAppClient { db in
+                try await db.withTenant(tenantB, operation: "seed") { connection in
+                    try await connection.query("""
+                        INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, plan, billing_interval, seats, status)
+                        VALUES (\(tenantB), 'sub_B', 'team', 'year', 7, 'active')
+                        """, logger: db.logger)
+                    try await connection.query(
+                        "UPDATE billing.credit_balances SET available = 900 WHERE tenant_id = \(tenantB)", logger: db.logger)
+                }
+            }
+            let ownerA = try await server.token(.owner, tenant: tenantA)
+            let own = try await client.rpc("billing.status", token: ownerA)
+            #expect(own["result"]?["plan"] == "free")
+            #expect(own["result"]?["creditBalance"] == 0)
+            #expect(own["result"]?["tenantId"] == .string(tenantA.uuidString.lowercased()))
+
+            for params: [String: JSONValue] in [
+                ["tenantId": .string(tenantB.uuidString)], ["tenantId": .string(tenantB.uuidString.lowercased())], ["tenant_id": .string(tenantB.uuidString)],
+            ] {
+                let response = try await client.rpc("billing.status", params, token: ownerA)
+                #expect(response.errorCode == -32602, "\(params)")
+                #expect(response["result"] == nil)
+            }
+
+            // service and operator name the tenant, and must.
+            for role in [Role.service, .operator] {
+                let token = try await server.token(role)
+                let b = try await client.rpc("billing.status", ["tenantId": .string(tenantB.uuidString)], token: token)
+                #expect(b["result"]?["plan"] == "team")
+                #expect(b["result"]?["seats"] == 7)
+                #expect(b["result"]?["interval"] == "year")
+                #expect(b["result"]?["creditBalance"] == 900)
+                let missing = try await client.rpc("billing.status", token: token)
+                #expect(missing.errorCode == -32602)
+                #expect(missing["error"]?["data"]?["field"] == "tenantId")
+                let malformed = try await client.rpc("billing.status", ["tenantId": "B"], token: token)
+                #expect(malformed.errorCode == -32602)
+            }
+        }
+    }
+}
+
+@Suite struct OpenRPCDocumentTests {
+    /// Every registered method is in api-spec/openrpc.json with its kind and roles, and nothing else is.
+    @Test func documentAndRegistryAgree() async throws {
+        let data = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("api-spec/openrpc.json"))
+        let document = try JSONDecoder().decode(JSONValue.self, from: data)
+        #expect(document["openrpc"]?.stringValue?.hasPrefix("1.3") == true)
+        guard case .array(let described)? = document["methods"] else { Issue.record("no methods"); return }
+        let configuration = try TestServer.configuration(try await TestCluster.shared.freshDatabase())
+        let api = BillingAPI(
+            catalog: try configuration.loadCatalog(),
+            tenants: TenantStore(database: BillingDatabase(url: try configuration.requireDatabaseURL(), logger: Logger(label: "t"))),
+            settings: BillingSettings(), openRPC: document)
+        let registry = api.registry()
+        let names = Set(described.compactMap { $0["name"]?.stringValue })
+        #expect(names == Set(registry.methods.keys), "document: \(names.sorted()), registry: \(registry.methods.keys.sorted())")
+        for entry in described {
+            guard let name = entry["name"]?.stringValue, let method = registry[name] else { continue }
+            #expect(entry["x-kind"] == .string(method.kind.rawValue), "\(name)")
+            #expect(entry["x-roles"] == .array(method.roles.map { .string($0) }), "\(name)")
+            #expect(entry["result"]?["schema"] != nil, "\(name) needs a result schema")
+            #expect(entry["errors"] != nil, "\(name) needs its errors")
+            #expect(entry["examples"] != nil, "\(name) needs an example")
+        }
+    }
+
+    @Test func discoverReturnsTheDocument() async throws {
+        try await TestServer.run { client, _ in
+            let response = try await client.rpc("rpc.discover")
+            #expect(response["result"]?["openrpc"]?.stringValue?.hasPrefix("1.3") == true)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Billing
+import BillingCore
+import BillingServer
+import BillingStore
+import BillingTestSupport
+import Configuration
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JSONRPC
+import Logging
+import NIOCore
+
+/// The shipped application on port 0 against a fresh, migrated database, as the server's own role.
+struct TestServer {
+    static let secrets = ["first-secret-for-tests-0123456789abcdef", "second-secret-for-tests-0123456789abcdef"]
+
+    let database: TestDatabase
+    let tokens: TokenAuthority
+
+    static func configuration(_ database: TestDatabase, extra: [String: String] = [:]) throws -> BillingConfiguration {
+        var environment = [
+            "DATABASE_URL": database.appURL.secretURLString,
+            "BILLING_JWT_SECRET": secrets.joined(separator: ","),
+            "BILLING_HTTP_PORT": "0",
+            "BILLING_RESOURCES_DIR": TestPaths.repositoryRoot.path,
+            "BILLING_LOG_LEVEL": "warning",
+        ]
+        environment.merge(extra) { $1 }
+        let reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment))
+        return try BillingConfiguration(reader: reader)
+    }
+
+    /// Runs `body` against a live server.
+    static func run(
+        extra: [String: String] = [:],
+        _ body: @escaping @Sendable (any TestClientProtocol, TestServer) async throws -> Void
+    ) async throws {
+        let database = try await TestCluster.shared.freshDatabase()
+        let configuration = try configuration(database, extra: extra)
+        let app = try await buildApplication(configuration: configuration)
+        let server = TestServer(database: database, tokens: await TokenAuthority(secrets: [secrets[0]]))
+        try await app.test(.live) { client in
+            try await body(client, server)
+        }
+    }
+
+    func token(_ role: Role, tenant: UUID? = nil, ttl: Duration = .seconds(300)) async throws -> String {
+        try await tokens.issue(role: role, tenant: role.actsAcrossTenants ? nil : tenant, subject: "user-\(role.rawValue)", ttl: ttl)
+    }
+
+    /// Provisions a tenant through the API, as the SaaS backend would.
+    func provision(_ client: some TestClientProtocol, name: String = "Acme", id: UUID = UUID()) async throws -> UUID {
+        let response = try await client.rpc(
+            "tenants.provision", ["tenantId": .string(id.uuidString), "name": .string(name), "email": "billing@acme.example"],
+            token: try await token(.service))
+        guard response["result"]?["created"] == true else { throw TestFailure("provisioning failed: \(response)") }
+        return id
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension TestClientProtocol {
+    /// POSTs a raw body to /rpc.
+    func post(
+        _ body: String, token: String? = nil, contentType: String = "application/json", path: String = "/rpc"
+    ) async throws -> TestResponse {
+        var headers: HTTPFields = [.contentType: contentType]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        return try await execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: body))
+    }
+
+    /// One JSON-RPC call; the decoded response object.
+    func rpc(_ method: String, _ params: [String: JSONValue]? = nil, token: String? = nil, id: JSONValue = 1) async throws -> JSONValue {
+        var request: [String: JSONValue] = ["jsonrpc": "2.0", "method": .string(method), "id": id]
+        if let params { request["params"] = .object(params) }
+        let body = String(decoding: try JSONEncoder().encode(JSONValue.object(request)), as: UTF8.self)
+        let response = try await post(body, token: token)
+        guard response.status == .ok else { throw TestFailure("HTTP \(response.status)") }
+        return try JSONDecoder().decode(JSONValue.self, from: Data(buffer: response.body))
+    }
+}
+
+extension JSONValue {
+    var errorCode: Int? {
+        if case .integer(let code)? = self["error"]?["code"] { code } else { nil }
+    }
+    var errorName: String? { self["error"]?["data"]?["code"]?.stringValue }
+    var errorMessage: String { self["error"]?["message"]?.stringValue ?? "" }
+}
