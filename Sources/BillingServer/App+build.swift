@@ -85,8 +85,7 @@ func handleRPC(
     guard mediaType == "application/json" else {
         metrics.recordRejectedBody(reason: "content_type")
         return rpcErrorResponse(.unsupportedMediaType, RPCError(
-            code: -32600, name: .UNSUPPORTED_MEDIA_TYPE,
-            message: "Invalid Request: Content-Type must be application/json, got '\(contentType)'"))
+            .UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json, got '\(contentType)'"))
     }
     let tooLarge = RPCError(.PAYLOAD_TOO_LARGE, "the request body is larger than 1 MiB; split the batch or send less")
     if let length = request.headers[.contentLength].flatMap(Int.init), length > maxRPCBodyBytes {

@@ -18,6 +18,8 @@ import Testing
             #expect(response.status == .unsupportedMediaType)
             let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: response.body))
             #expect(body["id"] == .null)
+            #expect(body.errorCode == -32015)
+            #expect(body.errorName == "UNSUPPORTED_MEDIA_TYPE")
             #expect(body["error"]?["message"]?.stringValue?.contains("application/json") == true)
         }
     }

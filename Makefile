@@ -1,0 +1,23 @@
+# The README's two commands: `make run` runs the product, `make test` runs every test.
+.PHONY: run test bench build release clean-data
+
+run:
+	@scripts/install-deps.sh postgres
+	swift build --product billingd
+	.build/debug/billingd dev
+
+test:
+	@scripts/test.sh
+
+bench:
+	@bench/run.sh
+
+build:
+	swift build
+
+release:
+	swift build -c release --product billingd
+
+# Stops the local database of `make run` and deletes it.
+clean-data:
+	scripts/pg.sh stop .data/postgres; rm -rf .data
