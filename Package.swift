@@ -18,12 +18,22 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Pure domain: plans, seats, money, entitlement. Foundation only.
         .target(name: "BillingCore"),
         // JSON-RPC 2.0 wire types and the method registry; knows nothing of billing.
         .target(name: "JSONRPC"),
+        // Stripe client (form encoding, idempotency keys, retries, error envelope) and webhook signatures.
+        .target(
+            name: "StripeAPI",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "BillingStore",
             dependencies: [
@@ -75,6 +85,7 @@ let package = Package(
         ),
         .testTarget(name: "BillingCoreTests", dependencies: ["BillingCore"]),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
+        .testTarget(name: "StripeAPITests", dependencies: ["StripeAPI"]),
         .testTarget(
             name: "BillingStoreTests",
             dependencies: [
@@ -87,6 +98,7 @@ let package = Package(
             dependencies: [
                 "BillingServer", "BillingStore", "Billing", "BillingCore", "JSONRPC", "BillingTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),

@@ -43,6 +43,7 @@ public func buildApplication(
     let router = Router()
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestIDMiddleware())
     router.post("/rpc") { request, context in
         try await handleRPC(request, context: context, rpc: server, tokens: tokens, metrics: metrics)
     }
@@ -131,5 +132,14 @@ func readiness(database: BillingDatabase, migrations: [Migration], logger: Logge
     } catch {
         logger.warning("readiness check failed", metadata: ["error": "\(error)"])
         return answer(.serviceUnavailable, "database unreachable")
+    }
+}
+
+/// Echoes the request id that every log line of the request carries, so a client can quote it.
+struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.init("X-Request-Id")!] = context.id
+        return response
     }
 }

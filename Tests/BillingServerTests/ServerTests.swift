@@ -61,6 +61,7 @@ import Testing
             #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
             let ready = try await client.execute(uri: "/readyz", method: .get)
             #expect(ready.status == .ok)
+            #expect(ready.headers[.init("X-Request-Id")!]?.isEmpty == false)
             _ = try await client.rpc("billing.plans")
             _ = try await client.rpc("billing.status")
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)

@@ -1,0 +1,242 @@
+import Foundation
+
+// The Stripe objects the product uses, with the fields it reads (Stripe's field names, API version 2026-10-28).
+// Fields that older payloads or other API versions leave out are optional.
+
+public struct StripeList<Item: Decodable & Sendable>: Decodable, Sendable {
+    public var data: [Item]
+    public var hasMore: Bool
+
+    enum CodingKeys: String, CodingKey { case data, hasMore = "has_more" }
+}
+
+public struct Customer: Decodable, Sendable, Equatable {
+    public var id: String
+    public var email: String?
+    public var name: String?
+    public var metadata: [String: String]?
+    public var deleted: Bool?
+}
+
+public struct CheckoutSession: Decodable, Sendable, Equatable {
+    public var id: String
+    public var url: String?
+    public var status: String?
+    public var mode: String
+    public var paymentStatus: String?
+    public var clientReferenceID: String?
+    public var customer: String?
+    public var subscription: String?
+    public var paymentIntent: String?
+    public var setupIntent: String?
+    public var metadata: [String: String]?
+    public var amountTotal: Int?
+    public var currency: String?
+    public var expiresAt: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case id, url, status, mode, customer, subscription, metadata, currency
+        case paymentStatus = "payment_status", clientReferenceID = "client_reference_id"
+        case paymentIntent = "payment_intent", setupIntent = "setup_intent", amountTotal = "amount_total"
+        case expiresAt = "expires_at"
+    }
+}
+
+public struct PortalSession: Decodable, Sendable, Equatable {
+    public var id: String
+    public var url: String
+    public var customer: String?
+}
+
+public struct Price: Decodable, Sendable, Equatable {
+    public var id: String
+}
+
+public struct SubscriptionItem: Decodable, Sendable, Equatable {
+    public var id: String
+    public var quantity: Int?
+    public var price: Price?
+    /// Older payloads name the price `plan`.
+    public var plan: Price?
+    /// Current API versions keep the period on the item.
+    public var currentPeriodEnd: Int?
+
+    public var priceID: String? { price?.id ?? plan?.id }
+
+    enum CodingKeys: String, CodingKey {
+        case id, quantity, price, plan, currentPeriodEnd = "current_period_end"
+    }
+}
+
+public struct Subscription: Decodable, Sendable, Equatable {
+    public var id: String
+    public var status: String
+    public var customer: String?
+    public var cancelAtPeriodEnd: Bool?
+    /// Older API versions keep the period on the subscription.
+    public var currentPeriodEnd: Int?
+    public var items: StripeList<SubscriptionItem>
+    public var metadata: [String: String]?
+
+    /// The period end from the items (current versions) or the subscription (older ones).
+    public var periodEnd: Int? { items.data.compactMap(\.currentPeriodEnd).max() ?? currentPeriodEnd }
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, customer, items, metadata
+        case cancelAtPeriodEnd = "cancel_at_period_end", currentPeriodEnd = "current_period_end"
+    }
+}
+
+extension StripeList: Equatable where Item: Equatable {}
+
+public struct PaymentError: Decodable, Sendable, Equatable {
+    public var code: String?
+    public var declineCode: String?
+    public var message: String?
+
+    enum CodingKeys: String, CodingKey { case code, message, declineCode = "decline_code" }
+}
+
+public struct PaymentIntent: Decodable, Sendable, Equatable {
+    public var id: String
+    public var status: String
+    public var amount: Int
+    public var currency: String
+    public var customer: String?
+    public var metadata: [String: String]?
+    public var latestCharge: String?
+    public var lastPaymentError: PaymentError?
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, amount, currency, customer, metadata
+        case latestCharge = "latest_charge", lastPaymentError = "last_payment_error"
+    }
+}
+
+public struct Refund: Decodable, Sendable, Equatable {
+    public var id: String
+    public var amount: Int
+    public var status: String?
+    public var charge: String?
+    public var paymentIntent: String?
+    public var reason: String?
+
+    enum CodingKeys: String, CodingKey { case id, amount, status, charge, reason, paymentIntent = "payment_intent" }
+}
+
+public struct Invoice: Decodable, Sendable, Equatable {
+    public var id: String
+    public var status: String?
+    public var customer: String?
+    public var amountDue: Int?
+    public var amountPaid: Int?
+    public var currency: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, customer, currency, amountDue = "amount_due", amountPaid = "amount_paid"
+    }
+}
+
+/// An event as listed by `GET /v1/events`: its header fields, and the whole JSON as Stripe sent it (for the inbox).
+public struct StripeEvent: Sendable, Equatable {
+    public var id: String
+    public var type: String
+    public var created: Int
+    public var livemode: Bool
+    public var raw: Data
+
+    struct Header: Decodable {
+        var id: String
+        var type: String
+        var created: Int
+        var livemode: Bool?
+    }
+
+    public static func decode(_ raw: Data) throws -> StripeEvent {
+        let header = try JSONDecoder().decode(Header.self, from: raw)
+        return StripeEvent(id: header.id, type: header.type, created: header.created, livemode: header.livemode ?? false, raw: raw)
+    }
+}
+
+extension StripeClient {
+    public func createCustomer(email: String, name: String, tenantID: String, idempotencyKey: String) async throws(StripeError) -> Customer {
+        try await send(.post, "/v1/customers", [
+            "email": .string(email), "name": .string(name), "metadata": ["tenant_id": .string(tenantID)],
+        ], idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveCustomer(_ id: String) async throws(StripeError) -> Customer {
+        try await send(.get, "/v1/customers/\(id)")
+    }
+
+    public func createCheckoutSession(_ parameters: FormParameters, idempotencyKey: String) async throws(StripeError) -> CheckoutSession {
+        try await send(.post, "/v1/checkout/sessions", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveCheckoutSession(_ id: String) async throws(StripeError) -> CheckoutSession {
+        try await send(.get, "/v1/checkout/sessions/\(id)")
+    }
+
+    public func expireCheckoutSession(_ id: String, idempotencyKey: String) async throws(StripeError) -> CheckoutSession {
+        try await send(.post, "/v1/checkout/sessions/\(id)/expire", idempotencyKey: idempotencyKey)
+    }
+
+    public func createPortalSession(customer: String, returnURL: String, idempotencyKey: String) async throws(StripeError) -> PortalSession {
+        try await send(.post, "/v1/billing_portal/sessions", ["customer": .string(customer), "return_url": .string(returnURL)],
+                       idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveSubscription(_ id: String) async throws(StripeError) -> Subscription {
+        try await send(.get, "/v1/subscriptions/\(id)")
+    }
+
+    /// Quantity or price changes (`items[0][id]`, `items[0][quantity]`/`[price]`, `proration_behavior`),
+    /// `cancel_at_period_end` to schedule or undo a cancellation.
+    public func updateSubscription(_ id: String, _ parameters: FormParameters, idempotencyKey: String) async throws(StripeError) -> Subscription {
+        try await send(.post, "/v1/subscriptions/\(id)", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// Cancels now.
+    public func cancelSubscription(_ id: String) async throws(StripeError) -> Subscription {
+        try await send(.delete, "/v1/subscriptions/\(id)")
+    }
+
+    public func createPaymentIntent(_ parameters: FormParameters, idempotencyKey: String) async throws(StripeError) -> PaymentIntent {
+        try await send(.post, "/v1/payment_intents", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    public func confirmPaymentIntent(_ id: String, _ parameters: FormParameters = [:], idempotencyKey: String) async throws(StripeError) -> PaymentIntent {
+        try await send(.post, "/v1/payment_intents/\(id)/confirm", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    public func retrievePaymentIntent(_ id: String) async throws(StripeError) -> PaymentIntent {
+        try await send(.get, "/v1/payment_intents/\(id)")
+    }
+
+    public func createRefund(_ parameters: FormParameters, idempotencyKey: String) async throws(StripeError) -> Refund {
+        try await send(.post, "/v1/refunds", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveInvoice(_ id: String) async throws(StripeError) -> Invoice {
+        try await send(.get, "/v1/invoices/\(id)")
+    }
+
+    /// One page of events created after `createdAfter`, oldest last as Stripe lists them; page on with `startingAfter`.
+    public func listEvents(createdAfter: Int? = nil, startingAfter: String? = nil, limit: Int = 100) async throws(StripeError) -> (events: [StripeEvent], hasMore: Bool) {
+        var parameters: FormParameters = ["limit": .int(limit)]
+        if let createdAfter { parameters["created"] = ["gt": .int(createdAfter)] }
+        if let startingAfter { parameters["starting_after"] = .string(startingAfter) }
+        let body = try await sendRaw(.get, "/v1/events", parameters)
+        do {
+            guard let page = try JSONSerialization.jsonObject(with: body) as? [String: Any],
+                  let items = page["data"] as? [Any]
+            else { throw StripeError.unreadable("/v1/events: not a list") }
+            let events = try items.map { try StripeEvent.decode(try JSONSerialization.data(withJSONObject: $0)) }
+            return (events, page["has_more"] as? Bool ?? false)
+        } catch let error as StripeError {
+            throw error
+        } catch {
+            throw .unreadable("/v1/events: \(error)")
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import Crypto
+import Foundation
+
+/// Stripe's webhook signatures: `Stripe-Signature: t=TIMESTAMP,v1=HEX[,v1=HEX...]`, where each `v1` is
+/// HMAC-SHA256 over `"{t}.{raw body}"` keyed with the endpoint secret's UTF-8 bytes (`whsec_` included).
+public enum WebhookSignature {
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case missingHeader
+        case malformedHeader
+        case noSignatureMatches
+        case stale(ageSeconds: Int)
+
+        public var description: String {
+            switch self {
+            case .missingHeader: "no Stripe-Signature header"
+            case .malformedHeader: "the Stripe-Signature header is not t=...,v1=..."
+            case .noSignatureMatches: "no v1 signature matches any configured webhook secret"
+            case .stale(let age): "the signature's timestamp is \(age) s from now, outside the tolerance"
+            }
+        }
+    }
+
+    /// Verifies before anything parses the body. Any `v1` may match any secret (rotation); timestamps farther than
+    /// `tolerance` from `now`, either way, are refused; comparisons take the same time whatever the bytes.
+    public static func verify(
+        header: String?, body: some DataProtocol, secrets: [String], now: Date, tolerance: Duration
+    ) throws(Failure) {
+        guard let header, !header.isEmpty else { throw .missingHeader }
+        var timestamp: Int?
+        var signatures: [[UInt8]] = []
+        for item in header.split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let key = parts[0].trimmingCharacters(in: .whitespaces)
+            let value = parts[1].trimmingCharacters(in: .whitespaces)
+            if key == "t" {
+                timestamp = Int(value)
+            } else if key == "v1", let bytes = hexBytes(value) {
+                signatures.append(bytes)
+            }
+        }
+        guard let timestamp, !signatures.isEmpty else { throw .malformedHeader }
+        let age = Int(now.timeIntervalSince1970) - timestamp
+        guard abs(age) <= Int(tolerance.components.seconds) else { throw .stale(ageSeconds: age) }
+
+        var signedPayload = Array("\(timestamp).".utf8)
+        signedPayload.append(contentsOf: body)
+        var matched = false
+        for secret in secrets {
+            let expected = Array(HMAC<SHA256>.authenticationCode(for: signedPayload, using: SymmetricKey(data: Array(secret.utf8))))
+            for signature in signatures where constantTimeEqual(expected, signature) {
+                matched = true
+            }
+        }
+        guard matched else { throw .noSignatureMatches }
+    }
+
+    /// The header Stripe would send for `body` at `timestamp`, one `v1` per secret.
+    public static func header(body: some DataProtocol, secrets: [String], timestamp: Int) -> String {
+        var signedPayload = Array("\(timestamp).".utf8)
+        signedPayload.append(contentsOf: body)
+        let signatures = secrets.map { secret in
+            HMAC<SHA256>.authenticationCode(for: signedPayload, using: SymmetricKey(data: Array(secret.utf8)))
+                .map { String(format: "%02x", $0) }.joined()
+        }
+        return "t=\(timestamp)," + signatures.map { "v1=\($0)" }.joined(separator: ",")
+    }
+
+    /// Accumulates XOR over every byte: no early exit that would leak where the first difference is.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
+    }
+
+    static func hexBytes(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var index = 0
+        while index < digits.count {
+            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    static func nibble(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
