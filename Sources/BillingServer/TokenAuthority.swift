@@ -2,11 +2,16 @@ import Billing
 import BillingCore
 import Foundation
 import JWTKit
+import Synchronization
 
 /// Issues and verifies the bearer tokens of the SaaS product's identity layer (HS256).
 /// Several secrets may verify, so a secret can be rotated; the first signs.
-public struct TokenAuthority: Sendable {
+public final class TokenAuthority: Sendable {
     let keys: [JWTKeyCollection]
+    /// Tokens already verified, with their expiry: a frontend sends the same token on every call, and verifying
+    /// it again each time is most of a cheap request's cost. Checked against the clock on every hit.
+    let verified = Mutex<[String: (principal: Principal, expires: Date)]>([:])
+    static let cacheLimit = 10_000
 
     public init(secrets: [String]) async {
         var keys: [JWTKeyCollection] = []
@@ -42,12 +47,25 @@ public struct TokenAuthority: Sendable {
             return .invalid("the Authorization header must be 'Bearer <JWT>'")
         }
         let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        let now = Date()
+        if let hit = verified.withLock({ $0[token] }) {
+            if hit.expires > now { return .authenticated(hit.principal) }
+            _ = verified.withLock { $0.removeValue(forKey: token) }
+            return .invalid("the token has expired; get a new one")
+        }
         var expired = false
         var malformed = false
         for collection in keys {
             do {
                 let claims = try await collection.verify(token, as: Claims.self)
-                return Self.principal(from: claims)
+                let authentication = Self.principal(from: claims)
+                if case .authenticated(let principal) = authentication {
+                    verified.withLock { cache in
+                        if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
+                        cache[token] = (principal, claims.exp.value)
+                    }
+                }
+                return authentication
             } catch let error as JWTError {
                 switch error.errorType {
                 case .claimVerificationFailure: expired = true

@@ -90,24 +90,41 @@ public struct TenantStore: Sendable {
         }
     }
 
-    /// The tenant's status in one database round trip (the SQL function scopes itself to the tenant); nil if the
-    /// tenant does not exist or was deleted.
+    /// The tenant's status in one database round trip, as a prepared statement (parsed once per connection);
+    /// the SQL function scopes itself to the tenant. Nil if the tenant does not exist or was deleted.
     public func status(of tenant: UUID) async throws(StoreError) -> TenantStatusRow? {
         do {
-            let rows = try await database.client.query(
-                "SELECT * FROM billing.tenant_status(\(tenant.uuidString.lowercased()))", logger: database.logger)
-            for try await row in rows.decode(
-                (String?, String?, String?, Int?, Date?, Bool?, Date?, String?, String?, Int, Int).self)
+            for try await row in try await database.client.execute(
+                TenantStatusStatement(tenant: tenant.uuidString.lowercased()), logger: database.logger)
             {
-                return TenantStatusRow(
-                    plan: row.0, interval: row.1, status: row.2, seats: row.3, currentPeriodEnd: row.4,
-                    cancelAtPeriodEnd: row.5 ?? false, pastDueSince: row.6, pendingPlan: row.7, pendingInterval: row.8,
-                    creditsAvailable: row.9, creditsFrozen: row.10)
+                return row
             }
             return nil
         } catch {
             throw StoreError.wrap(error, operation: "read status")
         }
+    }
+}
+
+struct TenantStatusStatement: PostgresPreparedStatement {
+    static let sql = "SELECT * FROM billing.tenant_status($1)"
+    typealias Row = TenantStatusRow
+
+    var tenant: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(tenant)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> TenantStatusRow {
+        let (plan, interval, status, seats, periodEnd, cancelAtPeriodEnd, pastDueSince, pendingPlan, pendingInterval, available, frozen) =
+            try row.decode((String?, String?, String?, Int?, Date?, Bool?, Date?, String?, String?, Int, Int).self)
+        return TenantStatusRow(
+            plan: plan, interval: interval, status: status, seats: seats, currentPeriodEnd: periodEnd,
+            cancelAtPeriodEnd: cancelAtPeriodEnd ?? false, pastDueSince: pastDueSince, pendingPlan: pendingPlan,
+            pendingInterval: pendingInterval, creditsAvailable: available, creditsFrozen: frozen)
     }
 }
 
