@@ -85,7 +85,10 @@ let package = Package(
         ),
         .testTarget(name: "BillingCoreTests", dependencies: ["BillingCore"]),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
-        .testTarget(name: "StripeAPITests", dependencies: ["StripeAPI"]),
+        .testTarget(
+            name: "StripeAPITests",
+            dependencies: ["StripeAPI", .product(name: "AsyncHTTPClient", package: "async-http-client")]
+        ),
         .testTarget(
             name: "BillingStoreTests",
             dependencies: [

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine with Swift, and nothing that is already there.
-# Usage: scripts/install-deps.sh [postgres] [wrk]
+# Usage: scripts/install-deps.sh [postgres] [python] [wrk]
 set -euo pipefail
 
 want=("$@")
@@ -12,6 +12,11 @@ for item in "${want[@]}"; do
     postgres)
       if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql postgresql-client); fi
       if ! command -v psql >/dev/null 2>&1; then missing+=(postgresql-client); fi
+      ;;
+    python)
+      command -v python3 >/dev/null 2>&1 || missing+=(python3)
+      python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+      command -v curl >/dev/null 2>&1 || missing+=(curl)
       ;;
     wrk)
       command -v wrk >/dev/null 2>&1 || missing+=(wrk)

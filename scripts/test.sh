@@ -3,7 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh postgres
+scripts/install-deps.sh postgres python
+
+# localstripe (a Stripe server written by others) and Stripe's Python library, pinned, in a virtualenv of ours.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import localstripe, stripe" 2>/dev/null; then
+  echo "== python virtualenv (.venv): localstripe, stripe"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+fi
 
 echo "== build"
 swift build --build-tests
@@ -11,12 +18,27 @@ swift build --build-tests
 base=$(mktemp -d /tmp/billing-make-test.XXXXXX)
 port=$(( 20000 + RANDOM % 20000 ))
 password="make-test-$RANDOM$RANDOM"
-cleanup() { scripts/pg.sh stop "$base"; rm -rf "$base"; }
+localstripe_pid=""
+cleanup() {
+  [ -n "$localstripe_pid" ] && kill "$localstripe_pid" 2>/dev/null || true
+  scripts/pg.sh stop "$base"
+  rm -rf "$base"
+}
 trap cleanup EXIT
 
 echo "== PostgreSQL on 127.0.0.1:$port ($base)"
 scripts/pg.sh start "$base" "$port" "$password"
 export BILLING_TEST_DATABASE_URL="postgres://postgres:$password@127.0.0.1:$port/postgres"
+
+stripe_port=$(( port + 1 ))
+echo "== localstripe on 127.0.0.1:$stripe_port"
+.venv/bin/python scripts/localstripe_server.py "$stripe_port" >"$base/localstripe.log" 2>&1 &
+localstripe_pid=$!
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$stripe_port/v1/customers" -u sk_test_x: && break
+  sleep 0.1
+done
+export BILLING_TEST_LOCALSTRIPE_URL="http://127.0.0.1:$stripe_port"
 
 echo "== test"
 swift test --skip-build

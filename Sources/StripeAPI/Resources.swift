@@ -3,6 +3,26 @@ import Foundation
 // The Stripe objects the product uses, with the fields it reads (Stripe's field names, API version 2026-10-28).
 // Fields that older payloads or other API versions leave out are optional.
 
+/// An expandable reference: Stripe sends the id, or the whole object when expanded (and some servers always expand).
+public struct StripeID: Decodable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var id: String
+
+    public init(_ id: String) { self.id = id }
+
+    struct Object: Decodable { var id: String }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let id = try? container.decode(String.self) {
+            self.id = id
+        } else {
+            self.id = try container.decode(Object.self).id
+        }
+    }
+
+    public var description: String { id }
+}
+
 public struct StripeList<Item: Decodable & Sendable>: Decodable, Sendable {
     public var data: [Item]
     public var hasMore: Bool
@@ -25,10 +45,10 @@ public struct CheckoutSession: Decodable, Sendable, Equatable {
     public var mode: String
     public var paymentStatus: String?
     public var clientReferenceID: String?
-    public var customer: String?
-    public var subscription: String?
-    public var paymentIntent: String?
-    public var setupIntent: String?
+    public var customer: StripeID?
+    public var subscription: StripeID?
+    public var paymentIntent: StripeID?
+    public var setupIntent: StripeID?
     public var metadata: [String: String]?
     public var amountTotal: Int?
     public var currency: String?
@@ -45,7 +65,7 @@ public struct CheckoutSession: Decodable, Sendable, Equatable {
 public struct PortalSession: Decodable, Sendable, Equatable {
     public var id: String
     public var url: String
-    public var customer: String?
+    public var customer: StripeID?
 }
 
 public struct Price: Decodable, Sendable, Equatable {
@@ -71,7 +91,7 @@ public struct SubscriptionItem: Decodable, Sendable, Equatable {
 public struct Subscription: Decodable, Sendable, Equatable {
     public var id: String
     public var status: String
-    public var customer: String?
+    public var customer: StripeID?
     public var cancelAtPeriodEnd: Bool?
     /// Older API versions keep the period on the subscription.
     public var currentPeriodEnd: Int?
@@ -102,9 +122,9 @@ public struct PaymentIntent: Decodable, Sendable, Equatable {
     public var status: String
     public var amount: Int
     public var currency: String
-    public var customer: String?
+    public var customer: StripeID?
     public var metadata: [String: String]?
-    public var latestCharge: String?
+    public var latestCharge: StripeID?
     public var lastPaymentError: PaymentError?
 
     enum CodingKeys: String, CodingKey {
@@ -117,8 +137,8 @@ public struct Refund: Decodable, Sendable, Equatable {
     public var id: String
     public var amount: Int
     public var status: String?
-    public var charge: String?
-    public var paymentIntent: String?
+    public var charge: StripeID?
+    public var paymentIntent: StripeID?
     public var reason: String?
 
     enum CodingKeys: String, CodingKey { case id, amount, status, charge, reason, paymentIntent = "payment_intent" }
@@ -127,7 +147,7 @@ public struct Refund: Decodable, Sendable, Equatable {
 public struct Invoice: Decodable, Sendable, Equatable {
     public var id: String
     public var status: String?
-    public var customer: String?
+    public var customer: StripeID?
     public var amountDue: Int?
     public var amountPaid: Int?
     public var currency: String?
