@@ -82,7 +82,7 @@ func handleRPC(
     _ request: Request, context: some RequestContext, rpc: JSONRPCServer<Caller>, tokens: TokenAuthority, metrics: ServerMetrics
 ) async throws -> Response {
     let contentType = request.headers[.contentType] ?? ""
-    let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+    let mediaType = contentType.split(separator: ";").first.map { $0.trimmedOfSpaces.lowercased() }
     guard mediaType == "application/json" else {
         metrics.recordRejectedBody(reason: "content_type")
         return rpcErrorResponse(.unsupportedMediaType, RPCError(
@@ -141,5 +141,18 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
         var response = try await next(request, context)
         response.headers[.init("X-Request-Id")!] = context.id
         return response
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs; Foundation's trimmingCharacters bridges through NSString on
+    /// Linux, which showed in the profile of every request.
+    var trimmedOfSpaces: Substring {
+        let text = Substring(self)
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return text[first...last]
     }
 }

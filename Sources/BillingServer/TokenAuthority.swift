@@ -46,7 +46,7 @@ public final class TokenAuthority: Sendable {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             return .invalid("the Authorization header must be 'Bearer <JWT>'")
         }
-        let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        let token = String(parts[1].trimmedOfSpaces)
         let now = Date()
         if let hit = verified.withLock({ $0[token] }) {
             if hit.expires > now { return .authenticated(hit.principal) }
