@@ -34,6 +34,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A local stand-in for the Stripe API subset the product uses, with a hosted Checkout page that signs and
+        // delivers webhooks.
+        .target(
+            name: "StripeStandIn",
+            dependencies: [
+                "StripeAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "BillingStore",
             dependencies: [
@@ -66,7 +77,7 @@ let package = Package(
             name: "billingd",
             dependencies: [
                 "BillingServer",
-                "BillingStore", "BillingCore",
+                "BillingStore", "BillingCore", "StripeStandIn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,7 +98,12 @@ let package = Package(
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
         .testTarget(
             name: "StripeAPITests",
-            dependencies: ["StripeAPI", .product(name: "AsyncHTTPClient", package: "async-http-client")]
+            dependencies: [
+                "StripeAPI", "StripeStandIn",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(
             name: "BillingStoreTests",

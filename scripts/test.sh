@@ -39,6 +39,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 export BILLING_TEST_LOCALSTRIPE_URL="http://127.0.0.1:$stripe_port"
+export BILLING_TEST_PYTHON="$PWD/.venv/bin/python"
 
 echo "== test"
 swift test --skip-build

@@ -56,6 +56,19 @@ import Testing
         }
     }
 
+    @Test func notReadyWhileAMigrationIsPending() async throws {
+        let migrations = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID())")
+        try FileManager.default.copyItem(at: TestPaths.repositoryRoot.appendingPathComponent("migrations"), to: migrations)
+        defer { try? FileManager.default.removeItem(at: migrations) }
+        try "SELECT 1;".write(to: migrations.appendingPathComponent("9999_not_yet.sql"), atomically: true, encoding: .utf8)
+        try await TestServer.run(extra: ["BILLING_MIGRATIONS_DIR": migrations.path]) { client, _ in
+            let response = try await client.execute(uri: "/readyz", method: .get)
+            #expect(response.status == .serviceUnavailable)
+            #expect(String(buffer: response.body).contains("9999"))
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+        }
+    }
+
     @Test func healthReadinessAndMetrics() async throws {
         try await TestServer.run { client, server in
             #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)

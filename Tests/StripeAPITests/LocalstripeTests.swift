@@ -17,7 +17,9 @@ enum Localstripe {
     }
 
     struct LocalstripeMissing: Error, CustomStringConvertible {
-        var description: String { "BILLING_TEST_LOCALSTRIPE_URL is not set: run the tests with `make test`, which starts localstripe" }
+        var description: String {
+            "BILLING_TEST_LOCALSTRIPE_URL or BILLING_TEST_PYTHON is not set: run the tests with `make test`, which starts localstripe and makes .venv"
+        }
     }
 
     static let secretKey = "sk_test_localstripe_0123456789"

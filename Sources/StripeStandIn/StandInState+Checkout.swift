@@ -1,0 +1,249 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import StripeAPI
+
+extension StandInState {
+    /// What a person did on the hosted Checkout page.
+    public enum CheckoutOutcome: String, Sendable, CaseIterable {
+        /// The card is charged.
+        case pay
+        /// The card is declined: the session stays open and `payment_intent.payment_failed` is sent.
+        case decline
+        /// 3-D Secure is required: the page asks for it before paying.
+        case authenticate
+        /// The person passed the 3-D Secure challenge.
+        case authenticated
+        /// The person failed it.
+        case authenticationFailed = "authentication_failed"
+        case cancel
+    }
+
+    public struct CheckoutView: Sendable {
+        public var id: String
+        public var mode: String
+        public var status: String
+        public var amountTotal: Int
+        public var currency: String
+        public var lines: [String]
+        public var successURL: String
+        public var cancelURL: String?
+    }
+
+    public func checkoutView(_ id: String) -> CheckoutView? {
+        guard let session = objects[id], session["object"] as? String == "checkout.session" else { return nil }
+        let lines = (session["_line_items"] as? [Any] ?? []).map { raw -> String in
+            let item = raw as? [String: Any] ?? [:]
+            let quantity = item["quantity"] as? String ?? "1"
+            if let priceID = item["price"] as? String, let price = price(priceID) {
+                return "\(quantity) × \(price.productName) (\(price.interval.map { "per \($0)" } ?? "once"))"
+            }
+            let name = ((item["price_data"] as? [String: Any])?["product_data"] as? [String: Any])?["name"] as? String
+            return "\(quantity) × \(name ?? "item")"
+        }
+        return CheckoutView(
+            id: id, mode: session["mode"] as? String ?? "", status: session["status"] as? String ?? "",
+            amountTotal: session["amount_total"] as? Int ?? 0, currency: session["currency"] as? String ?? "usd", lines: lines,
+            successURL: session["success_url"] as? String ?? "", cancelURL: session["cancel_url"] as? String)
+    }
+
+    /// Where the person goes next: a redirect URL, or a message to show on the page.
+    public enum CheckoutResult: Sendable, Equatable {
+        case redirect(String)
+        case message(String)
+        case challenge
+    }
+
+    /// Completes, declines or cancels a session as the hosted page's buttons do, emitting what Stripe would emit.
+    public func complete(_ id: String, outcome: CheckoutOutcome) -> CheckoutResult {
+        guard var session = objects[id], session["object"] as? String == "checkout.session" else {
+            return .message("No such Checkout Session.")
+        }
+        guard session["status"] as? String == "open" else {
+            return .message("This Checkout Session is \(session["status"] as? String ?? "closed").")
+        }
+        switch outcome {
+        case .cancel:
+            return .redirect((session["cancel_url"] as? String) ?? (session["success_url"] as? String ?? "/"))
+        case .authenticate:
+            return .challenge
+        case .decline, .authenticationFailed:
+            var intent = paymentIntent(for: session, status: "requires_payment_method")
+            intent["last_payment_error"] = outcome == .decline
+                ? ["type": "card_error", "code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."]
+                : ["type": "card_error", "code": "payment_intent_authentication_failure",
+                   "message": "The provided payment method has failed authentication."]
+            objects[intent["id"] as! String] = intent
+            session["payment_intent"] = intent["id"]
+            objects[id] = session
+            emit("payment_intent.payment_failed", intent)
+            return .message(outcome == .decline ? "Your card was declined. Try another card." : "Authentication failed. Try again.")
+        case .pay, .authenticated:
+            break
+        }
+
+        let customerID = ensureCustomer(for: &session)
+        session["customer"] = customerID
+        session["status"] = "complete"
+        session["payment_status"] = session["mode"] as? String == "setup" ? "no_payment_required" : "paid"
+        var emitted: [(String, [String: Any])] = []
+        switch session["mode"] as? String {
+        case "subscription":
+            let subscription = createSubscription(for: session, customer: customerID)
+            session["subscription"] = subscription["id"]
+            let intent = paymentIntent(for: session, status: "succeeded", customer: customerID)
+            objects[intent["id"] as! String] = intent
+            let invoice = paidInvoice(for: session, subscription: subscription, intent: intent)
+            emitted = [("customer.subscription.created", subscription), ("checkout.session.completed", Self.public(session)),
+                       ("invoice.paid", invoice), ("payment_intent.succeeded", intent)]
+        case "payment":
+            var intent = paymentIntent(for: session, status: "succeeded", customer: customerID)
+            intent["metadata"] = (session["_payment_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
+            objects[intent["id"] as! String] = intent
+            session["payment_intent"] = intent["id"]
+            emitted = [("checkout.session.completed", Self.public(session)), ("payment_intent.succeeded", intent)]
+        default:
+            emitted = [("checkout.session.completed", Self.public(session))]
+        }
+        objects[id] = session
+        for (type, object) in emitted { emit(type, object) }
+        let successURL = (session["success_url"] as? String ?? "/").replacingOccurrences(of: "{CHECKOUT_SESSION_ID}", with: id)
+        return .redirect(successURL)
+    }
+
+    func ensureCustomer(for session: inout [String: Any]) -> String {
+        if let existing = session["customer"] as? String { return existing }
+        var customer = template("customer")
+        let id = newID("cus")
+        customer["id"] = id
+        customer["created"] = now
+        customer["email"] = session["customer_email"] as? String
+        customer["metadata"] = [:] as [String: Any]
+        customer["livemode"] = false
+        objects[id] = customer
+        emit("customer.created", customer)
+        return id
+    }
+
+    func paymentIntent(for session: [String: Any], status: String, customer: String? = nil) -> [String: Any] {
+        var intent = template("payment_intent")
+        let id = newID("pi")
+        intent["id"] = id
+        intent["created"] = now
+        intent["amount"] = session["amount_total"] as? Int ?? 0
+        intent["amount_received"] = status == "succeeded" ? session["amount_total"] as? Int ?? 0 : 0
+        intent["currency"] = session["currency"] as? String ?? "usd"
+        intent["customer"] = customer ?? session["customer"] as? String ?? NSNull()
+        intent["status"] = status
+        intent["metadata"] = (session["_payment_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
+        intent["latest_charge"] = status == "succeeded" ? newID("ch") : NSNull()
+        intent["last_payment_error"] = NSNull()
+        intent["next_action"] = NSNull()
+        intent["livemode"] = false
+        return intent
+    }
+
+    func createSubscription(for session: [String: Any], customer: String) -> [String: Any] {
+        var subscription = template("subscription")
+        let id = newID("sub")
+        let subscriptionData = session["_subscription_data"] as? [String: Any] ?? [:]
+        let trialDays = Int(subscriptionData["trial_period_days"] as? String ?? "") ?? 0
+        let periodEnd = now + (trialDays > 0 ? trialDays * 86400 : 30 * 86400)
+        let items = (session["_line_items"] as? [Any] ?? []).compactMap { raw -> [String: Any]? in
+            let line = raw as? [String: Any] ?? [:]
+            guard let priceID = line["price"] as? String, let price = price(priceID) else { return nil }
+            var item = template("subscription_item")
+            item["id"] = newID("si")
+            item["created"] = now
+            item["subscription"] = id
+            item["quantity"] = Int(line["quantity"] as? String ?? "1") ?? 1
+            item["price"] = priceObject(price)
+            item["plan"] = planObject(price)
+            item["current_period_start"] = now
+            item["current_period_end"] = periodEnd
+            item["metadata"] = [:] as [String: Any]
+            return item
+        }
+        subscription["id"] = id
+        subscription["created"] = now
+        subscription["start_date"] = now
+        subscription["customer"] = customer
+        subscription["status"] = trialDays > 0 ? "trialing" : "active"
+        subscription["trial_start"] = trialDays > 0 ? now : NSNull()
+        subscription["trial_end"] = trialDays > 0 ? periodEnd : NSNull()
+        subscription["cancel_at_period_end"] = false
+        subscription["canceled_at"] = NSNull()
+        subscription["ended_at"] = NSNull()
+        subscription["metadata"] = subscriptionData["metadata"] as? [String: Any] ?? [:]
+        subscription["items"] = list(items, url: "/v1/subscription_items?subscription=\(id)")
+        subscription["livemode"] = false
+        objects[id] = subscription
+        return subscription
+    }
+
+    func paidInvoice(for session: [String: Any], subscription: [String: Any], intent: [String: Any]) -> [String: Any] {
+        var invoice = template("invoice")
+        let id = newID("in")
+        invoice["id"] = id
+        invoice["created"] = now
+        invoice["customer"] = subscription["customer"]
+        invoice["status"] = "paid"
+        invoice["amount_due"] = intent["amount"]
+        invoice["amount_paid"] = intent["amount"]
+        invoice["amount_remaining"] = 0
+        invoice["currency"] = intent["currency"]
+        invoice["billing_reason"] = "subscription_create"
+        invoice["parent"] = ["type": "subscription_details",
+                             "subscription_details": ["subscription": subscription["id"] as Any,
+                                                      "metadata": subscription["metadata"] as Any]] as [String: Any]
+        invoice["livemode"] = false
+        objects[id] = invoice
+        return invoice
+    }
+
+    // MARK: Events and webhooks
+
+    /// Records an event and delivers it, signed as Stripe signs, to the configured endpoint, retrying with backoff.
+    func emit(_ type: String, _ object: [String: Any]) {
+        var event = template("event")
+        let id = newID("evt")
+        event["id"] = id
+        event["type"] = type
+        event["created"] = now
+        event["livemode"] = false
+        event["api_version"] = StripeConfiguration.apiVersion
+        event["data"] = ["object": Self.public(object)]
+        event["pending_webhooks"] = configuration.webhookURL == nil ? 0 : 1
+        event["request"] = ["id": NSNull(), "idempotency_key": NSNull()]
+        events.append(event)
+        guard let url = configuration.webhookURL,
+              let body = try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys])
+        else { return }
+        let secret = configuration.webhookSecret
+        let initial = configuration.webhookRetryInitial
+        let attempts = configuration.webhookMaxAttempts
+        let http = self.http
+        let logger = self.logger
+        // Stripe delivers each event on its own; a slow or failing endpoint delays nothing else.
+        Task.detached { [weak self] in
+            for attempt in 1...attempts {
+                var request = HTTPClientRequest(url: url)
+                request.method = .POST
+                request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+                request.headers.add(name: "User-Agent", value: "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+                request.headers.add(
+                    name: "Stripe-Signature",
+                    value: WebhookSignature.header(body: body, secrets: [secret], timestamp: Int(Date().timeIntervalSince1970)))
+                request.body = .bytes(ByteBuffer(bytes: body))
+                if let response = try? await http.execute(request, timeout: .seconds(10)), (200..<300).contains(response.status.code) {
+                    await self?.markDelivered(id)
+                    return
+                }
+                logger.notice("webhook delivery failed; retrying", metadata: ["event": "\(id)", "attempt": "\(attempt)"])
+                try? await Task.sleep(for: initial * (1 << min(attempt - 1, 16)))
+            }
+        }
+    }
+
+    func markDelivered(_ id: String) { delivered[id, default: 0] += 1 }
+}

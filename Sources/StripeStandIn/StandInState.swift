@@ -1,0 +1,373 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import StripeAPI
+
+/// The stand-in's state: Stripe objects as Stripe shapes them (the templates of `Templates`, filled in), the
+/// idempotency records, injected faults and the event log. Confined to this actor, so plain dictionaries suffice.
+public actor StandInState {
+    let configuration: StandInConfiguration
+    let logger: Logger
+    let http: HTTPClient
+    let templates: [String: Any]
+
+    var objects: [String: [String: Any]] = [:]
+    var events: [[String: Any]] = []
+    var idempotency: [String: (fingerprint: String, response: StandInResponse)] = [:]
+    var faults: [StandInFault] = []
+    var delivered: [String: Int] = [:]
+    var sequence = 0
+
+    public init(configuration: StandInConfiguration, http: HTTPClient = .shared, logger: Logger = Logger(label: "stand-in")) {
+        self.configuration = configuration
+        self.http = http
+        self.logger = logger
+        self.templates = (try? JSONSerialization.jsonObject(with: Data(Templates.json.utf8))) as? [String: Any] ?? [:]
+    }
+
+    // MARK: Control (for tests and operators of the stand-in)
+
+    public func inject(_ fault: StandInFault) { faults.append(fault) }
+    public func clearFaults() { faults.removeAll() }
+
+    /// How many objects of a kind exist ("customer", "checkout.session", ...).
+    public func count(of kind: String) -> Int { objects.values.filter { $0["object"] as? String == kind }.count }
+
+    /// How many webhook deliveries of an event succeeded (0 while still retrying).
+    public func deliveries(of eventID: String) -> Int { delivered[eventID] ?? 0 }
+
+    public func eventTypes() -> [String] { events.compactMap { $0["type"] as? String } }
+
+    // MARK: API
+
+    public func handle(_ request: StandInRequest) async -> StandInResponse {
+        guard let authorization = request.authorization, authorization.hasPrefix("Bearer sk_") else {
+            return Self.error(401, type: "invalid_request_error",
+                              message: "Invalid API Key provided: send Authorization: Bearer sk_test_...")
+        }
+        if let index = faults.firstIndex(where: { request.path.hasPrefix($0.path ?? "") }) {
+            let fault = faults[index]
+            if let count = fault.count, count > 1 { faults[index].count = count - 1 } else { faults.remove(at: index) }
+            switch fault.kind {
+            case .rateLimited:
+                return Self.error(429, type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly.")
+            case .errorBeforeExecution:
+                return Self.error(500, type: "api_error", message: "An unexpected error occurred (injected, before execution).")
+            case .cardDeclined:
+                return Self.error(402, type: "card_error", code: "card_declined", declineCode: "generic_decline",
+                                  message: "Your card was declined.")
+            case .invalidParam:
+                return Self.error(400, type: "invalid_request_error", code: "parameter_invalid", param: "injected",
+                                  message: "Invalid parameter (injected).")
+            case .delay:
+                try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds ?? 1000))
+            case .errorAfterExecution:
+                let executed = await execute(request)
+                let failure = Self.error(500, type: "api_error", message: "An unexpected error occurred (injected, after execution).")
+                if request.method == "POST", let key = request.idempotencyKey, (200..<300).contains(executed.status) {
+                    idempotency[key] = (Self.fingerprint(request), failure)
+                }
+                return failure
+            }
+        }
+        guard request.method == "POST", let key = request.idempotencyKey else {
+            return await execute(request)
+        }
+        let fingerprint = Self.fingerprint(request)
+        if let record = idempotency[key] {
+            guard record.fingerprint == fingerprint else {
+                return Self.error(400, type: "idempotency_error",
+                                  message: "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '\(key)' if you meant to execute a different request.")
+            }
+            var replay = record.response
+            replay.headers.append(("Idempotent-Replayed", "true"))
+            return replay
+        }
+        let response = await execute(request)
+        // Stripe stores results (errors included) once the request executed; 5xx and 429 before that are not kept.
+        if response.status < 500 && response.status != 429 { idempotency[key] = (fingerprint, response) }
+        return response
+    }
+
+    static func fingerprint(_ request: StandInRequest) -> String { "\(request.method) \(request.path) \(request.body)" }
+
+    func execute(_ request: StandInRequest) async -> StandInResponse {
+        let parts = request.path.split(separator: "/").map(String.init)
+        let params = FormDecoding.decode(request.method == "GET" ? request.query : request.body)
+        let segments = Array(parts.dropFirst())
+        /// The id in `pattern` (`customers/:id`), if the request's method and path match it.
+        func match(_ method: String, _ pattern: String) -> String? {
+            let expected = pattern.split(separator: "/").map(String.init)
+            guard request.method == method, expected.count == segments.count else { return nil }
+            var id = ""
+            for (want, got) in zip(expected, segments) {
+                if want == ":id" { id = got } else if want != got { return nil }
+            }
+            return id
+        }
+        if match("POST", "customers") != nil { return createCustomer(params) }
+        if let id = match("GET", "customers/:id") { return retrieve(id, kind: "customer") }
+        if match("POST", "checkout/sessions") != nil { return createCheckoutSession(params) }
+        if let id = match("GET", "checkout/sessions/:id") { return retrieve(id, kind: "checkout.session") }
+        if let id = match("POST", "checkout/sessions/:id/expire") { return expireCheckoutSession(id) }
+        if match("POST", "billing_portal/sessions") != nil { return createPortalSession(params) }
+        if let id = match("GET", "subscriptions/:id") { return retrieve(id, kind: "subscription") }
+        if let id = match("POST", "subscriptions/:id") { return updateSubscription(id, params) }
+        if let id = match("DELETE", "subscriptions/:id") { return cancelSubscription(id) }
+        if let id = match("GET", "payment_intents/:id") { return retrieve(id, kind: "payment_intent") }
+        if let id = match("GET", "invoices/:id") { return retrieve(id, kind: "invoice") }
+        if match("GET", "events") != nil { return listEvents(params) }
+        switch request.method {
+        default:
+            return Self.error(404, type: "invalid_request_error",
+                              message: "Unrecognized request URL (\(request.method): \(request.path)). The stand-in implements the subset the billing server uses.")
+        }
+    }
+
+    // MARK: Objects
+
+    func newID(_ prefix: String) -> String {
+        sequence += 1
+        let random = (0..<14).map { _ in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement()! }
+        return "\(prefix)_\(String(random))\(sequence)"
+    }
+
+    var now: Int { Int(Date().timeIntervalSince1970) }
+
+    func template(_ kind: String) -> [String: Any] { templates[kind] as? [String: Any] ?? ["object": kind] }
+
+    func store(_ object: [String: Any]) -> StandInResponse {
+        objects[object["id"] as! String] = object
+        return Self.json(object)
+    }
+
+    func retrieve(_ id: String, kind: String) -> StandInResponse {
+        guard let object = objects[id], object["object"] as? String == kind else {
+            return Self.error(404, type: "invalid_request_error", code: "resource_missing", param: "id",
+                              message: "No such \(kind): '\(id)'")
+        }
+        return Self.json(object)
+    }
+
+    func createCustomer(_ params: [String: Any]) -> StandInResponse {
+        var customer = template("customer")
+        customer["id"] = newID("cus")
+        customer["created"] = now
+        customer["email"] = params["email"] as? String
+        customer["name"] = params["name"] as? String
+        customer["metadata"] = params["metadata"] as? [String: Any] ?? [:]
+        customer["livemode"] = false
+        let response = store(customer)
+        emit("customer.created", customer)
+        return response
+    }
+
+    func price(_ id: String) -> StandInPrice? { configuration.prices.first { $0.id == id } }
+
+    func createCheckoutSession(_ params: [String: Any]) -> StandInResponse {
+        guard let mode = params["mode"] as? String, ["payment", "subscription", "setup"].contains(mode) else {
+            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "mode",
+                              message: "Missing required param: mode (payment, subscription or setup).")
+        }
+        guard let successURL = params["success_url"] as? String else {
+            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "success_url",
+                              message: "Missing required param: success_url.")
+        }
+        if let customer = params["customer"] as? String, objects[customer] == nil {
+            return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "customer",
+                              message: "No such customer: '\(customer)'")
+        }
+        var total = 0
+        var currency = "usd"
+        let items = params["line_items"] as? [Any] ?? []
+        if mode != "setup" && items.isEmpty {
+            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "line_items",
+                              message: "Missing required param: line_items.")
+        }
+        for (index, raw) in items.enumerated() {
+            let item = raw as? [String: Any] ?? [:]
+            let quantity = Int(item["quantity"] as? String ?? "1") ?? 1
+            if let priceID = item["price"] as? String {
+                guard let price = price(priceID) else {
+                    return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "line_items[\(index)][price]",
+                                      message: "No such price: '\(priceID)'")
+                }
+                if mode == "subscription" && price.interval == nil {
+                    return Self.error(400, type: "invalid_request_error", param: "line_items[\(index)][price]",
+                                      message: "A subscription Checkout Session needs recurring prices.")
+                }
+                total += price.unitAmount * quantity
+                currency = price.currency
+            } else if let data = item["price_data"] as? [String: Any], let amount = Int(data["unit_amount"] as? String ?? "") {
+                total += amount * quantity
+                currency = data["currency"] as? String ?? currency
+            } else {
+                return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "line_items[\(index)][price]",
+                                  message: "Each line item needs price or price_data.")
+            }
+        }
+        var session = template("checkout.session")
+        let id = newID("cs_test")
+        session["id"] = id
+        session["object"] = "checkout.session"
+        session["created"] = now
+        session["expires_at"] = now + 24 * 3600
+        session["mode"] = mode
+        session["status"] = "open"
+        session["payment_status"] = mode == "setup" ? "no_payment_required" : "unpaid"
+        session["success_url"] = successURL
+        session["cancel_url"] = params["cancel_url"] as? String
+        session["client_reference_id"] = params["client_reference_id"] as? String
+        session["customer"] = params["customer"] as? String
+        session["customer_email"] = params["customer_email"] as? String
+        session["metadata"] = params["metadata"] as? [String: Any] ?? [:]
+        session["amount_total"] = total
+        session["amount_subtotal"] = total
+        session["currency"] = currency
+        session["payment_intent"] = NSNull()
+        session["subscription"] = NSNull()
+        session["allow_promotion_codes"] = (params["allow_promotion_codes"] as? String) == "true" ? true : NSNull()
+        session["url"] = "\(configuration.publicURL)/checkout/\(id)"
+        session["livemode"] = false
+        // Kept for completion: what the hosted page needs to create the payment or subscription.
+        session["_line_items"] = items
+        session["_payment_intent_data"] = params["payment_intent_data"] as? [String: Any] ?? [:]
+        session["_subscription_data"] = params["subscription_data"] as? [String: Any] ?? [:]
+        objects[id] = session
+        return Self.json(Self.public(session))
+    }
+
+    func expireCheckoutSession(_ id: String) -> StandInResponse {
+        guard var session = objects[id], session["object"] as? String == "checkout.session" else {
+            return retrieve(id, kind: "checkout.session")
+        }
+        guard session["status"] as? String == "open" else {
+            return Self.error(400, type: "invalid_request_error", message: "Only open Checkout Sessions can be expired.")
+        }
+        session["status"] = "expired"
+        objects[id] = session
+        emit("checkout.session.expired", Self.public(session))
+        return Self.json(Self.public(session))
+    }
+
+    func createPortalSession(_ params: [String: Any]) -> StandInResponse {
+        guard let customer = params["customer"] as? String, objects[customer] != nil else {
+            return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "customer",
+                              message: "No such customer: '\(params["customer"] as? String ?? "")'")
+        }
+        var session = template("billing_portal.session")
+        let id = newID("bps")
+        session["id"] = id
+        session["created"] = now
+        session["customer"] = customer
+        session["return_url"] = params["return_url"] as? String
+        session["url"] = "\(configuration.publicURL)/portal/\(id)"
+        session["livemode"] = false
+        session["flow"] = NSNull()
+        return store(session)
+    }
+
+    func updateSubscription(_ id: String, _ params: [String: Any]) -> StandInResponse {
+        guard var subscription = objects[id], subscription["object"] as? String == "subscription" else {
+            return retrieve(id, kind: "subscription")
+        }
+        guard subscription["status"] as? String != "canceled" else {
+            return Self.error(400, type: "invalid_request_error",
+                              message: "A canceled subscription can only update its cancellation_details and metadata.")
+        }
+        if let cancel = params["cancel_at_period_end"] as? String { subscription["cancel_at_period_end"] = cancel == "true" }
+        if let metadata = params["metadata"] as? [String: Any] {
+            subscription["metadata"] = (subscription["metadata"] as? [String: Any] ?? [:]).merging(metadata) { $1 }
+        }
+        if let changes = params["items"] as? [Any] {
+            var items = (subscription["items"] as? [String: Any])?["data"] as? [[String: Any]] ?? []
+            for raw in changes {
+                let change = raw as? [String: Any] ?? [:]
+                guard let itemID = change["id"] as? String, let index = items.firstIndex(where: { $0["id"] as? String == itemID }) else {
+                    return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "items[0][id]",
+                                      message: "No such subscription item on \(id)")
+                }
+                if let quantity = (change["quantity"] as? String).flatMap(Int.init) { items[index]["quantity"] = quantity }
+                if let priceID = change["price"] as? String {
+                    guard let price = price(priceID) else {
+                        return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "items[0][price]",
+                                          message: "No such price: '\(priceID)'")
+                    }
+                    items[index]["price"] = priceObject(price)
+                    items[index]["plan"] = planObject(price)
+                }
+            }
+            subscription["items"] = list(items, url: "/v1/subscription_items?subscription=\(id)")
+        }
+        objects[id] = subscription
+        emit("customer.subscription.updated", subscription)
+        return Self.json(subscription)
+    }
+
+    func cancelSubscription(_ id: String) -> StandInResponse {
+        guard var subscription = objects[id], subscription["object"] as? String == "subscription" else {
+            return retrieve(id, kind: "subscription")
+        }
+        subscription["status"] = "canceled"
+        subscription["canceled_at"] = now
+        subscription["ended_at"] = now
+        objects[id] = subscription
+        emit("customer.subscription.deleted", subscription)
+        return Self.json(subscription)
+    }
+
+    func listEvents(_ params: [String: Any]) -> StandInResponse {
+        let limit = min(max(Int(params["limit"] as? String ?? "10") ?? 10, 1), 100)
+        let createdAfter = Int((params["created"] as? [String: Any])?["gt"] as? String ?? "") ?? Int.min
+        var newestFirst = events.reversed().filter { ($0["created"] as? Int ?? 0) > createdAfter }
+        if let after = params["starting_after"] as? String, let index = newestFirst.firstIndex(where: { $0["id"] as? String == after }) {
+            newestFirst = Array(newestFirst[(index + 1)...])
+        }
+        let page = Array(newestFirst.prefix(limit))
+        return Self.json(["object": "list", "url": "/v1/events", "has_more": newestFirst.count > page.count, "data": page])
+    }
+
+    func list(_ items: [[String: Any]], url: String) -> [String: Any] {
+        ["object": "list", "data": items, "has_more": false, "total_count": items.count, "url": url]
+    }
+
+    func priceObject(_ price: StandInPrice) -> [String: Any] {
+        var object = template("price")
+        object["id"] = price.id
+        object["unit_amount"] = price.unitAmount
+        object["unit_amount_decimal"] = String(price.unitAmount)
+        object["currency"] = price.currency
+        object["type"] = price.interval == nil ? "one_time" : "recurring"
+        object["recurring"] = price.interval.map { ["interval": $0, "interval_count": 1, "usage_type": "licensed", "meter": NSNull(), "trial_period_days": NSNull()] as [String: Any] } ?? NSNull()
+        object["livemode"] = false
+        return object
+    }
+
+    /// The legacy `plan` view of a price, as Stripe still sends on subscription items.
+    func planObject(_ price: StandInPrice) -> [String: Any] {
+        ["id": price.id, "object": "plan", "amount": price.unitAmount, "currency": price.currency,
+         "interval": price.interval ?? NSNull(), "interval_count": 1, "active": true, "livemode": false]
+    }
+
+    // MARK: Responses
+
+    /// Internal fields (prefixed `_`) never leave the stand-in.
+    static func `public`(_ object: [String: Any]) -> [String: Any] { object.filter { !$0.key.hasPrefix("_") } }
+
+    static func json(_ object: [String: Any], status: Int = 200) -> StandInResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return StandInResponse(status: status, body: data, headers: [("Content-Type", "application/json"), ("Request-Id", "req_\(UUID().uuidString.prefix(14))")])
+    }
+
+    static func error(_ status: Int, type: String, code: String? = nil, declineCode: String? = nil, param: String? = nil,
+                      message: String) -> StandInResponse {
+        var error: [String: Any] = ["type": type, "message": message]
+        if let code { error["code"] = code }
+        if let declineCode { error["decline_code"] = declineCode }
+        if let param { error["param"] = param }
+        var response = json(["error": error], status: status)
+        if status == 429 || status >= 500 { response.headers.append(("Stripe-Should-Retry", "true")) }
+        return response
+    }
+}

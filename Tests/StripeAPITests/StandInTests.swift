@@ -1,0 +1,328 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import StripeAPI
+import StripeStandIn
+import Testing
+
+/// What a webhook endpoint received: every delivery's signature header and body.
+actor WebhookInbox {
+    var deliveries: [(signature: String?, body: Data)] = []
+    var failuresToAnswer: Int
+
+    init(failFirst: Int = 0) { failuresToAnswer = failFirst }
+
+    func receive(signature: String?, body: Data) -> Bool {
+        deliveries.append((signature, body))
+        if failuresToAnswer > 0 {
+            failuresToAnswer -= 1
+            return false
+        }
+        return true
+    }
+
+    /// Types of the events whose delivery was answered 2xx, in arrival order.
+    func eventTypes() -> [String] {
+        deliveries.compactMap { (try? JSONSerialization.jsonObject(with: $0.body) as? [String: Any])?["type"] as? String }
+    }
+
+    /// The metadata of the object of the first event of `type`.
+    func metadata(ofFirst type: String) -> [String: String]? {
+        let event = deliveries.compactMap { try? JSONSerialization.jsonObject(with: $0.body) as? [String: Any] }
+            .first { $0["type"] as? String == type }
+        return ((event?["data"] as? [String: Any])?["object"] as? [String: Any])?["metadata"] as? [String: String]
+    }
+}
+
+enum StandInHarness {
+    static let secret = "whsec_stand_in_tests"
+    static let prices = [
+        StandInPrice(id: "price_team_month", unitAmount: 1500, currency: "usd", interval: "month", productName: "Team"),
+        StandInPrice(id: "price_pro_month", unitAmount: 1900, currency: "usd", interval: "month", productName: "Pro"),
+    ]
+
+    /// A webhook endpoint and a stand-in delivering to it, both on real ports; `body` gets a client for the stand-in.
+    static func run(
+        failFirstDeliveries: Int = 0, retry: RetryPolicy = RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(1), maxDelay: .milliseconds(5)),
+        timeout: Duration = .seconds(5),
+        _ body: @escaping @Sendable (StripeClient, StandInState, WebhookInbox, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let inbox = WebhookInbox(failFirst: failFirstDeliveries)
+        let receiver = Router()
+        receiver.post("/webhooks/stripe") { request, _ -> Response in
+            let bytes = try await request.body.collect(upTo: 1 << 20)
+            let ok = await inbox.receive(signature: request.headers[.init("Stripe-Signature")!], body: Data(bytes.readableBytesView))
+            return Response(status: ok ? .ok : .serviceUnavailable)
+        }
+        let receiverApp = Application(router: receiver, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await receiverApp.test(.live) { receiverClient in
+            let webhookURL = "http://127.0.0.1:\(receiverClient.port!)/webhooks/stripe"
+            let state = StandInState(configuration: StandInConfiguration(
+                publicURL: "http://stand-in.invalid", webhookURL: webhookURL, webhookSecret: secret, prices: prices,
+                webhookRetryInitial: .milliseconds(5), webhookMaxAttempts: 6))
+            try await buildStandInApplication(state: state, port: 0).test(.live) { standIn in
+                let client = StripeClient(configuration: StripeConfiguration(
+                    apiBase: "http://127.0.0.1:\(standIn.port!)", secretKey: "sk_test_stand_in", timeout: timeout, retry: retry))
+                try await body(client, state, inbox, standIn)
+            }
+        }
+    }
+
+    /// Waits (briefly, polling) until `condition` holds.
+    static func eventually(_ condition: @Sendable () async -> Bool) async throws -> Bool {
+        for _ in 0..<200 {
+            if await condition() { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return await condition()
+    }
+}
+
+@Suite struct StandInIdempotencyAndFaultTests {
+    @Test func theSameKeyCreatesOnceAndOtherParamsAreRefused() async throws {
+        try await StandInHarness.run { client, state, _, _ in
+            let first = try await client.createCustomer(email: "a@acme.example", name: "A", tenantID: "t1", idempotencyKey: "customer:t1")
+            let again = try await client.createCustomer(email: "a@acme.example", name: "A", tenantID: "t1", idempotencyKey: "customer:t1")
+            #expect(first.id == again.id)
+            #expect(await state.count(of: "customer") == 1)
+            do {
+                _ = try await client.createCustomer(email: "other@acme.example", name: "A", tenantID: "t1", idempotencyKey: "customer:t1")
+                Issue.record("a reused key with other params was accepted")
+            } catch {
+                guard case .refused(let refusal) = error as? StripeError else { Issue.record("\(error)"); return }
+                #expect(refusal.type == "idempotency_error")
+                #expect(refusal.httpStatus == 400)
+            }
+        }
+    }
+
+    @Test func rateLimitedThenSuccessCreatesOne() async throws {
+        try await StandInHarness.run { client, state, _, _ in
+            await state.inject(StandInFault(kind: .rateLimited, path: "/v1/customers", count: 1))
+            let customer = try await client.createCustomer(email: "b@acme.example", name: "B", tenantID: "t2", idempotencyKey: "customer:t2")
+            #expect(customer.id.hasPrefix("cus_"))
+            #expect(await state.count(of: "customer") == 1)
+        }
+    }
+
+    @Test func errorBeforeExecutionThenSuccessCreatesOne() async throws {
+        try await StandInHarness.run { client, state, _, _ in
+            await state.inject(StandInFault(kind: .errorBeforeExecution, path: "/v1/customers", count: 2))
+            let customer = try await client.createCustomer(email: "c@acme.example", name: "C", tenantID: "t3", idempotencyKey: "customer:t3")
+            #expect(customer.email == "c@acme.example")
+            #expect(await state.count(of: "customer") == 1)
+        }
+    }
+
+    @Test func errorAfterExecutionIsReplayedAndIndeterminate() async throws {
+        try await StandInHarness.run { client, state, _, _ in
+            await state.inject(StandInFault(kind: .errorAfterExecution, path: "/v1/customers", count: 1))
+            do {
+                _ = try await client.createCustomer(email: "d@acme.example", name: "D", tenantID: "t4", idempotencyKey: "customer:t4")
+                Issue.record("a replayed 500 was reported as success")
+            } catch {
+                guard case .indeterminate = error as? StripeError else { Issue.record("expected indeterminate, got \(error)"); return }
+            }
+            // Executed once: the object exists, and the key keeps answering with the stored 500.
+            #expect(await state.count(of: "customer") == 1)
+        }
+    }
+
+    @Test func declinesAndInvalidParamsAreRefusals() async throws {
+        try await StandInHarness.run { client, state, _, _ in
+            await state.inject(StandInFault(kind: .cardDeclined, path: "/v1/customers", count: 1))
+            do {
+                _ = try await client.createCustomer(email: "e@acme.example", name: "E", tenantID: "t5", idempotencyKey: UUID().uuidString)
+                Issue.record("an injected decline succeeded")
+            } catch {
+                guard case .refused(let refusal) = error as? StripeError else { Issue.record("\(error)"); return }
+                #expect(refusal.httpStatus == 402)
+                #expect(refusal.code == "card_declined")
+                #expect(refusal.declineCode == "generic_decline")
+                #expect(refusal.requestID?.hasPrefix("req_") == true)
+            }
+            do {
+                _ = try await client.createCheckoutSession(["mode": "payment"], idempotencyKey: UUID().uuidString)
+                Issue.record("a session without success_url was created")
+            } catch {
+                guard case .refused(let refusal) = error as? StripeError else { Issue.record("\(error)"); return }
+                #expect(refusal.param == "success_url")
+            }
+        }
+    }
+
+    @Test func aTimeoutLeavesAPostIndeterminate() async throws {
+        try await StandInHarness.run(retry: RetryPolicy(maxAttempts: 1), timeout: .milliseconds(150)) { client, state, _, _ in
+            await state.inject(StandInFault(kind: .delay, path: "/v1/customers", count: 1, delayMilliseconds: 600))
+            do {
+                _ = try await client.createCustomer(email: "f@acme.example", name: "F", tenantID: "t6", idempotencyKey: "customer:t6")
+                Issue.record("a timed-out call succeeded")
+            } catch {
+                guard case .indeterminate = error as? StripeError else { Issue.record("expected indeterminate, got \(error)"); return }
+            }
+        }
+    }
+}
+
+@Suite struct StandInCheckoutTests {
+    @Test func payingATopUpSessionCompletesItAndSendsSignedEvents() async throws {
+        try await StandInHarness.run { client, state, inbox, standIn in
+            let customer = try await client.createCustomer(email: "g@acme.example", name: "G", tenantID: "t7", idempotencyKey: "customer:t7")
+            let session = try await client.createCheckoutSession([
+                "mode": "payment", "customer": .string(customer.id), "client_reference_id": "t7",
+                "success_url": "https://billing.example/billing?checkout={CHECKOUT_SESSION_ID}",
+                "cancel_url": "https://billing.example/billing?checkout={CHECKOUT_SESSION_ID}",
+                "line_items": [["price_data": ["currency": "usd", "unit_amount": 1, "product_data": ["name": "Credits"]], "quantity": 500]],
+                "metadata": ["tenant_id": "t7", "purpose": "credit_topup", "credits": "500", "topup_id": "tu_1"],
+                "payment_intent_data": ["metadata": ["tenant_id": "t7", "purpose": "credit_topup", "credits": "500", "topup_id": "tu_1"]],
+            ], idempotencyKey: "topup:t7:tu_1")
+            #expect(session.status == "open")
+            #expect(session.amountTotal == 500)
+            let path = try #require(session.url.flatMap { URL(string: $0)?.path })
+            #expect(path == "/checkout/\(session.id)")
+
+            let page = try await standIn.execute(uri: path, method: .get)
+            #expect(String(buffer: page.body).contains("id=\"pay\""))
+            let paid = try await standIn.execute(
+                uri: path, method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "outcome=pay"))
+            #expect(paid.status == .seeOther)
+            #expect(paid.headers[.location] == "https://billing.example/billing?checkout=\(session.id)")
+
+            let completed = try await client.retrieveCheckoutSession(session.id)
+            #expect(completed.status == "complete")
+            #expect(completed.paymentStatus == "paid")
+            #expect(completed.paymentIntent != nil)
+
+            #expect(try await StandInHarness.eventually { await inbox.eventTypes().contains("payment_intent.succeeded") })
+            let types = await inbox.eventTypes()
+            #expect(types.contains("checkout.session.completed"))
+            for delivery in await inbox.deliveries {
+                try WebhookSignature.verify(header: delivery.signature, body: delivery.body, secrets: [StandInHarness.secret],
+                                            now: Date(), tolerance: .seconds(300))
+            }
+            let metadata = await inbox.metadata(ofFirst: "payment_intent.succeeded")
+            #expect(metadata?["purpose"] == "credit_topup")
+            #expect(metadata?["credits"] == "500")
+            // The events are listed by the API too.
+            let listed = try await client.listEvents(limit: 100)
+            #expect(listed.events.contains { $0.type == "checkout.session.completed" })
+        }
+    }
+
+    @Test func aSubscriptionSessionCreatesTheSubscriptionWithItsMetadata() async throws {
+        try await StandInHarness.run { client, _, inbox, standIn in
+            let session = try await client.createCheckoutSession([
+                "mode": "subscription", "client_reference_id": "t8",
+                "success_url": "https://billing.example/billing?checkout={CHECKOUT_SESSION_ID}",
+                "line_items": [["price": "price_team_month", "quantity": 4]],
+                "metadata": ["tenant_id": "t8", "plan": "team", "purpose": "subscription"],
+                "subscription_data": ["metadata": ["tenant_id": "t8", "plan": "team"], "trial_period_days": 14],
+            ], idempotencyKey: "checkout:t8")
+            #expect(session.amountTotal == 6000)
+            _ = try await standIn.execute(
+                uri: "/checkout/\(session.id)", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "outcome=pay"))
+            let completed = try await client.retrieveCheckoutSession(session.id)
+            let subscriptionID = try #require(completed.subscription?.id)
+            let subscription = try await client.retrieveSubscription(subscriptionID)
+            #expect(subscription.status == "trialing")
+            #expect(subscription.metadata?["tenant_id"] == "t8")
+            #expect(subscription.items.data.first?.priceID == "price_team_month")
+            #expect(subscription.items.data.first?.quantity == 4)
+            #expect(subscription.periodEnd != nil)
+            #expect(try await StandInHarness.eventually { await inbox.eventTypes().contains("invoice.paid") })
+            #expect(await inbox.eventTypes().contains("customer.subscription.created"))
+
+            // Quantity changes and cancellation go through the same API.
+            let item = try #require(subscription.items.data.first)
+            let updated = try await client.updateSubscription(subscriptionID, [
+                "items": [["id": .string(item.id), "quantity": 6]], "proration_behavior": "create_prorations",
+            ], idempotencyKey: "seats:\(subscriptionID):6")
+            #expect(updated.items.data.first?.quantity == 6)
+            let switched = try await client.updateSubscription(subscriptionID, [
+                "items": [["id": .string(item.id), "price": "price_pro_month"]],
+            ], idempotencyKey: UUID().uuidString)
+            #expect(switched.items.data.first?.priceID == "price_pro_month")
+            #expect(try await client.cancelSubscription(subscriptionID).status == "canceled")
+        }
+    }
+
+    @Test func declineAndThreeDSecureAreShownAndAuthenticationPays() async throws {
+        try await StandInHarness.run { client, _, inbox, standIn in
+            let session = try await client.createCheckoutSession([
+                "mode": "payment", "success_url": "https://billing.example/done",
+                "line_items": [["price_data": ["currency": "usd", "unit_amount": 100, "product_data": ["name": "Credits"]], "quantity": 1]],
+            ], idempotencyKey: UUID().uuidString)
+            let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            let declined = try await standIn.execute(uri: "/checkout/\(session.id)", method: .post, headers: form, body: ByteBuffer(string: "outcome=decline"))
+            #expect(String(buffer: declined.body).contains("declined"))
+            #expect(try await client.retrieveCheckoutSession(session.id).status == "open")
+            #expect(try await StandInHarness.eventually { await inbox.eventTypes().contains("payment_intent.payment_failed") })
+
+            let challenge = try await standIn.execute(uri: "/checkout/\(session.id)", method: .post, headers: form, body: ByteBuffer(string: "outcome=authenticate"))
+            #expect(String(buffer: challenge.body).contains("complete-authentication"))
+            let paid = try await standIn.execute(uri: "/checkout/\(session.id)", method: .post, headers: form, body: ByteBuffer(string: "outcome=authenticated"))
+            #expect(paid.status == .seeOther)
+            #expect(try await client.retrieveCheckoutSession(session.id).status == "complete")
+        }
+    }
+
+    @Test func deliveriesAreRetriedWhileTheEndpointIsDown() async throws {
+        try await StandInHarness.run(failFirstDeliveries: 3) { client, state, inbox, _ in
+            _ = try await client.createCustomer(email: "h@acme.example", name: "H", tenantID: "t9", idempotencyKey: UUID().uuidString)
+            #expect(try await StandInHarness.eventually { await inbox.deliveries.count >= 4 })
+            let ids = await inbox.deliveries.compactMap { (try? JSONSerialization.jsonObject(with: $0.body) as? [String: Any])?["id"] as? String }
+            #expect(Set(ids).count == 1)
+            let id = try #require(ids.first)
+            #expect(try await StandInHarness.eventually { await state.deliveries(of: id) == 1 })
+        }
+    }
+
+    @Test func expiringASessionEndsIt() async throws {
+        try await StandInHarness.run { client, _, inbox, _ in
+            let session = try await client.createCheckoutSession([
+                "mode": "payment", "success_url": "https://billing.example/done",
+                "line_items": [["price_data": ["currency": "usd", "unit_amount": 100, "product_data": ["name": "Credits"]], "quantity": 1]],
+            ], idempotencyKey: UUID().uuidString)
+            let expired = try await client.expireCheckoutSession(session.id, idempotencyKey: UUID().uuidString)
+            #expect(expired.status == "expired")
+            #expect(try await StandInHarness.eventually { await inbox.eventTypes().contains("checkout.session.expired") })
+        }
+    }
+}
+
+/// Stripe's official Python library speaks to the stand-in and parses what it answers.
+@Suite struct OfficialLibraryTests {
+    @Test func stripePythonCreatesACustomerAndACheckoutSession() async throws {
+        guard let python = ProcessInfo.processInfo.environment["BILLING_TEST_PYTHON"], !python.isEmpty else {
+            throw Localstripe.LocalstripeMissing()
+        }
+        try await StandInHarness.run { _, _, _, standIn in
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/official_client.py")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: python)
+            process.arguments = [script.path, "http://127.0.0.1:\(standIn.port!)"]
+            let output = Pipe()
+            let errors = Pipe()
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(errorText)")
+            let parsed = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            #expect((parsed["customer"] as? String)?.hasPrefix("cus_") == true)
+            #expect(parsed["customer_object"] as? String == "customer")
+            #expect(parsed["tenant"] as? String == "t-official")
+            #expect((parsed["session"] as? String)?.hasPrefix("cs_test_") == true)
+            #expect(parsed["session_object"] as? String == "checkout.session")
+            #expect(parsed["amount_total"] as? Int == 4500)
+            #expect(parsed["fetched_status"] as? String == "open")
+            #expect(parsed["fetched_customer"] as? String == parsed["customer"] as? String)
+            #expect((parsed["url"] as? String)?.contains("/checkout/") == true)
+        }
+    }
+}
