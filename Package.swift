@@ -56,14 +56,14 @@ let package = Package(
         .target(
             name: "Billing",
             dependencies: [
-                "BillingCore", "BillingStore", "JSONRPC",
+                "BillingCore", "BillingStore", "JSONRPC", "StripeAPI",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "BillingServer",
             dependencies: [
-                "Billing", "BillingCore", "BillingStore", "JSONRPC",
+                "Billing", "BillingCore", "BillingStore", "JSONRPC", "StripeAPI", "StripeStandIn",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(
             name: "StripeAPITests",
             dependencies: [
-                "StripeAPI", "StripeStandIn",
+                "StripeAPI", "StripeStandIn", "BillingStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -116,6 +116,7 @@ let package = Package(
             name: "BillingServerTests",
             dependencies: [
                 "BillingServer", "BillingStore", "Billing", "BillingCore", "JSONRPC", "BillingTestSupport",
+                "StripeAPI", "StripeStandIn",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -3,6 +3,7 @@ import BillingStore
 import Foundation
 import JSONRPC
 import Logging
+import StripeAPI
 
 /// Settings of the application services that are not wiring.
 public struct BillingSettings: Sendable {
@@ -19,18 +20,21 @@ public struct BillingAPI: Sendable {
     public let catalog: PlanCatalog
     public let tenants: TenantStore
     public let settings: BillingSettings
+    public let stripe: StripeSettings
     /// The OpenRPC document that `rpc.discover` returns.
     public let openRPC: JSONValue
     public let now: @Sendable () -> Date
     public let newID: @Sendable () -> UUID
 
     public init(
-        catalog: PlanCatalog, tenants: TenantStore, settings: BillingSettings, openRPC: JSONValue,
+        catalog: PlanCatalog, tenants: TenantStore, settings: BillingSettings,
+        stripe: StripeSettings = StripeSettings(client: nil, publicURL: "http://127.0.0.1:8080"), openRPC: JSONValue,
         now: @escaping @Sendable () -> Date = Date.init, newID: @escaping @Sendable () -> UUID = UUID.init
     ) {
         self.catalog = catalog
         self.tenants = tenants
         self.settings = settings
+        self.stripe = stripe
         self.openRPC = openRPC
         self.now = now
         self.newID = newID
@@ -45,6 +49,15 @@ public struct BillingAPI: Sendable {
         }
         methods.platformMethod("tenants.provision", .mutation, roles: .service) { (params: ProvisionParams, principal, _) in
             try await provision(params, by: principal)
+        }
+        methods.tenantMethod("billing.checkout", .mutation, roles: .managers) { (params: CheckoutParams, call) in
+            try await checkout(params, call: call)
+        }
+        methods.tenantMethod("billing.topUp", .mutation, roles: .managers) { (params: TopUpParams, call) in
+            try await topUp(params, call: call)
+        }
+        methods.tenantMethod("billing.portal", .mutation, roles: .managers) { (params: PortalParams, call) in
+            try await portal(params, call: call)
         }
         return methods
     }
@@ -75,8 +88,12 @@ public struct BillingAPI: Sendable {
             id = newID()
         }
         switch try await tenants.provision(id: id, name: name, email: email, actor: AuditActor(principal)) {
-        case .created(let record): return ProvisionedTenant(record, created: true)
-        case .existing(let record): return ProvisionedTenant(record, created: false)
+        case .created(var record):
+            record.stripeCustomerID = await createCustomerAfterProvisioning(id)
+            return ProvisionedTenant(record, created: true)
+        case .existing(var record):
+            if record.stripeCustomerID == nil { record.stripeCustomerID = await createCustomerAfterProvisioning(id) }
+            return ProvisionedTenant(record, created: false)
         }
     }
 }

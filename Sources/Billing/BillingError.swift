@@ -1,6 +1,7 @@
 import BillingCore
 import BillingStore
 import JSONRPC
+import StripeAPI
 
 /// The application's errors, each carrying what the caller must change; mapped to JSON-RPC errors in `rpcError` only.
 public enum BillingError: Error, CustomStringConvertible {
@@ -36,6 +37,24 @@ public enum BillingError: Error, CustomStringConvertible {
         case let error as RPCError: return error
         case let error as BillingError: return error.rpcError
         case let error as SeatError: return .invalidParams(field: "seats", error.description)
+        case let error as CatalogError:
+            if case .unknownPlan = error { return .invalidParams(field: "plan", error.description) }
+            if case .intervalNotOffered = error { return .invalidParams(field: "interval", error.description) }
+            return nil
+        case let error as StripeError:
+            switch error {
+            case .unavailable, .indeterminate:
+                return RPCError(.SERVICE_UNAVAILABLE, "Stripe is unavailable right now; nothing was charged. Try again in a moment.")
+            case .refused(let refusal):
+                let message = "Stripe refused the request: \(refusal.message ?? refusal.type)"
+                switch refusal.httpStatus {
+                case 402: return RPCError(.PAYMENT_REQUIRED, message)
+                case 429: return RPCError(.TOO_MANY_REQUESTS, "Stripe is rate limiting this server; try again in a moment.")
+                default: return RPCError(.PRECONDITION_FAILED, message)
+                }
+            case .unreadable:
+                return nil
+            }
         case let error as StoreError:
             switch error {
             case .conflict(let message): return RPCError(.CONFLICT, message)

@@ -8,6 +8,7 @@ import Logging
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import StripeAPI
 
 /// The largest JSON-RPC body accepted.
 let maxRPCBodyBytes = 1 << 20
@@ -28,9 +29,13 @@ public func buildApplication(
     let migrations = try Migration.load(directory: configuration.migrationsDirectory)
     let openRPC = try loadOpenRPC(configuration.openRPCFile)
 
+    let stripe = StripeSettings(
+        client: configuration.stripeConfiguration().map { StripeClient(configuration: $0, logger: logger) },
+        publicURL: configuration.publicURL, allowPromotionCodes: configuration.allowPromotionCodes,
+        sessionsPerMinute: configuration.checkoutSessionsPerMinute)
     let api = BillingAPI(
         catalog: catalog, tenants: TenantStore(database: database),
-        settings: BillingSettings(pastDueGrace: configuration.pastDueGrace), openRPC: openRPC, now: now)
+        settings: BillingSettings(pastDueGrace: configuration.pastDueGrace), stripe: stripe, openRPC: openRPC, now: now)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
     var rpc = JSONRPCServer(registry: methods)

@@ -3,6 +3,7 @@ import BillingStore
 import Configuration
 import Foundation
 import Logging
+import StripeAPI
 
 /// Everything the server reads from its environment (and `.env`), by DESIGN.md's names.
 public struct BillingConfiguration: Sendable {
@@ -24,6 +25,14 @@ public struct BillingConfiguration: Sendable {
     public var priceOverrides: [String: String]
     public var pastDueGrace: Duration
     public var logLevel: Logger.Level
+    /// nil: no Stripe; money paths say so. `billingd dev` runs the stand-in instead.
+    public var stripeSecretKey: String?
+    public var stripeAPIBase: String
+    public var stripeTimeout: Duration
+    public var stripeRetryInitial: Duration
+    public var stripeMaxAttempts: Int
+    public var allowPromotionCodes: Bool
+    public var checkoutSessionsPerMinute: Int
 
     public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
 
@@ -67,6 +76,22 @@ public struct BillingConfiguration: Sendable {
             throw ConfigurationError.invalid("BILLING_LOG_LEVEL", "use trace, debug, info, notice, warning, error or critical")
         }
         logLevel = parsed
+        stripeSecretKey = reader.string(forKey: "stripe.secret.key", isSecret: true).flatMap { $0.isEmpty ? nil : $0 }
+        stripeAPIBase = reader.string(forKey: "stripe.api.base", default: "https://api.stripe.com")
+        stripeTimeout = .milliseconds(reader.int(forKey: "billing.stripe.timeout.ms", default: 30_000))
+        stripeRetryInitial = .milliseconds(reader.int(forKey: "billing.stripe.retry.initial.ms", default: 500))
+        stripeMaxAttempts = reader.int(forKey: "billing.stripe.max.attempts", default: 3)
+        allowPromotionCodes = reader.bool(forKey: "billing.checkout.promotion.codes", default: false)
+        checkoutSessionsPerMinute = reader.int(forKey: "billing.checkout.sessions.per.minute", default: 10)
+    }
+
+    /// The Stripe client, when a secret key is configured.
+    public func stripeConfiguration() -> StripeConfiguration? {
+        stripeSecretKey.map {
+            StripeConfiguration(
+                apiBase: stripeAPIBase, secretKey: $0, timeout: stripeTimeout,
+                retry: RetryPolicy(maxAttempts: stripeMaxAttempts, initialDelay: stripeRetryInitial, maxDelay: stripeRetryInitial * 16))
+        }
     }
 
     /// The catalog from the plans file, with `STRIPE_PRICE_<PLAN>_<INTERVAL>` overrides applied.

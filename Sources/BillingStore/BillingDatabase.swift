@@ -20,18 +20,22 @@ public struct BillingDatabase: Sendable {
     }
 
     /// Runs `body` in one transaction scoped to `tenant`; the setting ends with the transaction, so the pooled
-    /// connection carries nothing to its next lease.
+    /// connection carries nothing to its next lease. Database failures come back as `StoreError`; errors the body
+    /// throws for its own reasons come back as they were thrown (and roll the transaction back).
     @discardableResult
     public func withTenant<T: Sendable>(
         _ tenant: UUID, operation: String,
         _ body: @Sendable (PostgresConnection) async throws -> T
-    ) async throws(StoreError) -> T {
+    ) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in
                 try await connection.query(
                     "SELECT set_config('app.tenant_id', \(tenant.uuidString.lowercased()), true)", logger: logger)
                 return try await body(connection)
             }
+        } catch let error as PostgresTransactionError {
+            if let inner = error.closureError, !(inner is PSQLError) { throw inner }
+            throw StoreError.wrap(error, operation: operation)
         } catch {
             throw StoreError.wrap(error, operation: operation)
         }

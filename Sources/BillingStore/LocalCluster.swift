@@ -72,7 +72,7 @@ public struct LocalCluster: Sendable {
         // Output goes to a file, not a pipe: the postmaster that pg_ctl starts inherits it and never closes it.
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-\(UUID().uuidString).out").path
         defer { unlink(outputPath) }
-        let status = Self.spawnAndWait(argv, outputPath: outputPath)
+        let status = (try? ChildProcess.spawn(argv, stdoutPath: outputPath))?.wait() ?? -1
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         guard status == 0 else {
             let name = (executable as NSString).lastPathComponent
@@ -80,24 +80,6 @@ public struct LocalCluster: Sendable {
             throw .configuration("\(name) failed (exit \(status)): \(text.suffix(600))")
         }
         return text
-    }
-
-    /// posix_spawn and waitpid: Foundation's Process can miss the exit of a child whose grandchild lives on.
-    static func spawnAndWait(_ argv: [String], outputPath: String) -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var cArguments = argv.map { strdup($0) } + [nil]
-        defer { cArguments.forEach { free($0) } }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, argv[0], &actions, nil, &cArguments, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }
 

@@ -53,7 +53,7 @@ public struct TenantStore: Sendable {
 
     /// Creates the tenant and its empty wallet. Repeating the call with the same id, name and email returns the
     /// tenant; the same id with other details, or a deleted tenant's id, is a conflict.
-    public func provision(id: UUID, name: String, email: String, actor: AuditActor) async throws(StoreError) -> ProvisionOutcome {
+    public func provision(id: UUID, name: String, email: String, actor: AuditActor) async throws -> ProvisionOutcome {
         let logger = database.logger
         return try await database.withTenant(id, operation: "provision tenant") { connection in
             let inserted = try await connection.first(

@@ -34,17 +34,3 @@ struct StandInCommand: AsyncParsableCommand {
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }
-
-extension PlanCatalog {
-    /// Every Stripe price of the catalog, as the stand-in sells it.
-    var standInPrices: [StandInPrice] {
-        plans.flatMap { plan in
-            plan.prices.compactMap { price in
-                price.stripePriceID.map {
-                    StandInPrice(id: $0, unitAmount: price.amount, currency: price.currency, interval: price.interval.rawValue,
-                                 productName: plan.name)
-                }
-            }
-        }
-    }
-}

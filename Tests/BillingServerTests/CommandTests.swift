@@ -2,26 +2,17 @@ import AsyncHTTPClient
 import Billing
 import BillingCore
 import BillingServer
+import BillingStore
 import BillingTestSupport
 import Foundation
 import Testing
 
-/// The built `billingd`, run as a user runs it.
+/// The built `billingd`, run as a user runs it (spawned and reaped without Foundation's Process).
 enum Billingd {
-    static var executable: URL {
-        let debug = TestPaths.repositoryRoot.appendingPathComponent(".build/debug/billingd")
-        return debug
-    }
-
-    /// Runs to completion; (exit status, standard output, standard error).
-    static func run(_ arguments: [String], environment: [String: String]) throws -> (Int32, String, String) {
-        let process = try start(arguments, environment: environment)
-        process.process.waitUntilExit()
-        return (process.process.terminationStatus, process.output(), process.errors())
-    }
+    static var executable: URL { TestPaths.repositoryRoot.appendingPathComponent(".build/debug/billingd") }
 
     struct Running {
-        let process: Process
+        let child: ChildProcess
         let stdout: URL
         let stderr: URL
         func output() -> String { (try? String(contentsOf: stdout, encoding: .utf8)) ?? "" }
@@ -29,19 +20,21 @@ enum Billingd {
     }
 
     static func start(_ arguments: [String], environment: [String: String]) throws -> Running {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { $1 }
-        process.currentDirectoryURL = TestPaths.repositoryRoot
         let stdout = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-test-\(UUID()).out")
         let stderr = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-test-\(UUID()).err")
-        FileManager.default.createFile(atPath: stdout.path, contents: nil)
-        FileManager.default.createFile(atPath: stderr.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: stdout)
-        process.standardError = try FileHandle(forWritingTo: stderr)
-        try process.run()
-        return Running(process: process, stdout: stdout, stderr: stderr)
+        let environment = environment.merging([
+            "PATH": "/usr/bin:/bin", "BILLING_RESOURCES_DIR": TestPaths.repositoryRoot.path,
+        ]) { $1 }
+        let child = try ChildProcess.spawn(
+            [executable.path] + arguments, environment: environment, stdoutPath: stdout.path, stderrPath: stderr.path)
+        return Running(child: child, stdout: stdout, stderr: stderr)
+    }
+
+    /// Runs to completion; (exit status, standard output, standard error).
+    static func run(_ arguments: [String], environment: [String: String]) throws -> (Int32, String, String) {
+        let running = try start(arguments, environment: environment)
+        let status = running.child.wait()
+        return (status, running.output(), running.errors())
     }
 }
 
@@ -94,7 +87,8 @@ struct CommandTests {
         serveEnvironment["DATABASE_OWNER_URL"] = database.ownerURL.secretURLString
         serveEnvironment["BILLING_HTTP_PORT"] = String(port)
         let running = try Billingd.start(["serve"], environment: serveEnvironment)
-        defer { if running.process.isRunning { running.process.terminate() } }
+        var exitStatus: Int32?
+        defer { if exitStatus == nil { running.child.signal(SIGKILL); _ = running.child.wait() } }
 
         var ready = false
         for _ in 0..<100 {
@@ -107,10 +101,12 @@ struct CommandTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(ready, "\(running.errors())")
-        kill(running.process.processIdentifier, SIGTERM)
-        for _ in 0..<100 where running.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
-        #expect(!running.process.isRunning)
-        #expect(running.process.terminationStatus == 0)
+        running.child.signal(SIGTERM)
+        for _ in 0..<100 where exitStatus == nil {
+            exitStatus = running.child.exitStatusIfDone()
+            if exitStatus == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(exitStatus == 0, "\(running.errors())")
         // Secrets never reach the logs.
         let logs = running.errors() + running.output()
         #expect(!logs.contains(TestServer.secrets[0]))

@@ -10,6 +10,8 @@ import HummingbirdTesting
 import JSONRPC
 import Logging
 import NIOCore
+import StripeAPI
+import StripeStandIn
 
 /// The shipped application on port 0 against a fresh, migrated database, as the server's own role.
 struct TestServer {
@@ -17,6 +19,9 @@ struct TestServer {
 
     let database: TestDatabase
     let tokens: TokenAuthority
+    /// The Stripe stand-in the server talks to, when the test asked for one.
+    let standIn: StandInState?
+    let stripe: StripeClient?
 
     static func configuration(_ database: TestDatabase, extra: [String: String] = [:]) throws -> BillingConfiguration {
         var environment = [
@@ -31,17 +36,35 @@ struct TestServer {
         return try BillingConfiguration(reader: reader)
     }
 
-    /// Runs `body` against a live server.
+    static let publicURL = "http://billing.test:8080"
+
+    /// Runs `body` against a live server; with `stripe`, against a live Stripe stand-in that knows the catalog's prices.
     static func run(
-        extra: [String: String] = [:],
+        extra: [String: String] = [:], stripe: Bool = false,
         _ body: @escaping @Sendable (any TestClientProtocol, TestServer) async throws -> Void
     ) async throws {
         let database = try await TestCluster.shared.freshDatabase()
-        let configuration = try configuration(database, extra: extra)
-        let app = try await buildApplication(configuration: configuration)
-        let server = TestServer(database: database, tokens: await TokenAuthority(secrets: [secrets[0]]))
-        try await app.test(.live) { client in
-            try await body(client, server)
+        let tokens = await TokenAuthority(secrets: [secrets[0]])
+        guard stripe else {
+            let app = try await buildApplication(configuration: try configuration(database, extra: extra))
+            let server = TestServer(database: database, tokens: tokens, standIn: nil, stripe: nil)
+            try await app.test(.live) { client in try await body(client, server) }
+            return
+        }
+        let catalog = try configuration(database).loadCatalog()
+        let state = StandInState(configuration: StandInConfiguration(
+            publicURL: "http://stand-in.test", webhookURL: nil, webhookSecret: "whsec_test", prices: catalog.standInPrices))
+        try await buildStandInApplication(state: state, port: 0).test(.live) { standIn in
+            let base = "http://127.0.0.1:\(standIn.port!)"
+            var environment = [
+                "STRIPE_SECRET_KEY": "sk_test_server_tests", "STRIPE_API_BASE": base, "BILLING_PUBLIC_URL": publicURL,
+                "BILLING_STRIPE_RETRY_INITIAL_MS": "1", "BILLING_STRIPE_TIMEOUT_MS": "2000",
+            ]
+            environment.merge(extra) { $1 }
+            let app = try await buildApplication(configuration: try configuration(database, extra: environment))
+            let client = StripeClient(configuration: StripeConfiguration(apiBase: base, secretKey: "sk_test_server_tests"))
+            let server = TestServer(database: database, tokens: tokens, standIn: state, stripe: client)
+            try await app.test(.live) { client in try await body(client, server) }
         }
     }
 

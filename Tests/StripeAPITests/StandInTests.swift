@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import BillingStore
 import StripeAPI
 import StripeStandIn
 import Testing
@@ -301,18 +302,14 @@ enum StandInHarness {
         }
         try await StandInHarness.run { _, _, _, standIn in
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/official_client.py")
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: python)
-            process.arguments = [script.path, "http://127.0.0.1:\(standIn.port!)"]
-            let output = Pipe()
-            let errors = Pipe()
-            process.standardOutput = output
-            process.standardError = errors
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(errorText)")
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("official-\(UUID()).out")
+            let errors = FileManager.default.temporaryDirectory.appendingPathComponent("official-\(UUID()).err")
+            defer { try? FileManager.default.removeItem(at: output); try? FileManager.default.removeItem(at: errors) }
+            let child = try ChildProcess.spawn(
+                [python, script.path, "http://127.0.0.1:\(standIn.port!)"], stdoutPath: output.path, stderrPath: errors.path)
+            let status = child.wait()
+            let data = try Data(contentsOf: output)
+            #expect(status == 0, "\((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
             let parsed = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
             #expect((parsed["customer"] as? String)?.hasPrefix("cus_") == true)
             #expect(parsed["customer_object"] as? String == "customer")

@@ -1,0 +1,252 @@
+import BillingCore
+import BillingStore
+import Foundation
+import JSONRPC
+import StripeAPI
+
+/// How the API uses Stripe.
+public struct StripeSettings: Sendable {
+    /// nil when no Stripe is configured: money paths answer PRECONDITION_FAILED saying so.
+    public var client: StripeClient?
+    /// `{BILLING_PUBLIC_URL}`: Checkout returns to `{publicURL}/billing?checkout={CHECKOUT_SESSION_ID}`.
+    public var publicURL: String
+    public var allowPromotionCodes: Bool
+    /// Checkout Sessions (subscription and top-up) one tenant may open per minute.
+    public var sessionsPerMinute: Int
+
+    public init(client: StripeClient?, publicURL: String, allowPromotionCodes: Bool = false, sessionsPerMinute: Int = 10) {
+        self.client = client
+        self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+        self.allowPromotionCodes = allowPromotionCodes
+        self.sessionsPerMinute = sessionsPerMinute
+    }
+
+    var returnURL: String { "\(publicURL)/billing?checkout={CHECKOUT_SESSION_ID}" }
+}
+
+public struct CheckoutParams: Decodable, Sendable {
+    public var plan: String
+    public var interval: String?
+    public var seats: Int?
+}
+
+public struct TopUpParams: Decodable, Sendable {
+    public var credits: Int
+    public var idempotencyKey: String?
+}
+
+public struct PortalParams: Decodable, Sendable {
+    public var returnUrl: String?
+}
+
+public struct CheckoutStarted: Encodable, Sendable, Equatable {
+    public var checkoutUrl: String
+    public var sessionId: String
+}
+
+public struct PortalOpened: Encodable, Sendable, Equatable {
+    public var url: String
+}
+
+extension BillingAPI {
+    func requireStripe() throws -> StripeClient {
+        guard let client = stripe.client else {
+            throw BillingError.preconditionFailed(
+                "Stripe is not configured on this server: set STRIPE_SECRET_KEY, or run `billingd dev` for the local stand-in")
+        }
+        return client
+    }
+
+    /// The tenant's Stripe customer, created (idempotently, keyed by the tenant) when it has none yet.
+    func ensureCustomer(_ transaction: TenantTransaction, _ tenant: TenantRecord, stripe: StripeClient) async throws -> String {
+        if let existing = tenant.stripeCustomerID { return existing }
+        let customer = try await stripe.createCustomer(
+            email: tenant.email, name: tenant.name, tenantID: tenant.id.uuidString.lowercased(),
+            idempotencyKey: "customer:\(tenant.id.uuidString.lowercased())")
+        try await transaction.setStripeCustomer(customer.id)
+        return customer.id
+    }
+
+    func lockedTenant(_ transaction: TenantTransaction) async throws -> TenantRecord {
+        guard let tenant = try await transaction.lockTenant() else {
+            throw BillingError.notFound(
+                "tenant \(transaction.tenant.uuidString.lowercased()) does not exist or was deleted; provision it with tenants.provision")
+        }
+        return tenant
+    }
+
+    func checkRate(_ transaction: TenantTransaction) async throws {
+        let opened = try await transaction.sessionsOpened(since: now().addingTimeInterval(-60))
+        guard opened < stripe.sessionsPerMinute else {
+            throw BillingError.tooManyRequests(
+                "this tenant opened \(opened) checkout sessions in the last minute (at most \(stripe.sessionsPerMinute)); wait a minute and try again")
+        }
+    }
+
+    /// `billing.checkout`: a subscription Checkout Session for a plan; the plan changes only when Stripe confirms.
+    func checkout(_ params: CheckoutParams, call: TenantCall) async throws -> CheckoutStarted {
+        let plan = try catalog.plan(named: params.plan)
+        let interval = try parseInterval(params.interval)
+        let priceID: String
+        do {
+            priceID = try catalog.stripePriceID(of: plan, per: interval)
+        } catch let error as CatalogError {
+            throw BillingError.invalidParams(field: "plan", "\(error); choose a paid plan")
+        }
+        let seats = params.seats ?? plan.seats.default
+        try plan.seats.validate(seats, plan: plan.key)
+        let client = try requireStripe()
+        let settings = stripe
+        let now = now()
+        let actor = call.actor
+        return try await tenants.database.transaction(call.tenantID, operation: "checkout") { transaction in
+            let tenant = try await lockedTenant(transaction)
+            if let live = try await transaction.liveSubscription() {
+                throw BillingError.conflict(
+                    "this tenant already has a \(live.status) '\(live.plan)' subscription; change it with billing.changePlan or in the portal (billing.portal)",
+                    data: ["plan": .string(live.plan), "status": .string(live.status)])
+            }
+            // A double click (or a second tab) gets the session already open rather than a second subscription.
+            if let open = try await transaction.openSubscriptionSession(now: now) {
+                return CheckoutStarted(checkoutUrl: open.url, sessionId: open.sessionID)
+            }
+            try await checkRate(transaction)
+            let customer = try await ensureCustomer(transaction, tenant, stripe: client)
+            let tenantID = tenant.id.uuidString.lowercased()
+            var parameters: FormParameters = [
+                "mode": "subscription",
+                "customer": .string(customer),
+                "client_reference_id": .string(tenantID),
+                "success_url": .string(settings.returnURL),
+                "cancel_url": .string(settings.returnURL),
+                "line_items": [["price": .string(priceID), "quantity": .int(seats)]],
+                "metadata": ["tenant_id": .string(tenantID), "plan": .string(plan.key), "interval": .string(interval.rawValue),
+                             "seats": .int(seats), "purpose": "subscription"],
+            ]
+            var subscriptionData: [(String, FormValue)] = [
+                ("metadata", ["tenant_id": .string(tenantID), "plan": .string(plan.key), "purpose": "subscription"]),
+            ]
+            if plan.trialDays > 0 { subscriptionData.append(("trial_period_days", .int(plan.trialDays))) }
+            parameters["subscription_data"] = .fields(subscriptionData)
+            if settings.allowPromotionCodes { parameters["allow_promotion_codes"] = true }
+            let session = try await client.createCheckoutSession(
+                parameters, idempotencyKey: "checkout:\(tenantID):\(UUID().uuidString.lowercased())")
+            guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+            try await transaction.recordCheckoutSession(
+                sessionID: session.id, purpose: "subscription", url: url, plan: plan.key, interval: interval.rawValue, seats: seats,
+                expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
+            try await transaction.audit(actor: actor, action: "checkout.opened", before: nil, after: [
+                "session": session.id, "plan": plan.key, "interval": interval.rawValue, "seats": String(seats),
+            ])
+            return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+        }
+    }
+
+    /// `billing.topUp`: a payment-mode Checkout Session for credits. The balance does not change here.
+    func topUp(_ params: TopUpParams, call: TenantCall) async throws -> CheckoutStarted {
+        let pricing = catalog.credits
+        guard (pricing.minimum...pricing.maximum).contains(params.credits) else {
+            throw BillingError.invalidParams(
+                field: "credits", "credits must be between \(pricing.minimum) and \(pricing.maximum) per top-up (got \(params.credits))")
+        }
+        if let key = params.idempotencyKey, key.isEmpty || key.count > 255 {
+            throw BillingError.invalidParams(field: "idempotencyKey", "idempotencyKey must be 1 to 255 characters")
+        }
+        let client = try requireStripe()
+        let settings = stripe
+        let now = now()
+        let actor = call.actor
+        let amount = params.credits * pricing.unitAmount
+        return try await tenants.database.transaction(call.tenantID, operation: "top-up") { transaction in
+            let tenant = try await lockedTenant(transaction)
+            if let key = params.idempotencyKey, let earlier = try await transaction.topUp(key: key) {
+                if earlier.status == "paid" || earlier.expiresAt > now {
+                    guard earlier.credits == params.credits else {
+                        throw BillingError.conflict(
+                            "idempotencyKey '\(key)' was used for a top-up of \(earlier.credits) credits; use a new key for \(params.credits)",
+                            data: ["credits": .integer(earlier.credits), "sessionId": .string(earlier.sessionID)])
+                    }
+                    return CheckoutStarted(checkoutUrl: earlier.url, sessionId: earlier.sessionID)
+                }
+                // Its session expired unpaid: the key starts a new top-up.
+                try await transaction.expireTopUp(earlier.topUpID, sessionID: earlier.sessionID)
+            }
+            try await checkRate(transaction)
+            let customer = try await ensureCustomer(transaction, tenant, stripe: client)
+            let tenantID = tenant.id.uuidString.lowercased()
+            let topUpID = UUID()
+            let metadata: FormValue = [
+                "tenant_id": .string(tenantID), "purpose": "credit_topup", "credits": .int(params.credits),
+                "top_up_id": .string(topUpID.uuidString.lowercased()),
+            ]
+            let session = try await client.createCheckoutSession([
+                "mode": "payment",
+                "customer": .string(customer),
+                "client_reference_id": .string(tenantID),
+                "success_url": .string(settings.returnURL),
+                "cancel_url": .string(settings.returnURL),
+                "line_items": [[
+                    "price_data": [
+                        "currency": .string(pricing.currency), "unit_amount": .int(pricing.unitAmount),
+                        "product_data": ["name": "Credits"],
+                    ],
+                    "quantity": .int(params.credits),
+                ]],
+                "metadata": metadata,
+                "payment_intent_data": ["metadata": metadata],
+            ], idempotencyKey: "topup:\(tenantID):\(topUpID.uuidString.lowercased())")
+            guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+            try await transaction.recordCheckoutSession(
+                sessionID: session.id, purpose: "credit_topup", url: url, plan: nil, interval: nil, seats: nil,
+                expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
+            try await transaction.recordTopUp(
+                id: topUpID, key: params.idempotencyKey, credits: params.credits, amount: amount, currency: pricing.currency,
+                sessionID: session.id, now: now)
+            try await transaction.audit(actor: actor, action: "topup.opened", before: nil, after: [
+                "topUp": topUpID.uuidString.lowercased(), "session": session.id, "credits": String(params.credits),
+                "amount": String(amount), "currency": pricing.currency,
+            ])
+            return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+        }
+    }
+
+    /// `billing.portal`: a Customer Portal session; the return URL must be on this server's own origin.
+    func portal(_ params: PortalParams, call: TenantCall) async throws -> PortalOpened {
+        let returnURL = params.returnUrl ?? "\(stripe.publicURL)/billing"
+        guard let wanted = URLComponents(string: returnURL), let own = URLComponents(string: stripe.publicURL),
+              wanted.scheme == own.scheme, wanted.host == own.host, wanted.port == own.port
+        else {
+            throw BillingError.invalidParams(
+                field: "returnUrl", "returnUrl must be on \(stripe.publicURL) (no redirects to other sites)")
+        }
+        let client = try requireStripe()
+        return try await tenants.database.transaction(call.tenantID, operation: "portal") { transaction in
+            let tenant = try await lockedTenant(transaction)
+            let customer = try await ensureCustomer(transaction, tenant, stripe: client)
+            let session = try await client.createPortalSession(
+                customer: customer, returnURL: returnURL, idempotencyKey: "portal:\(customer):\(UUID().uuidString.lowercased())")
+            return PortalOpened(url: session.url)
+        }
+    }
+
+    /// After provisioning: the Stripe customer, if Stripe answers; if not, the tenant works and it is made on first need.
+    func createCustomerAfterProvisioning(_ tenantID: UUID) async -> String? {
+        guard let client = stripe.client else { return nil }
+        do {
+            return try await tenants.database.transaction(tenantID, operation: "customer") { transaction in
+                let tenant = try await lockedTenant(transaction)
+                return try await ensureCustomer(transaction, tenant, stripe: client)
+            }
+        } catch {
+            return nil
+        }
+    }
+
+    func parseInterval(_ text: String?) throws -> BillingInterval {
+        guard let text else { return .month }
+        guard let interval = BillingInterval(rawValue: text) else {
+            throw BillingError.invalidParams(field: "interval", "interval must be month or year (got '\(text)')")
+        }
+        return interval
+    }
+}
