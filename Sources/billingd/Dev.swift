@@ -7,6 +7,8 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
+import StripeStandIn
 
 /// `billingd dev`: a local PostgreSQL in `.data/`, migrations, a demo tenant and the server, in one command.
 struct Dev: AsyncParsableCommand {
@@ -19,6 +21,8 @@ struct Dev: AsyncParsableCommand {
     var pgPort: Int = 54329
     @Option(help: "HTTP port of the server.")
     var port: Int = 8080
+    @Option(help: "Port of the in-process Stripe stand-in (used unless STRIPE_SECRET_KEY is set).")
+    var stripePort: Int = 12111
 
     static let demoTenant = UUID(uuidString: "00000000-0000-4000-8000-00000000d3e0")!
 
@@ -40,6 +44,13 @@ struct Dev: AsyncParsableCommand {
         environment["DATABASE_URL", default: "postgres://billing_app:\(secrets.appPassword)@127.0.0.1:\(pgPort)/billing"] += ""
         environment["BILLING_JWT_SECRET", default: secrets.jwtSecret] += ""
         environment["BILLING_HTTP_PORT", default: String(port)] += ""
+        // Without a Stripe key, the stand-in plays Stripe, in this process, on its own port.
+        let useStandIn = (environment["STRIPE_SECRET_KEY"] ?? "").isEmpty
+        if useStandIn {
+            environment["STRIPE_SECRET_KEY"] = "sk_test_stand_in"
+            environment["STRIPE_API_BASE"] = "http://127.0.0.1:\(stripePort)"
+            environment["STRIPE_WEBHOOK_SECRETS"] = secrets.webhookSecret
+        }
         let configuration = try await BillingConfiguration.load(environment: environment)
 
         let migrations = try Migration.load(directory: configuration.migrationsDirectory)
@@ -55,10 +66,14 @@ struct Dev: AsyncParsableCommand {
         let authority = await TokenAuthority(secrets: try configuration.requireJWTSecrets())
         let token = try await authority.issue(role: .admin, tenant: Self.demoTenant, subject: "demo-admin", ttl: .seconds(7 * 24 * 3600))
         let url = "http://\(configuration.httpHost):\(configuration.httpPort)"
+        let stripeLine = useStandIn
+            ? "Stripe: the local stand-in at http://127.0.0.1:\(stripePort) (hosted Checkout pages there; webhooks to \(url)/webhooks/stripe)"
+            : "Stripe: \(configuration.stripeAPIBase)"
         // Written straight to the file descriptor: print() is block-buffered when stdout is not a terminal.
         FileHandle.standardOutput.write(Data("""
 
             billingd dev is starting at \(url)
+              \(stripeLine)
               demo tenant: \(Self.demoTenant.uuidString.lowercased())
               admin token (7 days): \(token)
 
@@ -71,7 +86,15 @@ struct Dev: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let app = try await buildApplication(configuration: configuration, registry: registry)
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        var services: [any Service] = [app]
+        if useStandIn {
+            let state = StandInState(configuration: StandInConfiguration(
+                publicURL: "http://127.0.0.1:\(stripePort)", webhookURL: "\(url)/webhooks/stripe",
+                webhookSecret: secrets.webhookSecret, prices: try configuration.loadCatalog().standInPrices))
+            services.append(buildStandInApplication(state: state, port: stripePort))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 }
 
@@ -80,6 +103,7 @@ struct DevSecrets {
     var superuserPassword: String
     var appPassword: String
     var jwtSecret: String
+    var webhookSecret: String
 
     static func loadOrCreate(at file: URL) throws -> DevSecrets {
         var values: [String: String] = [:]
@@ -95,8 +119,15 @@ struct DevSecrets {
         let secrets = DevSecrets(
             superuserPassword: values["PG_SUPERUSER_PASSWORD"] ?? random(),
             appPassword: values["APP_DB_PASSWORD"] ?? random(),
-            jwtSecret: values["JWT_SECRET"] ?? random() + random())
-        let text = "PG_SUPERUSER_PASSWORD=\(secrets.superuserPassword)\nAPP_DB_PASSWORD=\(secrets.appPassword)\nJWT_SECRET=\(secrets.jwtSecret)\n"
+            jwtSecret: values["JWT_SECRET"] ?? random() + random(),
+            webhookSecret: values["STRIPE_WEBHOOK_SECRET"] ?? "whsec_" + random())
+        let text = """
+            PG_SUPERUSER_PASSWORD=\(secrets.superuserPassword)
+            APP_DB_PASSWORD=\(secrets.appPassword)
+            JWT_SECRET=\(secrets.jwtSecret)
+            STRIPE_WEBHOOK_SECRET=\(secrets.webhookSecret)
+
+            """
         try Data(text.utf8).write(to: file)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
         return secrets
