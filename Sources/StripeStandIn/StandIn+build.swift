@@ -43,6 +43,19 @@ public func buildStandInApplication(
             return html(.ok, checkoutPage(view, notice: text))
         }
     }
+    router.get("/portal/{id}") { _, context -> Response in
+        let id = try context.parameters.require("id")
+        guard let view = await state.portalView(id) else { return html(.notFound, page("Not found", "<p>No such portal session.</p>")) }
+        return html(.ok, portalPage(view))
+    }
+    router.post("/portal/{id}") { request, context -> Response in
+        let id = try context.parameters.require("id")
+        let form = Dictionary(FormParameters.decodePairs(String(buffer: try await request.body.collect(upTo: 64 << 10))), uniquingKeysWith: { $1 })
+        let notice = await state.portalAction(
+            id, action: form["action"] ?? "", subscription: form["subscription"] ?? "", value: form["value"])
+        guard let view = await state.portalView(id) else { return html(.notFound, page("Not found", "<p>No such portal session.</p>")) }
+        return html(.ok, portalPage(view, notice: notice))
+    }
     router.post("/_stand-in/faults") { request, _ -> Response in
         let body = try await request.body.collect(upTo: 64 << 10)
         let fault = try JSONDecoder().decode(StandInFault.self, from: Data(body.readableBytesView))
@@ -109,4 +122,28 @@ func challengePage(_ id: String) -> String {
           <button name="outcome" value="authentication_failed" id="fail-authentication">Fail authentication</button>
         </form>
         """)
+}
+
+func portalPage(_ view: StandInState.PortalView, notice: String? = nil) -> String {
+    let notice = notice.map { "<p class=\"notice\" role=\"status\">\(escape($0))</p>" } ?? ""
+    let back = view.returnURL.map { "<p><a id=\"return\" href=\"\(escape($0))\">Return to the product</a></p>" } ?? ""
+    let subscriptions = view.subscriptions.map { line -> String in
+        let form = "<form method=\"post\" action=\"/portal/\(escape(view.id))\"><input type=\"hidden\" name=\"subscription\" value=\"\(escape(line.subscriptionID))\">"
+        let options = view.prices.map {
+            "<option value=\"\(escape($0.id))\"\($0.id == line.priceID ? " selected" : "")>\(escape($0.productName)) per \(escape($0.interval ?? ""))</option>"
+        }.joined()
+        let cancel = line.cancelAtPeriodEnd
+            ? "\(form)<button name=\"action\" value=\"renew\" id=\"renew\">Don't cancel</button></form>"
+            : "\(form)<button name=\"action\" value=\"cancel\" id=\"cancel\">Cancel at period end</button></form>"
+        return """
+            <section><h2>\(escape(line.productName))</h2>
+            <p>Status: \(escape(line.status))\(line.cancelAtPeriodEnd ? " (cancels at period end)" : ""). Seats: <span id="seats">\(line.quantity)</span></p>
+            \(form)<label>Seats <input name="value" type="number" min="1" value="\(line.quantity)"></label>
+            <button name="action" value="seats" id="change-seats">Change seats</button></form>
+            \(form)<label>Plan <select name="value">\(options)</select></label>
+            <button name="action" value="price" id="switch-plan">Switch plan</button></form>
+            \(cancel)</section>
+            """
+    }.joined()
+    return page("Billing portal", "<h1>Billing portal</h1>\(notice)\(subscriptions.isEmpty ? "<p>No subscriptions.</p>" : subscriptions)\(back)")
 }

@@ -323,3 +323,40 @@ enum StandInHarness {
         }
     }
 }
+
+@Suite struct StandInPortalTests {
+    @Test func thePortalChangesSeatsSwitchesPlanAndCancelsWithEvents() async throws {
+        try await StandInHarness.run { client, _, inbox, standIn in
+            let customer = try await client.createCustomer(email: "p@acme.example", name: "P", tenantID: "tp", idempotencyKey: UUID().uuidString)
+            let session = try await client.createCheckoutSession([
+                "mode": "subscription", "customer": .string(customer.id), "success_url": "https://billing.example/done",
+                "line_items": [["price": "price_team_month", "quantity": 3]],
+                "subscription_data": ["metadata": ["tenant_id": "tp"]],
+            ], idempotencyKey: UUID().uuidString)
+            let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            _ = try await standIn.execute(uri: "/checkout/\(session.id)", method: .post, headers: form, body: ByteBuffer(string: "outcome=pay"))
+            let subscriptionID = try #require(try await client.retrieveCheckoutSession(session.id).subscription?.id)
+
+            let portal = try await client.createPortalSession(customer: customer.id, returnURL: "https://billing.example/billing", idempotencyKey: UUID().uuidString)
+            let path = try #require(URL(string: portal.url)?.path)
+            let page = String(buffer: try await standIn.execute(uri: path, method: .get).body)
+            #expect(page.contains("id=\"change-seats\""))
+            #expect(page.contains("id=\"switch-plan\""))
+            #expect(page.contains("https://billing.example/billing"))
+
+            func act(_ body: String) async throws -> String {
+                String(buffer: try await standIn.execute(uri: path, method: .post, headers: form, body: ByteBuffer(string: body)).body)
+            }
+            #expect(try await act("action=seats&subscription=\(subscriptionID)&value=7").contains("Saved."))
+            #expect(try await client.retrieveSubscription(subscriptionID).items.data.first?.quantity == 7)
+            #expect(try await act("action=seats&subscription=\(subscriptionID)&value=0").contains("1 or more"))
+            #expect(try await act("action=price&subscription=\(subscriptionID)&value=price_pro_month").contains("Saved."))
+            #expect(try await client.retrieveSubscription(subscriptionID).items.data.first?.priceID == "price_pro_month")
+            #expect(try await act("action=cancel&subscription=\(subscriptionID)").contains("cancels at period end"))
+            #expect(try await client.retrieveSubscription(subscriptionID).cancelAtPeriodEnd == true)
+            #expect(try await StandInHarness.eventually {
+                await inbox.eventTypes().filter { $0 == "customer.subscription.updated" }.count >= 3
+            })
+        }
+    }
+}
