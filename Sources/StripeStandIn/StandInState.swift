@@ -115,7 +115,11 @@ public actor StandInState {
         if let id = match("GET", "subscriptions/:id") { return retrieve(id, kind: "subscription") }
         if let id = match("POST", "subscriptions/:id") { return updateSubscription(id, params) }
         if let id = match("DELETE", "subscriptions/:id") { return cancelSubscription(id) }
+        if match("POST", "payment_intents") != nil { return createPaymentIntent(params) }
+        if let id = match("POST", "payment_intents/:id/confirm") { return confirmPaymentIntent(id, params) }
         if let id = match("GET", "payment_intents/:id") { return retrieve(id, kind: "payment_intent") }
+        if match("POST", "refunds") != nil { return createRefund(params) }
+        if let id = match("GET", "charges/:id") { return retrieve(id, kind: "charge") }
         if let id = match("GET", "invoices/:id") { return retrieve(id, kind: "invoice") }
         if match("GET", "events") != nil { return listEvents(params) }
         switch request.method {

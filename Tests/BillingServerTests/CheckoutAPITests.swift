@@ -54,6 +54,26 @@ import Testing
         }
     }
 
+    @Test func afterItsSessionExpiredTheKeyStartsANewTopUp() async throws {
+        try await TestServer.run(stripe: true) { client, server in
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let first = try await client.rpc("billing.topUp", ["credits": 600, "idempotencyKey": "k-expire"], token: admin)
+            let firstSession = try #require(first["result"]?["sessionId"]?.stringValue)
+            // The session's time runs out unpaid.
+            try await server.database.withOwnerClient { owner in
+                try await owner.query(
+                    "UPDATE billing.checkout_sessions SET expires_at = now() - interval '1 minute' WHERE session_id = \(firstSession)",
+                    logger: .init(label: "test"))
+            }
+            let second = try await client.rpc("billing.topUp", ["credits": 700, "idempotencyKey": "k-expire"], token: admin)
+            let secondSession = try #require(second["result"]?["sessionId"]?.stringValue)
+            #expect(secondSession != firstSession)
+            let session = try await #require(server.stripe).retrieveCheckoutSession(secondSession)
+            #expect(session.metadata?["credits"] == "700")
+        }
+    }
+
     @Test func badTopUpsAreRefusedWithWhatToChange() async throws {
         try await TestServer.run(stripe: true) { client, server in
             let tenant = try await server.provision(client)

@@ -4,6 +4,7 @@ import BillingCore
 import BillingServer
 import BillingStore
 import BillingTestSupport
+import StripeAPI
 import Foundation
 import Testing
 
@@ -111,5 +112,21 @@ struct CommandTests {
         let logs = running.errors() + running.output()
         #expect(!logs.contains(TestServer.secrets[0]))
         #expect(!logs.contains(TestCluster.appPassword))
+    }
+
+    /// `billingd stand-in` alone sells the catalog's prices.
+    @Test func standInRunsAloneWithTheCatalogsPrices() async throws {
+        let port = Int.random(in: 40001...50000)
+        let running = try Billingd.start(["stand-in", "--port", String(port)], environment: environment)
+        defer { running.child.signal(SIGKILL); _ = running.child.wait() }
+        let client = StripeClient(configuration: StripeConfiguration(
+            apiBase: "http://127.0.0.1:\(port)", secretKey: "sk_test_cli",
+            retry: RetryPolicy(maxAttempts: 30, initialDelay: .milliseconds(100), maxDelay: .milliseconds(100))))
+        let session = try await client.createCheckoutSession([
+            "mode": "subscription", "success_url": "https://billing.example/done",
+            "line_items": [["price": "price_team_month", "quantity": 3]],
+        ], idempotencyKey: UUID().uuidString)
+        #expect(session.amountTotal == 4500)
+        #expect(session.url == "http://127.0.0.1:\(port)/checkout/\(session.id)")
     }
 }

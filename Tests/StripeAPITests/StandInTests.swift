@@ -360,3 +360,70 @@ enum StandInHarness {
         }
     }
 }
+
+@Suite struct StandInPaymentTests {
+    func customer(_ client: StripeClient) async throws -> String {
+        try await client.createCustomer(email: "pay@acme.example", name: "Pay", tenantID: "tq", idempotencyKey: UUID().uuidString).id
+    }
+
+    @Test func offSessionPaymentsSucceedDeclineOrNeedAuthentication() async throws {
+        try await StandInHarness.run { client, _, inbox, _ in
+            let customer = try await customer(client)
+            func charge(_ method: String, key: String) async throws(StripeError) -> PaymentIntent {
+                try await client.createPaymentIntent([
+                    "amount": 2500, "currency": "usd", "customer": .string(customer), "payment_method": .string(method),
+                    "confirm": true, "off_session": true, "metadata": ["invoice_id": "inv-1", "tenant_id": "tq"],
+                ], idempotencyKey: key)
+            }
+            let paid = try await charge("pm_card_visa", key: "invoice:inv-1:attempt:1")
+            #expect(paid.status == "succeeded")
+            #expect(paid.latestCharge?.id.hasPrefix("ch_") == true)
+            #expect(paid.metadata?["invoice_id"] == "inv-1")
+            // The same attempt's key replays the same intent: no second charge.
+            #expect(try await charge("pm_card_visa", key: "invoice:inv-1:attempt:1").id == paid.id)
+
+            do {
+                _ = try await charge("pm_card_chargeCustomerFail", key: "invoice:inv-2:attempt:1")
+                Issue.record("a declining card was charged")
+            } catch {
+                guard case .refused(let refusal) = error as? StripeError else { Issue.record("\(error)"); return }
+                #expect(refusal.httpStatus == 402)
+                #expect(refusal.code == "card_declined")
+            }
+            do {
+                _ = try await charge("pm_card_authenticationRequired", key: "invoice:inv-3:attempt:1")
+                Issue.record("a card needing authentication was charged off-session")
+            } catch {
+                guard case .refused(let refusal) = error as? StripeError else { Issue.record("\(error)"); return }
+                #expect(refusal.code == "authentication_required")
+            }
+            #expect(try await StandInHarness.eventually {
+                let types = await inbox.eventTypes()
+                return types.contains("payment_intent.payment_failed") && types.contains("payment_intent.requires_action")
+            })
+        }
+    }
+
+    @Test func refundsNeverExceedWhatRemains() async throws {
+        try await StandInHarness.run { client, _, inbox, _ in
+            let customer = try await customer(client)
+            let intent = try await client.createPaymentIntent([
+                "amount": 1000, "currency": "usd", "customer": .string(customer), "payment_method": "pm_card_visa", "confirm": true,
+            ], idempotencyKey: UUID().uuidString)
+            let partial = try await client.createRefund(["payment_intent": .string(intent.id), "amount": 400], idempotencyKey: "refund:1")
+            #expect(partial.amount == 400)
+            #expect(partial.charge?.id == intent.latestCharge?.id)
+            do {
+                _ = try await client.createRefund(["payment_intent": .string(intent.id), "amount": 700], idempotencyKey: "refund:2")
+                Issue.record("an over-refund was accepted")
+            } catch {
+                guard case .refused(let refusal) = error as? StripeError else { Issue.record("\(error)"); return }
+                #expect(refusal.param == "amount")
+                #expect(refusal.message?.contains("600") == true)
+            }
+            let rest = try await client.createRefund(["payment_intent": .string(intent.id)], idempotencyKey: "refund:3")
+            #expect(rest.amount == 600)
+            #expect(try await StandInHarness.eventually { await inbox.eventTypes().filter { $0 == "charge.refunded" }.count == 2 })
+        }
+    }
+}

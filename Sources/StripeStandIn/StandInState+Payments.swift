@@ -1,0 +1,173 @@
+import Foundation
+
+extension StandInState {
+    /// Test payment methods, as Stripe names them.
+    enum TestCard {
+        case succeeds, declines, requiresAuthentication
+
+        init(_ paymentMethod: String?) {
+            switch paymentMethod {
+            case "pm_card_chargeCustomerFail", "pm_card_visa_chargeDeclined", "pm_card_chargeDeclined",
+                 "pm_card_chargeDeclinedInsufficientFunds":
+                self = .declines
+            case "pm_card_authenticationRequired", "pm_card_threeDSecure2Required", "pm_card_authenticationRequiredOnSetup":
+                self = .requiresAuthentication
+            default:
+                self = .succeeds
+            }
+        }
+    }
+
+    func createPaymentIntent(_ params: [String: Any]) -> StandInResponse {
+        guard let amount = Int(params["amount"] as? String ?? ""), amount > 0 else {
+            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "amount",
+                              message: "Missing required param: amount (a positive integer in minor units).")
+        }
+        guard let currency = params["currency"] as? String else {
+            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "currency",
+                              message: "Missing required param: currency.")
+        }
+        if let customer = params["customer"] as? String, objects[customer] == nil {
+            return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "customer",
+                              message: "No such customer: '\(customer)'")
+        }
+        var intent = template("payment_intent")
+        let id = newID("pi")
+        intent["id"] = id
+        intent["created"] = now
+        intent["amount"] = amount
+        intent["amount_received"] = 0
+        intent["currency"] = currency
+        intent["customer"] = params["customer"] as? String ?? NSNull()
+        intent["metadata"] = params["metadata"] as? [String: Any] ?? [:]
+        intent["description"] = params["description"] as? String ?? NSNull()
+        intent["payment_method"] = params["payment_method"] as? String ?? NSNull()
+        intent["status"] = params["payment_method"] == nil ? "requires_payment_method" : "requires_confirmation"
+        intent["latest_charge"] = NSNull()
+        intent["last_payment_error"] = NSNull()
+        intent["next_action"] = NSNull()
+        intent["livemode"] = false
+        objects[id] = intent
+        emit("payment_intent.created", intent)
+        if params["confirm"] as? String == "true" {
+            return confirmPaymentIntent(id, params)
+        }
+        return Self.json(intent)
+    }
+
+    func confirmPaymentIntent(_ id: String, _ params: [String: Any]) -> StandInResponse {
+        guard var intent = objects[id], intent["object"] as? String == "payment_intent" else {
+            return retrieve(id, kind: "payment_intent")
+        }
+        guard ["requires_confirmation", "requires_payment_method", "requires_action"].contains(intent["status"] as? String ?? "") else {
+            return Self.error(400, type: "invalid_request_error", code: "payment_intent_unexpected_state",
+                              message: "This PaymentIntent's status is \(intent["status"] as? String ?? ""); it cannot be confirmed.")
+        }
+        if let method = params["payment_method"] as? String { intent["payment_method"] = method }
+        let method = intent["payment_method"] as? String
+        guard method != nil else {
+            return Self.error(400, type: "invalid_request_error", code: "payment_intent_unexpected_state", param: "payment_method",
+                              message: "You cannot confirm this PaymentIntent because it's missing a payment method.")
+        }
+        let offSession = params["off_session"] as? String == "true"
+        switch TestCard(method) {
+        case .succeeds:
+            let charge = createCharge(for: intent)
+            intent["status"] = "succeeded"
+            intent["amount_received"] = intent["amount"]
+            intent["latest_charge"] = charge["id"]
+            intent["last_payment_error"] = NSNull()
+            intent["next_action"] = NSNull()
+            objects[id] = intent
+            emit("charge.succeeded", charge)
+            emit("payment_intent.succeeded", intent)
+            return Self.json(intent)
+        case .declines:
+            let failure: [String: Any] = ["type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
+                                          "message": "Your card was declined."]
+            intent["status"] = "requires_payment_method"
+            intent["last_payment_error"] = failure
+            objects[id] = intent
+            emit("payment_intent.payment_failed", intent)
+            return declined(intent, failure)
+        case .requiresAuthentication:
+            intent["status"] = "requires_action"
+            intent["next_action"] = ["type": "use_stripe_sdk", "use_stripe_sdk": [:] as [String: Any]] as [String: Any]
+            objects[id] = intent
+            emit("payment_intent.requires_action", intent)
+            guard offSession else { return Self.json(intent) }
+            // Off-session, Stripe refuses with authentication_required; the customer must come back on-session.
+            let failure: [String: Any] = ["type": "card_error", "code": "authentication_required",
+                                          "message": "Your card was declined. This transaction requires authentication."]
+            return declined(intent, failure)
+        }
+    }
+
+    func declined(_ intent: [String: Any], _ failure: [String: Any]) -> StandInResponse {
+        var error = failure
+        error["payment_intent"] = intent
+        let body = (try? JSONSerialization.data(withJSONObject: ["error": error], options: [.sortedKeys])) ?? Data()
+        return StandInResponse(status: 402, body: body, headers: [("Content-Type", "application/json"), ("Request-Id", "req_\(UUID().uuidString.prefix(14))")])
+    }
+
+    func createCharge(for intent: [String: Any]) -> [String: Any] {
+        var charge = template("charge")
+        let id = newID("ch")
+        charge["id"] = id
+        charge["created"] = now
+        charge["amount"] = intent["amount"]
+        charge["amount_captured"] = intent["amount"]
+        charge["amount_refunded"] = 0
+        charge["currency"] = intent["currency"]
+        charge["customer"] = intent["customer"]
+        charge["payment_intent"] = intent["id"]
+        charge["metadata"] = intent["metadata"]
+        charge["paid"] = true
+        charge["captured"] = true
+        charge["refunded"] = false
+        charge["status"] = "succeeded"
+        charge["livemode"] = false
+        objects[id] = charge
+        return charge
+    }
+
+    func createRefund(_ params: [String: Any]) -> StandInResponse {
+        var chargeID = params["charge"] as? String
+        if chargeID == nil, let intentID = params["payment_intent"] as? String {
+            chargeID = objects[intentID]?["latest_charge"] as? String
+            if objects[intentID] == nil {
+                return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "payment_intent",
+                                  message: "No such payment_intent: '\(intentID)'")
+            }
+        }
+        guard let chargeID, var charge = objects[chargeID] else {
+            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "payment_intent",
+                              message: "Give the payment_intent or charge to refund; it must have succeeded.")
+        }
+        let amount = charge["amount"] as? Int ?? 0
+        let refunded = charge["amount_refunded"] as? Int ?? 0
+        let requested = Int(params["amount"] as? String ?? "") ?? (amount - refunded)
+        guard requested > 0, requested <= amount - refunded else {
+            return Self.error(400, type: "invalid_request_error", code: "charge_already_refunded", param: "amount",
+                              message: "Refund amount (\(requested)) is greater than the unrefunded amount on the charge (\(amount - refunded)).")
+        }
+        var refund = template("refund")
+        let id = newID("re")
+        refund["id"] = id
+        refund["created"] = now
+        refund["amount"] = requested
+        refund["currency"] = charge["currency"]
+        refund["charge"] = chargeID
+        refund["payment_intent"] = charge["payment_intent"]
+        refund["reason"] = params["reason"] as? String ?? NSNull()
+        refund["metadata"] = params["metadata"] as? [String: Any] ?? [:]
+        refund["status"] = "succeeded"
+        objects[id] = refund
+        charge["amount_refunded"] = refunded + requested
+        charge["refunded"] = refunded + requested == amount
+        objects[chargeID] = charge
+        emit("refund.created", refund)
+        emit("charge.refunded", charge)
+        return Self.json(refund)
+    }
+}
