@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import NIOSSL
 import PostgresNIO
 
 /// A `postgres://user:password@host:port/database` URL. `?host=/path/to/.s.PGSQL.5432` selects a unix socket
@@ -61,6 +63,38 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         var copy = self
         copy.database = database
         return copy
+    }
+
+    /// One connection, opened and closed by the caller: for migrations and administration, where a pool (and its
+    /// background run task) is more than the work needs.
+    public func connect(logger: Logger) async throws -> PostgresConnection {
+        var configuration: PostgresConnection.Configuration
+        if let socketPath {
+            configuration = .init(unixSocketPath: socketPath, username: username, password: password, database: database)
+        } else {
+            let tls: PostgresConnection.Configuration.TLS = switch sslMode {
+            case "disable": .disable
+            case "require", "verify-full", "verify-ca": .require(try .init(configuration: .makeClientConfiguration()))
+            default: .prefer(try .init(configuration: .makeClientConfiguration()))
+            }
+            configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
+        }
+        return try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+    }
+
+    /// Runs `body` on one connection of its own, closed afterwards whatever happens.
+    public func withConnection<T: Sendable>(
+        logger: Logger, _ body: @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let connection = try await connect(logger: logger)
+        do {
+            let result = try await body(connection)
+            try? await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw error
+        }
     }
 
     public func clientConfiguration(maxConnections: Int = 20) -> PostgresClient.Configuration {

@@ -89,14 +89,14 @@ import PostgresNIO
 extension LocalCluster {
     /// Creates `name` unless it exists, as the superuser.
     public func createDatabaseIfMissing(_ name: String, logger: Logger) async throws {
-        try await Self.withClient(superuserURL, logger: logger) { client in
-            let rows = try await client.query("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: logger)
+        try await superuserURL.withConnection(logger: logger) { connection in
+            let rows = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: logger)
             for try await _ in rows { return }
-            try await client.query("CREATE DATABASE \(unescaped: "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"")", logger: logger)
+            try await connection.query("CREATE DATABASE \(unescaped: "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"")", logger: logger)
         }
     }
 
-    /// Runs `body` with a running client of its own.
+    /// Runs `body` with a running connection pool of its own (for stores that take a `BillingDatabase`).
     public static func withClient<T: Sendable>(
         _ url: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {

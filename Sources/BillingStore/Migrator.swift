@@ -67,21 +67,28 @@ public struct Migrator: Sendable {
         if let appURL, appURL.username == ownerURL.username {
             throw StoreError.configuration("DATABASE_URL must name the server's own login role, not the owner of DATABASE_OWNER_URL")
         }
-        let client = PostgresClient(configuration: ownerURL.clientConfiguration(maxConnections: 2), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await client.withConnection { connection in
-                try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
-                do {
-                    try await setUpRoles(connection, appURL: appURL)
-                    let applied = try await applyPending(connection)
-                    try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
-                    return applied
-                } catch {
-                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
-                    throw StoreError.wrap(error, operation: "migrate")
-                }
+        return try await ownerURL.withConnection(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
+            do {
+                try await setUpRolesRetrying(connection, appURL: appURL)
+                let applied = try await applyPending(connection)
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+                return applied
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+                throw StoreError.wrap(error, operation: "migrate")
+            }
+        }
+    }
+
+    /// Roles are cluster-wide and the advisory lock is per database: two databases of one cluster migrating at the
+    /// same moment can collide on the role catalog ("tuple concurrently updated"). That is transient; try again.
+    func setUpRolesRetrying(_ connection: PostgresConnection, appURL: DatabaseURL?) async throws {
+        for attempt in 1...5 {
+            do {
+                return try await setUpRoles(connection, appURL: appURL)
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "XX000" && attempt < 5 {
+                try await Task.sleep(for: .milliseconds(50 * attempt))
             }
         }
     }
@@ -93,8 +100,8 @@ public struct Migrator: Sendable {
             try await createRoleIfMissing(connection, role, options)
         }
         // The owner may hand functions to the resolver; NOINHERIT keeps the resolver's read policies off the owner.
-        try await execute(connection, "GRANT \(Self.resolverRole) TO \(Self.ownerRole)")
-        try await execute(connection, "GRANT \(Self.ownerRole) TO CURRENT_USER")
+        try await grantIfMissing(connection, Self.resolverRole, to: Self.ownerRole)
+        try await grantIfMissing(connection, Self.ownerRole, to: nil)
         if let appURL {
             try await createRoleIfMissing(connection, appURL.username, "LOGIN")
             // Format with %I/%L on the server: DDL takes no bind parameters.
@@ -106,7 +113,7 @@ public struct Migrator: Sendable {
             for try await statement in rows.decode(String.self) {
                 try await execute(connection, statement)
             }
-            try await execute(connection, "GRANT \(Self.readWriteRole) TO \(quoteIdentifier(appURL.username))")
+            try await grantIfMissing(connection, Self.readWriteRole, to: appURL.username)
         }
         try await execute(connection, "CREATE SCHEMA IF NOT EXISTS \(Self.schema) AUTHORIZATION \(Self.ownerRole)")
         try await execute(connection, """
@@ -120,6 +127,16 @@ public struct Migrator: Sendable {
         try await execute(connection, "ALTER TABLE \(Self.schema).schema_migrations OWNER TO \(Self.ownerRole)")
         try await execute(connection, "GRANT USAGE ON SCHEMA \(Self.schema) TO \(Self.readWriteRole)")
         try await execute(connection, "GRANT SELECT (version) ON \(Self.schema).schema_migrations TO \(Self.readWriteRole)")
+    }
+
+    /// `GRANT role TO member` (the current user when nil), only when not granted yet: fewer catalog writes.
+    func grantIfMissing(_ connection: PostgresConnection, _ role: String, to member: String?) async throws {
+        let rows = try await connection.query("""
+            SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+            WHERE r.rolname = \(role) AND u.rolname = coalesce(\(member), current_user)
+            """, logger: logger)
+        for try await _ in rows { return }
+        try await execute(connection, "GRANT \(quoteIdentifier(role)) TO \(member.map(quoteIdentifier) ?? "CURRENT_USER")")
     }
 
     func createRoleIfMissing(_ connection: PostgresConnection, _ role: String, _ options: String) async throws {

@@ -47,8 +47,8 @@ public actor TestCluster {
         let owner = superuser.with(database: name)
         let migrations = try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations"))
         try await serialized {
-            try await LocalCluster.withClient(superuser, logger: logger) { client in
-                try await client.query("CREATE DATABASE \(unescaped: name)", logger: logger)
+            try await superuser.withConnection(logger: logger) { connection in
+                try await connection.query("CREATE DATABASE \(unescaped: name)", logger: logger)
             }
             try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: app)
         }
@@ -99,8 +99,9 @@ public struct TestDatabase: Sendable {
         }
     }
 
-    public func withOwnerClient<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        try await LocalCluster.withClient(ownerURL, logger: Logger(label: "test.owner"), body)
+    /// One connection as the superuser on this database.
+    public func withOwnerClient<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await ownerURL.withConnection(logger: Logger(label: "test.owner"), body)
     }
 }
 

@@ -94,7 +94,7 @@ struct CommandTests {
         var ready = false
         for _ in 0..<100 {
             if let response = try? await HTTPClient.shared.execute(
-                HTTPClientRequest(url: "http://127.0.0.1:\(port)/readyz"), timeout: .seconds(2)), response.status == .ok
+                HTTPClientRequest(url: "http://127.0.0.1:\(port)/readyz"), timeout: .milliseconds(300)), response.status == .ok
             {
                 ready = true
                 break
