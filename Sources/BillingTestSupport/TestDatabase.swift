@@ -28,7 +28,7 @@ public actor TestCluster {
             url = cluster.superuserURL
         }
         guard url.isLocal else {
-            fatalError("tests refuse to run against a non-local database: \(url)")
+            throw StoreError.configuration("tests refuse to run against a non-local database: \(url)")
         }
         superuser = url
         return url
