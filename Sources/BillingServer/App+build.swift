@@ -52,6 +52,13 @@ public func buildApplication(
     router.post("/rpc") { request, context in
         try await handleRPC(request, context: context, rpc: server, tokens: tokens, metrics: metrics)
     }
+    let webhooks = WebhookReceiver(
+        inbox: EventInbox(database: database), secrets: configuration.webhookSecrets,
+        tolerance: configuration.webhookTolerance, liveMode: configuration.stripeSecretKey?.hasPrefix("sk_live_") ?? false,
+        now: now)
+    router.post("/webhooks/stripe") { request, context in
+        try await handleWebhook(request, context: context, receiver: webhooks, metrics: metrics)
+    }
     router.get("/healthz") { _, _ in
         Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
     }
@@ -113,6 +120,39 @@ func handleRPC(
     case .body(let bytes):
         return Response(
             status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// Stripe events are well under this.
+let maxWebhookBodyBytes = 1 << 20
+
+/// `POST /webhooks/stripe`: 2xx only once the event is durable; 400 for what is not from Stripe; 503 to be retried.
+func handleWebhook(
+    _ request: Request, context: some RequestContext, receiver: WebhookReceiver, metrics: ServerMetrics
+) async throws -> Response {
+    func answer(_ status: HTTPResponse.Status, _ fields: [String: Any]) -> Response {
+        let body = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+    let body: ByteBuffer
+    do {
+        body = try await request.body.collect(upTo: maxWebhookBodyBytes)
+    } catch {
+        metrics.recordWebhook(outcome: "too_large")
+        return answer(.contentTooLarge, ["error": "the body is larger than 1 MiB; Stripe events are smaller"])
+    }
+    let outcome = await receiver.receive(
+        body: Array(body.readableBytesView), signature: request.headers[.init("Stripe-Signature")!], logger: context.logger)
+    switch outcome {
+    case .accepted(let id, let duplicate, let ignored):
+        metrics.recordWebhook(outcome: ignored ? "ignored" : duplicate ? "duplicate" : "stored")
+        return answer(.ok, ["received": true, "id": id, "duplicate": duplicate, "ignored": ignored])
+    case .rejected(let reason):
+        metrics.recordWebhook(outcome: "rejected")
+        return answer(.badRequest, ["error": reason])
+    case .unavailable(let reason):
+        metrics.recordWebhook(outcome: "unavailable")
+        return answer(.serviceUnavailable, ["error": reason])
     }
 }
 

@@ -32,6 +32,9 @@ public struct BillingConfiguration: Sendable {
     public var stripeRetryInitial: Duration
     public var stripeMaxAttempts: Int
     public var allowPromotionCodes: Bool
+    /// Comma-separated in STRIPE_WEBHOOK_SECRETS; any may sign (rotation).
+    public var webhookSecrets: [String]
+    public var webhookTolerance: Duration
     public var checkoutSessionsPerMinute: Int
 
     public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
@@ -83,6 +86,9 @@ public struct BillingConfiguration: Sendable {
         stripeMaxAttempts = reader.int(forKey: "billing.stripe.max.attempts", default: 3)
         allowPromotionCodes = reader.bool(forKey: "billing.checkout.promotion.codes", default: false)
         checkoutSessionsPerMinute = reader.int(forKey: "billing.checkout.sessions.per.minute", default: 10)
+        webhookSecrets = (reader.string(forKey: "stripe.webhook.secrets", isSecret: true) ?? "")
+            .split(separator: ",").map { String($0.trimmedOfSpaces) }.filter { !$0.isEmpty }
+        webhookTolerance = .seconds(reader.int(forKey: "billing.webhook.tolerance.seconds", default: 300))
     }
 
     /// The Stripe client, when a secret key is configured.

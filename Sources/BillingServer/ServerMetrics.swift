@@ -38,4 +38,11 @@ public final class ServerMetrics: Sendable {
             labels: [("reason", reason)]
         ).increment()
     }
+
+    func recordWebhook(outcome: String) {
+        registry.makeCounter(
+            descriptor: .init(metricName: "billing_webhooks", unitName: "total", helpText: "Stripe webhook deliveries by outcome"),
+            labels: [("outcome", outcome)]
+        ).increment()
+    }
 }

@@ -1,0 +1,70 @@
+import BillingStore
+import Foundation
+import Logging
+import StripeAPI
+
+/// `POST /webhooks/stripe`: verify the signature on the raw body, then store the event in the inbox by its id.
+/// Processing happens later, in the inbox worker's own transactions.
+public struct WebhookReceiver: Sendable {
+    public let inbox: EventInbox
+    public let secrets: [String]
+    public let tolerance: Duration
+    /// Whether the server's Stripe key is a live one (`sk_live_`): events of the other mode are ignored.
+    public let liveMode: Bool
+    public let now: @Sendable () -> Date
+
+    public init(inbox: EventInbox, secrets: [String], tolerance: Duration, liveMode: Bool, now: @escaping @Sendable () -> Date = Date.init) {
+        self.inbox = inbox
+        self.secrets = secrets
+        self.tolerance = tolerance
+        self.liveMode = liveMode
+        self.now = now
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        /// Stored now (or already stored: a repeat delivery changes nothing).
+        case accepted(eventID: String, duplicate: Bool, ignored: Bool)
+        /// Not from Stripe, or not an event: 400, and stored nowhere.
+        case rejected(String)
+        /// Verified but not stored (the database is unavailable, or no secret is configured): 503, so Stripe retries.
+        case unavailable(String)
+    }
+
+    struct EventHeader: Decodable {
+        var id: String
+        var type: String
+        var created: Int
+        var livemode: Bool
+        var object: String?
+    }
+
+    public func receive(body: [UInt8], signature: String?, logger: Logger) async -> Outcome {
+        guard !secrets.isEmpty else {
+            logger.error("a Stripe webhook arrived but STRIPE_WEBHOOK_SECRETS is not set")
+            return .unavailable("webhook secrets are not configured")
+        }
+        do {
+            try WebhookSignature.verify(header: signature, body: body, secrets: secrets, now: now(), tolerance: tolerance)
+        } catch {
+            logger.warning("refused a webhook", metadata: ["reason": "\(error)"])
+            return .rejected("\(error)")
+        }
+        guard let event = try? JSONDecoder().decode(EventHeader.self, from: Data(body)), event.object == nil || event.object == "event" else {
+            return .rejected("the body is not a Stripe event (id, type, created, livemode)")
+        }
+        let ignoredBecause = event.livemode == liveMode
+            ? nil : "livemode \(event.livemode) does not match this server's \(liveMode ? "live" : "test") key"
+        do {
+            let stored = try await inbox.store(
+                id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)),
+                livemode: event.livemode, payload: String(decoding: body, as: UTF8.self), ignoredBecause: ignoredBecause)
+            if let ignoredBecause {
+                logger.notice("ignored a Stripe event", metadata: ["event": "\(event.id)", "reason": "\(ignoredBecause)"])
+            }
+            return .accepted(eventID: event.id, duplicate: !stored, ignored: ignoredBecause != nil)
+        } catch {
+            logger.error("could not store a Stripe event", metadata: ["event": "\(event.id)", "error": "\(error)"])
+            return .unavailable("the event could not be stored")
+        }
+    }
+}
