@@ -2,6 +2,7 @@ import BillingCore
 import BillingStore
 import Foundation
 import JSONRPC
+import Crypto
 import StripeAPI
 
 /// How the API uses Stripe.
@@ -57,7 +58,15 @@ extension BillingAPI {
         return client
     }
 
-    /// The tenant's Stripe customer, created (idempotently, keyed by the tenant) when it has none yet.
+    /// The tenant's Stripe customer, created when it has none yet and committed in a transaction of its own, so a
+    /// later failure cannot roll the id back (Stripe forgets idempotency keys after a day).
+    func customerID(for tenantID: UUID, stripe client: StripeClient) async throws -> String {
+        try await tenants.database.transaction(tenantID, operation: "customer") { transaction in
+            try await ensureCustomer(transaction, try await lockedTenant(transaction), stripe: client)
+        }
+    }
+
+    /// Within a transaction: the tenant's Stripe customer, created (idempotently, keyed by the tenant) if missing.
     func ensureCustomer(_ transaction: TenantTransaction, _ tenant: TenantRecord, stripe: StripeClient) async throws -> String {
         if let existing = tenant.stripeCustomerID { return existing }
         let customer = try await stripe.createCustomer(
@@ -99,6 +108,7 @@ extension BillingAPI {
         let settings = stripe
         let now = now()
         let actor = call.actor
+        let customer = try await customerID(for: call.tenantID, stripe: client)
         return try await tenants.database.transaction(call.tenantID, operation: "checkout") { transaction in
             let tenant = try await lockedTenant(transaction)
             if let live = try await transaction.liveSubscription() {
@@ -106,13 +116,17 @@ extension BillingAPI {
                     "this tenant already has a \(live.status) '\(live.plan)' subscription; change it with billing.changePlan or in the portal (billing.portal)",
                     data: ["plan": .string(live.plan), "status": .string(live.status)])
             }
-            // A double click (or a second tab) gets the session already open rather than a second subscription.
             if let open = try await transaction.openSubscriptionSession(now: now) {
-                return CheckoutStarted(checkoutUrl: open.url, sessionId: open.sessionID)
+                // A double click (or a second tab) with the same choice gets the session already open.
+                if open.plan == plan.key && open.interval == interval.rawValue && open.seats == seats {
+                    return CheckoutStarted(checkoutUrl: open.url, sessionId: open.sessionID)
+                }
+                // Another choice replaces it: the old session is expired at Stripe first, so only one can be paid.
+                try await expireReplaced(open.sessionID, client: client, transaction: transaction)
             }
             try await checkRate(transaction)
-            let customer = try await ensureCustomer(transaction, tenant, stripe: client)
             let tenantID = tenant.id.uuidString.lowercased()
+            let sequence = try await transaction.sessionsRecorded()
             var parameters: FormParameters = [
                 "mode": "subscription",
                 "customer": .string(customer),
@@ -130,7 +144,7 @@ extension BillingAPI {
             parameters["subscription_data"] = .fields(subscriptionData)
             if settings.allowPromotionCodes { parameters["allow_promotion_codes"] = true }
             let session = try await client.createCheckoutSession(
-                parameters, idempotencyKey: "checkout:\(tenantID):\(UUID().uuidString.lowercased())")
+                parameters, idempotencyKey: "checkout:\(tenantID):\(sequence):\(plan.key):\(interval.rawValue):\(seats)")
             guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
             try await transaction.recordCheckoutSession(
                 sessionID: session.id, purpose: "subscription", url: url, plan: plan.key, interval: interval.rawValue, seats: seats,
@@ -157,10 +171,20 @@ extension BillingAPI {
         let now = now()
         let actor = call.actor
         let amount = params.credits * pricing.unitAmount
+        let customer = try await customerID(for: call.tenantID, stripe: client)
         return try await tenants.database.transaction(call.tenantID, operation: "top-up") { transaction in
             let tenant = try await lockedTenant(transaction)
             if let key = params.idempotencyKey, let earlier = try await transaction.topUp(key: key) {
-                if earlier.status == "paid" || earlier.expiresAt > now {
+                var payable = earlier.status == "paid" || earlier.expiresAt > now
+                if !payable {
+                    // Past its time here; only Stripe's word that it expired unpaid frees the key.
+                    if try await client.retrieveCheckoutSession(earlier.sessionID).status == "expired" {
+                        try await transaction.expireTopUp(earlier.topUpID, sessionID: earlier.sessionID)
+                    } else {
+                        payable = true
+                    }
+                }
+                if payable {
                     guard earlier.credits == params.credits else {
                         throw BillingError.conflict(
                             "idempotencyKey '\(key)' was used for a top-up of \(earlier.credits) credits; use a new key for \(params.credits)",
@@ -168,16 +192,17 @@ extension BillingAPI {
                     }
                     return CheckoutStarted(checkoutUrl: earlier.url, sessionId: earlier.sessionID)
                 }
-                // Its session expired unpaid: the key starts a new top-up.
-                try await transaction.expireTopUp(earlier.topUpID, sessionID: earlier.sessionID)
             }
             try await checkRate(transaction)
-            let customer = try await ensureCustomer(transaction, tenant, stripe: client)
             let tenantID = tenant.id.uuidString.lowercased()
-            let topUpID = UUID()
+            let sequence = try await transaction.sessionsRecorded()
+            let stripeKey = "topup:\(tenantID):\(sequence):\(params.credits)"
+            // Derived from the key, so a retry sends Stripe the very same params (a new id would be a different
+            // request under the same key, which Stripe refuses).
+            let proposedID = UUID(derivedFrom: stripeKey)
             let metadata: FormValue = [
                 "tenant_id": .string(tenantID), "purpose": "credit_topup", "credits": .int(params.credits),
-                "top_up_id": .string(topUpID.uuidString.lowercased()),
+                "top_up_id": .string(proposedID.uuidString.lowercased()),
             ]
             let session = try await client.createCheckoutSession([
                 "mode": "payment",
@@ -194,8 +219,10 @@ extension BillingAPI {
                 ]],
                 "metadata": metadata,
                 "payment_intent_data": ["metadata": metadata],
-            ], idempotencyKey: "topup:\(tenantID):\(topUpID.uuidString.lowercased())")
+            ], idempotencyKey: stripeKey)
             guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+            // A retry after a rolled-back attempt gets Stripe's replay of the first session: keep its top-up id.
+            let topUpID = session.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)) ?? proposedID
             try await transaction.recordCheckoutSession(
                 sessionID: session.id, purpose: "credit_topup", url: url, plan: nil, interval: nil, seats: nil,
                 expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
@@ -220,13 +247,27 @@ extension BillingAPI {
                 field: "returnUrl", "returnUrl must be on \(stripe.publicURL) (no redirects to other sites)")
         }
         let client = try requireStripe()
-        return try await tenants.database.transaction(call.tenantID, operation: "portal") { transaction in
-            let tenant = try await lockedTenant(transaction)
-            let customer = try await ensureCustomer(transaction, tenant, stripe: client)
-            let session = try await client.createPortalSession(
-                customer: customer, returnURL: returnURL, idempotencyKey: "portal:\(customer):\(UUID().uuidString.lowercased())")
-            return PortalOpened(url: session.url)
+        let customer = try await customerID(for: call.tenantID, stripe: client)
+        // A portal session is a short-lived link that moves no money: a fresh one per call is right.
+        let session = try await client.createPortalSession(
+            customer: customer, returnURL: returnURL, idempotencyKey: "portal:\(customer):\(UUID().uuidString.lowercased())")
+        return PortalOpened(url: session.url)
+    }
+
+    /// Expires a subscription session replaced by another choice; if Stripe says it is no longer open because it was
+    /// paid, nothing new is opened (that purchase is being confirmed).
+    func expireReplaced(_ sessionID: String, client: StripeClient, transaction: TenantTransaction) async throws {
+        do {
+            _ = try await client.expireCheckoutSession(sessionID, idempotencyKey: "expire:\(sessionID)")
+        } catch .refused {
+            let session = try await client.retrieveCheckoutSession(sessionID)
+            guard session.status == "expired" else {
+                throw BillingError.conflict(
+                    "the checkout \(sessionID) was just completed; wait for it to be confirmed, then change the plan with billing.changePlan",
+                    data: ["sessionId": .string(sessionID)])
+            }
         }
+        try await transaction.markSessionExpired(sessionID)
     }
 
     /// After provisioning: the Stripe customer, if Stripe answers; if not, the tenant works and it is made on first need.
@@ -248,5 +289,16 @@ extension BillingAPI {
             throw BillingError.invalidParams(field: "interval", "interval must be month or year (got '\(text)')")
         }
         return interval
+    }
+}
+
+extension UUID {
+    /// A name-based UUID (version 5 layout, SHA-256 instead of SHA-1): the same name gives the same id.
+    init(derivedFrom name: String) {
+        var bytes = Array(SHA256.hash(data: Array(name.utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0f) | 0x50
+        bytes[8] = (bytes[8] & 0x3f) | 0x80
+        self = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 }

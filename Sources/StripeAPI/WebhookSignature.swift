@@ -40,8 +40,11 @@ public enum WebhookSignature {
             }
         }
         guard let timestamp, !signatures.isEmpty else { throw .malformedHeader }
-        let age = Int(now.timeIntervalSince1970) - timestamp
-        guard abs(age) <= Int(tolerance.components.seconds) else { throw .stale(ageSeconds: age) }
+        // Overflow-safe: a forged t=-9223372036854775808 must be refused, not trap.
+        let (age, overflow) = Int(now.timeIntervalSince1970).subtractingReportingOverflow(timestamp)
+        guard !overflow, age.magnitude <= UInt(max(tolerance.components.seconds, 0)) else {
+            throw .stale(ageSeconds: overflow ? Int.max : age)
+        }
 
         var signedPayload = Array("\(timestamp).".utf8)
         signedPayload.append(contentsOf: body)

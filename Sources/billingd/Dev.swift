@@ -128,8 +128,12 @@ struct DevSecrets {
             STRIPE_WEBHOOK_SECRET=\(secrets.webhookSecret)
 
             """
-        try Data(text.utf8).write(to: file)
+        // Created readable by its owner only, before any secret is written into it.
+        if !FileManager.default.fileExists(atPath: file.path) {
+            FileManager.default.createFile(atPath: file.path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        try Data(text.utf8).write(to: file)
         return secrets
     }
 }

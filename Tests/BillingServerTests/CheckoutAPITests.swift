@@ -7,6 +7,7 @@ import Foundation
 import HummingbirdTesting
 import JSONRPC
 import StripeAPI
+import StripeStandIn
 import Testing
 
 /// The money paths that start in the API, through the running server and the Stripe stand-in over real HTTP.
@@ -54,23 +55,45 @@ import Testing
         }
     }
 
-    @Test func afterItsSessionExpiredTheKeyStartsANewTopUp() async throws {
+    @Test func theKeyIsFreedOnlyWhenStripeSaysTheSessionExpired() async throws {
         try await TestServer.run(stripe: true) { client, server in
             let tenant = try await server.provision(client)
             let admin = try await server.token(.admin, tenant: tenant)
             let first = try await client.rpc("billing.topUp", ["credits": 600, "idempotencyKey": "k-expire"], token: admin)
             let firstSession = try #require(first["result"]?["sessionId"]?.stringValue)
-            // The session's time runs out unpaid.
+            // Past its time here, but Stripe still has it open: it may yet be paid, so the key still names it.
             try await server.database.withOwnerClient { owner in
                 try await owner.query(
                     "UPDATE billing.checkout_sessions SET expires_at = now() - interval '1 minute' WHERE session_id = \(firstSession)",
                     logger: .init(label: "test"))
             }
+            let again = try await client.rpc("billing.topUp", ["credits": 600, "idempotencyKey": "k-expire"], token: admin)
+            #expect(again["result"]?["sessionId"]?.stringValue == firstSession)
+            // Once Stripe expired it unpaid, the key starts a new top-up.
+            _ = try await #require(server.stripe).expireCheckoutSession(firstSession, idempotencyKey: UUID().uuidString)
             let second = try await client.rpc("billing.topUp", ["credits": 700, "idempotencyKey": "k-expire"], token: admin)
             let secondSession = try #require(second["result"]?["sessionId"]?.stringValue)
             #expect(secondSession != firstSession)
-            let session = try await #require(server.stripe).retrieveCheckoutSession(secondSession)
-            #expect(session.metadata?["credits"] == "700")
+            #expect(try await #require(server.stripe).retrieveCheckoutSession(secondSession).metadata?["credits"] == "700")
+        }
+    }
+
+    /// Stripe executed the request but the answer never arrived: the call fails and rolls back, and the user's
+    /// retry asks Stripe with the same key and gets the same session, not a second one.
+    @Test func aRetryAfterALostAnswerGetsTheSameSession() async throws {
+        let slowStripe = ["BILLING_STRIPE_TIMEOUT_MS": "300", "BILLING_STRIPE_MAX_ATTEMPTS": "1"]
+        try await TestServer.run(extra: slowStripe, stripe: true) { client, server in
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let standIn = try #require(server.standIn)
+            await standIn.inject(StandInFault(kind: .delay, path: "/v1/checkout/sessions", count: 1, delayMilliseconds: 800))
+            let lost = try await client.rpc("billing.topUp", ["credits": 900], token: admin)
+            #expect(lost.errorName == "SERVICE_UNAVAILABLE")
+            try await Task.sleep(for: .milliseconds(900))
+            #expect(await standIn.count(of: "checkout.session") == 1)
+            let retried = try await client.rpc("billing.topUp", ["credits": 900], token: admin)
+            #expect(retried["result"]?["sessionId"] != nil)
+            #expect(await standIn.count(of: "checkout.session") == 1)
         }
     }
 
@@ -146,6 +169,26 @@ import Testing
             #expect(a["result"]?["sessionId"] != nil)
             #expect(a["result"] == b["result"])
             #expect(await server.standIn?.count(of: "checkout.session") == 1)
+        }
+    }
+
+    @Test func anotherChoiceReplacesTheOpenSessionSoOnlyOneCanBePaid() async throws {
+        try await TestServer.run(stripe: true) { client, server in
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let pro = try await client.rpc("billing.checkout", ["plan": "pro"], token: admin)
+            let proSession = try #require(pro["result"]?["sessionId"]?.stringValue)
+            let team = try await client.rpc("billing.checkout", ["plan": "team", "seats": 4], token: admin)
+            let teamSession = try #require(team["result"]?["sessionId"]?.stringValue)
+            #expect(teamSession != proSession)
+            let stripe = try #require(server.stripe)
+            #expect(try await stripe.retrieveCheckoutSession(proSession).status == "expired")
+            #expect(try await stripe.retrieveCheckoutSession(teamSession).metadata?["plan"] == "team")
+            // Paid before it could be replaced: nothing new is opened.
+            _ = await server.standIn?.complete(teamSession, outcome: .pay)
+            let late = try await client.rpc("billing.checkout", ["plan": "pro"], token: admin)
+            #expect(late.errorCode == -32009)
+            #expect(late.errorMessage.contains("just completed"))
         }
     }
 

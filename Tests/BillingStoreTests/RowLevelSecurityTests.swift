@@ -168,6 +168,20 @@ import Testing
                     "SELECT billing.tenant_for_stripe_customer('cus_nobody')", as: UUID?.self, logger: logger)
                 #expect(unknown == .some(nil))
             }
+            // An id two tenants' rows share resolves to nobody, never to an arbitrary one of them.
+            for tenant in [tenantA, tenantB] {
+                try await db.withTenant(tenant, operation: "seed") { connection in
+                    try await connection.query("""
+                        INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, plan, billing_interval, seats, status, is_current)
+                        VALUES (\(tenant), 'sub_shared', 'pro', 'month', 1, 'canceled', false)
+                        """, logger: logger)
+                }
+            }
+            let shared = try await db.client.withConnection { connection in
+                try await connection.first(
+                    "SELECT billing.tenant_for_stripe_subscription('sub_shared')", as: UUID?.self, logger: logger)
+            }
+            #expect(shared == .some(nil))
         }
     }
 

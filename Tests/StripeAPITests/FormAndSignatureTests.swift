@@ -98,6 +98,12 @@ import Testing
             try WebhookSignature.verify(header: good, body: body, secrets: ["whsec_test_secret"],
                                         now: now.addingTimeInterval(-400), tolerance: .seconds(300))
         }
+        for extreme in [Int.min, Int.max, -1] {
+            #expect(throws: WebhookSignature.Failure.self) {
+                try WebhookSignature.verify(header: "t=\(extreme),v1=\(stripeSignature)", body: body, secrets: ["whsec_test_secret"],
+                                            now: now, tolerance: .seconds(300))
+            }
+        }
         #expect(throws: WebhookSignature.Failure.missingHeader) {
             try WebhookSignature.verify(header: nil, body: body, secrets: ["whsec_test_secret"], now: now, tolerance: .seconds(300))
         }
