@@ -58,7 +58,6 @@ public enum BillingError: Error, CustomStringConvertible {
         case let error as StoreError:
             switch error {
             case .conflict(let message): return RPCError(.CONFLICT, message)
-            case .tenantNotFound: return RPCError(.NOT_FOUND, "tenant not found")
             default: return nil
             }
         default: return nil

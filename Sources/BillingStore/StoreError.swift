@@ -6,7 +6,6 @@ public enum StoreError: Error, CustomStringConvertible {
     case migration(file: String, reason: String)
     case editedMigration(file: String)
     case unknownAppliedMigration(version: String)
-    case tenantNotFound
     case conflict(String)
     case database(operation: String, message: String, sqlState: String?)
 
@@ -18,7 +17,6 @@ public enum StoreError: Error, CustomStringConvertible {
             "migration \(file) was edited after it was applied; add a new migration instead of changing an applied one"
         case .unknownAppliedMigration(let version):
             "the database has migration \(version) applied, which this build does not know; run a newer build"
-        case .tenantNotFound: "tenant not found"
         case .conflict(let reason): "conflict: \(reason)"
         case .database(let operation, let message, let state): "\(operation): \(message) [\(state ?? "-")]"
         }

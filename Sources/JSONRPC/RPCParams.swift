@@ -72,15 +72,9 @@ public struct RPCParams: Sendable {
         case is Int.Type, is Int64.Type, is Int32.Type: "an integer"
         case is Double.Type: "a number"
         case is Bool.Type: "a boolean"
-        default:
-            if let described = type as? any RPCDescribedType.Type { described.expectation } else { "a valid value" }
+        default: "a valid value"
         }
     }
-}
-
-/// A param type that says in words what a valid value is ("one of: month, year").
-public protocol RPCDescribedType {
-    static var expectation: String { get }
 }
 
 /// For methods that take no params: any field sent is an unknown param.
