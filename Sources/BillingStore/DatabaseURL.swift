@@ -58,6 +58,17 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         return components.string ?? ""
     }
 
+    enum TLSMode { case disable, prefer, require }
+
+    /// `sslmode` as the two PostgresNIO configurations (pool and single connection) need it.
+    var tlsMode: TLSMode {
+        switch sslMode {
+        case "disable": .disable
+        case "require", "verify-full", "verify-ca": .require
+        default: .prefer
+        }
+    }
+
     /// The same server and credentials, another database.
     public func with(database: String) -> DatabaseURL {
         var copy = self
@@ -72,10 +83,10 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         if let socketPath {
             configuration = .init(unixSocketPath: socketPath, username: username, password: password, database: database)
         } else {
-            let tls: PostgresConnection.Configuration.TLS = switch sslMode {
-            case "disable": .disable
-            case "require", "verify-full", "verify-ca": .require(try .init(configuration: .makeClientConfiguration()))
-            default: .prefer(try .init(configuration: .makeClientConfiguration()))
+            let tls: PostgresConnection.Configuration.TLS = switch tlsMode {
+            case .disable: .disable
+            case .require: .require(try .init(configuration: .makeClientConfiguration()))
+            case .prefer: .prefer(try .init(configuration: .makeClientConfiguration()))
             }
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
@@ -102,10 +113,10 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         if let socketPath {
             configuration = .init(unixSocketPath: socketPath, username: username, password: password, database: database)
         } else {
-            let tls: PostgresClient.Configuration.TLS = switch sslMode {
-            case "disable": .disable
-            case "require", "verify-full", "verify-ca": .require(.makeClientConfiguration())
-            default: .prefer(.makeClientConfiguration())
+            let tls: PostgresClient.Configuration.TLS = switch tlsMode {
+            case .disable: .disable
+            case .require: .require(.makeClientConfiguration())
+            case .prefer: .prefer(.makeClientConfiguration())
             }
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }

@@ -20,16 +20,13 @@ extension StandInState {
 
     func createPaymentIntent(_ params: [String: Any]) -> StandInResponse {
         guard let amount = Int(params["amount"] as? String ?? ""), amount > 0 else {
-            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "amount",
-                              message: "Missing required param: amount (a positive integer in minor units).")
+            return Self.missing("amount", "a positive integer in minor units")
         }
         guard let currency = params["currency"] as? String else {
-            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "currency",
-                              message: "Missing required param: currency.")
+            return Self.missing("currency")
         }
         if let customer = params["customer"] as? String, objects[customer] == nil {
-            return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "customer",
-                              message: "No such customer: '\(customer)'")
+            return Self.noSuch("customer", customer, param: "customer")
         }
         var intent = template("payment_intent")
         let id = newID("pi")
@@ -136,8 +133,7 @@ extension StandInState {
         if chargeID == nil, let intentID = params["payment_intent"] as? String {
             chargeID = objects[intentID]?["latest_charge"] as? String
             if objects[intentID] == nil {
-                return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "payment_intent",
-                                  message: "No such payment_intent: '\(intentID)'")
+                return Self.noSuch("payment_intent", intentID, param: "payment_intent")
             }
         }
         guard let chargeID, var charge = objects[chargeID] else {

@@ -171,31 +171,26 @@ public actor StandInState {
 
     func createCheckoutSession(_ params: [String: Any]) -> StandInResponse {
         guard let mode = params["mode"] as? String, ["payment", "subscription", "setup"].contains(mode) else {
-            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "mode",
-                              message: "Missing required param: mode (payment, subscription or setup).")
+            return Self.missing("mode", "payment, subscription or setup")
         }
         guard let successURL = params["success_url"] as? String else {
-            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "success_url",
-                              message: "Missing required param: success_url.")
+            return Self.missing("success_url")
         }
         if let customer = params["customer"] as? String, objects[customer] == nil {
-            return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "customer",
-                              message: "No such customer: '\(customer)'")
+            return Self.noSuch("customer", customer, param: "customer")
         }
         var total = 0
         var currency = "usd"
         let items = params["line_items"] as? [Any] ?? []
         if mode != "setup" && items.isEmpty {
-            return Self.error(400, type: "invalid_request_error", code: "parameter_missing", param: "line_items",
-                              message: "Missing required param: line_items.")
+            return Self.missing("line_items")
         }
         for (index, raw) in items.enumerated() {
             let item = raw as? [String: Any] ?? [:]
             let quantity = Int(item["quantity"] as? String ?? "1") ?? 1
             if let priceID = item["price"] as? String {
                 guard let price = price(priceID) else {
-                    return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "line_items[\(index)][price]",
-                                      message: "No such price: '\(priceID)'")
+                    return Self.noSuch("price", priceID, param: "line_items[\(index)][price]")
                 }
                 if mode == "subscription" && price.interval == nil {
                     return Self.error(400, type: "invalid_request_error", param: "line_items[\(index)][price]",
@@ -295,8 +290,7 @@ public actor StandInState {
                 if let quantity = (change["quantity"] as? String).flatMap(Int.init) { items[index]["quantity"] = quantity }
                 if let priceID = change["price"] as? String {
                     guard let price = price(priceID) else {
-                        return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "items[0][price]",
-                                          message: "No such price: '\(priceID)'")
+                        return Self.noSuch("price", priceID, param: "items[0][price]")
                     }
                     items[index]["price"] = priceObject(price)
                     items[index]["plan"] = planObject(price)
@@ -362,6 +356,17 @@ public actor StandInState {
     static func json(_ object: [String: Any], status: Int = 200) -> StandInResponse {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return StandInResponse(status: status, body: data, headers: [("Content-Type", "application/json"), ("Request-Id", "req_\(UUID().uuidString.prefix(14))")])
+    }
+
+    /// Stripe's refusal for a required param that is absent.
+    static func missing(_ param: String, _ hint: String = "") -> StandInResponse {
+        error(400, type: "invalid_request_error", code: "parameter_missing", param: param,
+              message: "Missing required param: \(param)\(hint.isEmpty ? "" : " (\(hint))").")
+    }
+
+    /// Stripe's refusal for an id that names nothing.
+    static func noSuch(_ kind: String, _ id: String, param: String) -> StandInResponse {
+        error(400, type: "invalid_request_error", code: "resource_missing", param: param, message: "No such \(kind): '\(id)'")
     }
 
     static func error(_ status: Int, type: String, code: String? = nil, declineCode: String? = nil, param: String? = nil,
