@@ -38,6 +38,12 @@ public struct WebhookReceiver: Sendable {
         var object: String?
     }
 
+    /// Why an event of the other mode than the server's key is kept but not processed; nil when the modes match.
+    static func modeMismatch(eventLivemode: Bool, serverLiveMode: Bool) -> String? {
+        eventLivemode == serverLiveMode
+            ? nil : "livemode \(eventLivemode) does not match this server's \(serverLiveMode ? "live" : "test") key"
+    }
+
     public func receive(body: [UInt8], signature: String?, logger: Logger) async -> Outcome {
         guard !secrets.isEmpty else {
             logger.error("a Stripe webhook arrived but STRIPE_WEBHOOK_SECRETS is not set")
@@ -52,8 +58,7 @@ public struct WebhookReceiver: Sendable {
         guard let event = try? JSONDecoder().decode(EventHeader.self, from: Data(body)), event.object == nil || event.object == "event" else {
             return .rejected("the body is not a Stripe event (id, type, created, livemode)")
         }
-        let ignoredBecause = event.livemode == liveMode
-            ? nil : "livemode \(event.livemode) does not match this server's \(liveMode ? "live" : "test") key"
+        let ignoredBecause = Self.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode)
         do {
             let stored = try await inbox.store(
                 id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)),

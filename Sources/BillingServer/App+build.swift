@@ -54,7 +54,7 @@ public func buildApplication(
     }
     let webhooks = WebhookReceiver(
         inbox: EventInbox(database: database), secrets: configuration.webhookSecrets,
-        tolerance: configuration.webhookTolerance, liveMode: configuration.stripeSecretKey?.hasPrefix("sk_live_") ?? false,
+        tolerance: configuration.webhookTolerance, liveMode: configuration.stripeLiveMode,
         now: now)
     router.post("/webhooks/stripe") { request, context in
         try await handleWebhook(request, context: context, receiver: webhooks, metrics: metrics)
@@ -65,8 +65,10 @@ public func buildApplication(
     router.get("/readyz") { _, context in
         await readiness(database: database, migrations: migrations, logger: context.logger)
     }
-    router.get("/metrics") { _, _ in
-        Response(
+    let inbox = EventInbox(database: database)
+    router.get("/metrics") { _, context in
+        await metrics.recordInbox(inbox, logger: context.logger)
+        return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
     }
@@ -75,11 +77,50 @@ public func buildApplication(
     if let owner = configuration.databaseOwnerURL {
         services.append(MigrationService(migrator: Migrator(migrations: migrations, logger: logger), ownerURL: owner, appURL: configuration.databaseURL))
     }
+    services += backgroundServices(
+        configuration: configuration, inbox: inbox, catalog: catalog, stripe: stripe.client, metrics: metrics, logger: logger)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "billingd"),
         services: services,
         logger: logger)
+}
+
+/// The inbox worker (unless BILLING_INBOX_WORKERS=0) and, with Stripe configured, the reconciliation job.
+func backgroundServices(
+    configuration: BillingConfiguration, inbox: EventInbox, catalog: PlanCatalog, stripe: StripeClient?, metrics: ServerMetrics?,
+    logger: Logger
+) -> [any Service] {
+    var services: [any Service] = []
+    if configuration.inboxWorkers > 0 {
+        services.append(InboxWorkerService(worker: makeInboxWorker(
+            configuration: configuration, inbox: inbox, catalog: catalog, stripe: stripe, metrics: metrics, logger: logger)))
+    }
+    if let stripe, let interval = configuration.reconcileInterval {
+        services.append(ReconciliationService(
+            reconciler: makeReconciler(configuration: configuration, inbox: inbox, stripe: stripe, logger: logger),
+            interval: interval, logger: logger))
+    }
+    return services
+}
+
+public func makeInboxWorker(
+    configuration: BillingConfiguration, inbox: EventInbox, catalog: PlanCatalog, stripe: StripeClient?, metrics: ServerMetrics?,
+    logger: Logger
+) -> InboxWorker {
+    InboxWorker(
+        inbox: inbox, processor: StripeEventProcessor(catalog: catalog, stripe: stripe, logger: logger),
+        settings: .init(
+            concurrency: max(1, configuration.inboxWorkers), pollInterval: configuration.inboxPollInterval,
+            retry: configuration.inboxRetry),
+        listenURL: configuration.databaseURL, logger: logger,
+        observe: { outcome in metrics?.recordEvent(outcome) })
+}
+
+public func makeReconciler(configuration: BillingConfiguration, inbox: EventInbox, stripe: StripeClient, logger: Logger) -> Reconciler {
+    Reconciler(
+        inbox: inbox, stripe: stripe, liveMode: configuration.stripeLiveMode, lookback: configuration.reconcileLookback,
+        subscriptionMaxAge: configuration.reconcileSubscriptionMaxAge, logger: logger)
 }
 
 func loadOpenRPC(_ file: URL) throws -> JSONValue {

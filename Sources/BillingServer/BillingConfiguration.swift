@@ -36,6 +36,15 @@ public struct BillingConfiguration: Sendable {
     public var webhookSecrets: [String]
     public var webhookTolerance: Duration
     public var checkoutSessionsPerMinute: Int
+    /// Inbox workers run by `serve` (0: none; run `billingd worker` elsewhere) and by `billingd worker`.
+    public var inboxWorkers: Int
+    public var inboxPollInterval: Duration
+    public var inboxRetry: InboxRetryPolicy
+    /// How often `serve` reconciles with Stripe (nil: never), how far before the newest stored event it lists, and
+    /// after how long without an event a live subscription is read again from Stripe.
+    public var reconcileInterval: Duration?
+    public var reconcileLookback: Duration
+    public var reconcileSubscriptionMaxAge: Duration
 
     public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
 
@@ -89,7 +98,20 @@ public struct BillingConfiguration: Sendable {
         webhookSecrets = (reader.string(forKey: "stripe.webhook.secrets", isSecret: true) ?? "")
             .split(separator: ",").map { String($0.trimmedOfSpaces) }.filter { !$0.isEmpty }
         webhookTolerance = .seconds(reader.int(forKey: "billing.webhook.tolerance.seconds", default: 300))
+        inboxWorkers = max(0, reader.int(forKey: "billing.inbox.workers", default: 2))
+        inboxPollInterval = .milliseconds(max(1, reader.int(forKey: "billing.inbox.poll.ms", default: 2000)))
+        inboxRetry = InboxRetryPolicy(
+            initial: .milliseconds(max(1, reader.int(forKey: "billing.inbox.retry.initial.ms", default: 1000))),
+            maximum: .milliseconds(max(1, reader.int(forKey: "billing.inbox.retry.max.ms", default: 3_600_000))),
+            maxAttempts: reader.int(forKey: "billing.inbox.max.attempts", default: 8))
+        let interval = reader.int(forKey: "billing.reconcile.interval.ms", default: 300_000)
+        reconcileInterval = interval > 0 ? .milliseconds(interval) : nil
+        reconcileLookback = .seconds(max(0, reader.int(forKey: "billing.reconcile.lookback.seconds", default: 3600)))
+        reconcileSubscriptionMaxAge = .seconds(max(0, reader.int(forKey: "billing.reconcile.subscription.max.age.seconds", default: 86_400)))
     }
+
+    /// Whether the Stripe key is a live one: events of the other mode are kept but ignored.
+    public var stripeLiveMode: Bool { stripeSecretKey?.hasPrefix("sk_live_") ?? false }
 
     /// The Stripe client, when a secret key is configured.
     public func stripeConfiguration() -> StripeConfiguration? {

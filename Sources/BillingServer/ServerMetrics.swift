@@ -1,4 +1,7 @@
+import Billing
+import BillingStore
 import Foundation
+import Logging
 import JSONRPC
 import Prometheus
 
@@ -44,5 +47,37 @@ public final class ServerMetrics: Sendable {
             descriptor: .init(metricName: "billing_webhooks", unitName: "total", helpText: "Stripe webhook deliveries by outcome"),
             labels: [("outcome", outcome)]
         ).increment()
+    }
+
+    /// Stripe events the worker finished, by outcome.
+    public func recordEvent(_ outcome: ProcessOutcome) {
+        registry.makeCounter(
+            descriptor: .init(metricName: "billing_inbox_processed", unitName: "total", helpText: "Stripe events processed by outcome"),
+            labels: [("outcome", outcome.label)]
+        ).increment()
+    }
+
+    static let inboxStatuses = ["pending", "processing", "processed", "ignored", "unresolved", "stale", "failed"]
+
+    /// Inbox depth by status and the age of the oldest waiting event, read at scrape time (left as they were when
+    /// the database does not answer).
+    func recordInbox(_ inbox: EventInbox, logger: Logger, now: Date = Date()) async {
+        let stats: InboxStats
+        do {
+            stats = try await inbox.stats()
+        } catch {
+            logger.warning("could not read inbox metrics", metadata: ["error": "\(error)"])
+            return
+        }
+        for status in Self.inboxStatuses {
+            registry.makeGauge(
+                descriptor: .init(metricName: "billing_inbox_events", helpText: "Stripe events in the inbox by status"),
+                labels: [("status", status)]
+            ).set(Double(stats.counts[status] ?? 0))
+        }
+        registry.makeGauge(
+            descriptor: .init(metricName: "billing_inbox_oldest_waiting", unitName: "seconds",
+                              helpText: "Age of the oldest pending or unresolved Stripe event (0 when none waits)")
+        ).set(stats.oldestWaitingSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
     }
 }

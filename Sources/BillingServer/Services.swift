@@ -1,3 +1,4 @@
+import Billing
 import BillingStore
 import Logging
 import PostgresNIO
@@ -23,5 +24,37 @@ struct MigrationService: Service {
     func run() async throws {
         try await migrator.run(ownerURL: ownerURL, appURL: appURL)
         try? await gracefulShutdown()
+    }
+}
+
+/// The inbox worker, for as long as the service group runs.
+struct InboxWorkerService: Service {
+    let worker: InboxWorker
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await worker.run()
+        }
+    }
+}
+
+/// Reconciles with Stripe every `interval` (the first pass one interval after start).
+struct ReconciliationService: Service {
+    let reconciler: Reconciler
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if Task.isCancelled { return }
+                do {
+                    _ = try await reconciler.run()
+                } catch {
+                    logger.warning("reconciliation with Stripe failed; the next pass tries again", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 }

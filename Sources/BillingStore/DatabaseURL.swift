@@ -124,3 +124,20 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         return configuration
     }
 }
+
+extension DatabaseURL {
+    /// LISTENs on `channel` over a connection of its own: `ready` once listening, `notified` for each notification.
+    /// Returns (or throws) when the connection ends; cancel the task to stop.
+    public func listen(
+        channel: String, logger: Logger, ready: @Sendable () async -> Void, notified: @Sendable () async -> Void
+    ) async throws {
+        try await withConnection(logger: logger) { connection in
+            try await connection.listen(on: channel) { notifications in
+                await ready()
+                for try await _ in notifications {
+                    await notified()
+                }
+            }
+        }
+    }
+}

@@ -26,3 +26,272 @@ public struct EventInbox: Sendable {
         }
     }
 }
+
+/// An event the worker holds: locked in its transaction, so no other worker sees it until that transaction ends.
+public struct ClaimedEvent: Sendable, Equatable {
+    public var id: String
+    public var type: String
+    public var created: Date
+    /// Tries before this one.
+    public var attempts: Int
+    /// `pending`, or `unresolved` when an earlier try found no tenant.
+    public var status: String
+    public var payload: String
+}
+
+/// How handling an event ended. Its effects (if any) commit with this.
+public enum EventDisposition: Sendable, Equatable {
+    /// Applied (or already applied: the effect was there) for the tenant.
+    case processed(tenant: UUID, note: String?)
+    /// Nothing to do for this type or object; kept for the record.
+    case ignored(tenant: UUID?, note: String)
+    /// Older than what was already applied: recorded, changes nothing.
+    case stale(tenant: UUID, note: String)
+    /// No tenant yet: kept and tried again (sooner when a later event links one).
+    case unresolved(note: String)
+    /// Can never succeed as it is (an unknown price id, say): parked as failed at once, with its effects undone,
+    /// for an operator to fix and replay.
+    case rejected(tenant: UUID?, reason: String)
+}
+
+/// Backoff for failed and unresolved events: `initial`, doubling, at most `maximum`; a failing event is parked as
+/// `failed` on its `maxAttempts`-th failure. Unresolved events are never parked.
+public struct InboxRetryPolicy: Sendable, Equatable {
+    public var initial: Duration
+    public var maximum: Duration
+    public var maxAttempts: Int
+
+    public init(initial: Duration = .seconds(1), maximum: Duration = .seconds(3600), maxAttempts: Int = 8) {
+        self.initial = initial
+        self.maximum = maximum
+        self.maxAttempts = max(1, maxAttempts)
+    }
+
+    /// The wait after the `attempt`-th try (1-based), in milliseconds.
+    public func delayMilliseconds(after attempt: Int) -> Int64 {
+        let initial = Self.milliseconds(initial), maximum = Self.milliseconds(maximum)
+        let doublings = min(max(attempt - 1, 0), 40)
+        let (delay, overflow) = initial.multipliedReportingOverflow(by: Int64(1) << doublings)
+        return overflow ? maximum : min(delay, maximum)
+    }
+
+    public static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// What one pass of the worker did with one event.
+public enum ProcessOutcome: Sendable, Equatable {
+    case finished(ClaimedEvent, EventDisposition)
+    /// The handler threw: the effects were undone and the event is due again later, or parked.
+    case failed(ClaimedEvent, error: String, parked: Bool)
+}
+
+/// The worker's view inside one claimed event's transaction: the resolver lookups (ids only), and the way into
+/// the resolved tenant's scope.
+public struct EventScope: Sendable {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    public func tenant(forCustomer customer: String) async throws -> UUID? {
+        try await connection.first("SELECT billing.tenant_for_stripe_customer(\(customer))", as: UUID?.self, logger: logger) ?? nil
+    }
+
+    public func tenant(forSubscription subscription: String) async throws -> UUID? {
+        try await connection.first(
+            "SELECT billing.tenant_for_stripe_subscription(\(subscription))", as: UUID?.self, logger: logger) ?? nil
+    }
+
+    /// A PaymentIntent or charge id already recorded as a payment.
+    public func tenant(forPayment payment: String) async throws -> UUID? {
+        try await connection.first("SELECT billing.tenant_for_stripe_payment(\(payment))", as: UUID?.self, logger: logger) ?? nil
+    }
+
+    public func tenantExists(_ tenant: UUID) async throws -> Bool {
+        try await connection.first("SELECT billing.tenant_exists(\(tenant))", as: Bool.self, logger: logger) ?? false
+    }
+
+    /// Scopes the rest of this transaction to `tenant` (row-level security fences every statement after this).
+    public func enter(_ tenant: UUID) async throws -> TenantTransaction {
+        try await connection.query(
+            "SELECT set_config('app.tenant_id', \(tenant.uuidString.lowercased()), true)", logger: logger)
+        return TenantTransaction(connection: connection, tenant: tenant, logger: logger)
+    }
+
+    /// This event linked a customer or subscription to a tenant: unresolved events are due now.
+    public func wakeUnresolved() async throws {
+        try await connection.query("SELECT billing.wake_unresolved_stripe_events()", logger: logger)
+    }
+}
+
+/// A row of `billingd events list`.
+public struct InboxEntry: Sendable, Equatable, Encodable {
+    public var id: String
+    public var type: String
+    public var created: Date
+    public var status: String
+    public var attempts: Int
+    public var lastError: String?
+    public var tenantID: UUID?
+    public var receivedAt: Date
+    public var processedAt: Date?
+    public var nextAttemptAt: Date?
+    public var payload: String?
+}
+
+public struct InboxStats: Sendable, Equatable {
+    /// Events by status.
+    public var counts: [String: Int]
+    /// When the oldest event still waiting (pending or unresolved) was received; nil when none waits.
+    public var oldestWaitingSince: Date?
+}
+
+extension EventInbox {
+    /// Claims the oldest due event, hands it to `handle` inside its transaction, and records the outcome there; a
+    /// crash before the commit leaves the event due, with none of its effects. Nil when no event is due.
+    public func processNext(
+        retry: InboxRetryPolicy, _ handle: @Sendable (ClaimedEvent, EventScope) async throws -> EventDisposition
+    ) async throws(StoreError) -> ProcessOutcome? {
+        let logger = database.logger
+        do {
+            return try await database.client.withTransaction(logger: logger) { connection -> ProcessOutcome? in
+                let rows = try await connection.query("SELECT * FROM billing.claim_stripe_event()", logger: logger)
+                var claimed: ClaimedEvent?
+                for try await (id, type, created, attempts, status, payload) in rows.decode((String, String, Date, Int, String, String).self) {
+                    claimed = ClaimedEvent(id: id, type: type, created: created, attempts: attempts, status: status, payload: payload)
+                }
+                guard let event = claimed else { return nil }
+                let tries = event.attempts + 1
+                try await connection.query("SAVEPOINT handling", logger: logger)
+                let disposition: EventDisposition
+                do {
+                    disposition = try await handle(event, EventScope(connection: connection, logger: logger))
+                } catch {
+                    // Undo the handler's effects (and its tenant scope); the event stays, due again or parked.
+                    try await connection.query("ROLLBACK TO SAVEPOINT handling", logger: logger)
+                    let message = Self.describe(error)
+                    let parked = tries >= retry.maxAttempts
+                    try await finish(connection, event.id, status: parked ? "failed" : "pending", tenant: nil, note: message,
+                                     retryMilliseconds: retry.delayMilliseconds(after: tries))
+                    return .failed(event, error: message, parked: parked)
+                }
+                switch disposition {
+                case .processed(let tenant, let note):
+                    try await finish(connection, event.id, status: "processed", tenant: tenant, note: note, retryMilliseconds: 0)
+                case .ignored(let tenant, let note):
+                    try await finish(connection, event.id, status: "ignored", tenant: tenant, note: note, retryMilliseconds: 0)
+                case .stale(let tenant, let note):
+                    try await finish(connection, event.id, status: "stale", tenant: tenant, note: note, retryMilliseconds: 0)
+                case .unresolved(let note):
+                    try await finish(connection, event.id, status: "unresolved", tenant: nil, note: note,
+                                     retryMilliseconds: retry.delayMilliseconds(after: tries))
+                case .rejected(let tenant, let reason):
+                    try await connection.query("ROLLBACK TO SAVEPOINT handling", logger: logger)
+                    try await finish(connection, event.id, status: "failed", tenant: tenant, note: reason, retryMilliseconds: 0)
+                }
+                return .finished(event, disposition)
+            }
+        } catch {
+            throw StoreError.wrap(error, operation: "process event")
+        }
+    }
+
+    func finish(
+        _ connection: PostgresConnection, _ id: String, status: String, tenant: UUID?, note: String?, retryMilliseconds: Int64
+    ) async throws {
+        try await connection.query(
+            "SELECT billing.finish_stripe_event(\(id), \(status), \(tenant), \(note), \(retryMilliseconds))",
+            logger: database.logger)
+    }
+
+    /// What an operator reads in `last_error`: the store's and Stripe's errors describe themselves without secrets.
+    static func describe(_ error: any Error) -> String {
+        let text = String(describing: error)
+        return text.count > 2000 ? String(text.prefix(2000)) + "..." : text
+    }
+
+    /// Newest first, optionally of one status.
+    public func list(status: String?, limit: Int) async throws(StoreError) -> [InboxEntry] {
+        do {
+            var entries: [InboxEntry] = []
+            let rows = try await database.client.query(
+                "SELECT * FROM billing.list_stripe_events(\(status), \(limit))", logger: database.logger)
+            for try await (id, type, created, status, attempts, error, tenant, received, processed)
+                in rows.decode((String, String, Date, String, Int, String?, UUID?, Date, Date?).self)
+            {
+                entries.append(InboxEntry(
+                    id: id, type: type, created: created, status: status, attempts: attempts, lastError: error,
+                    tenantID: tenant, receivedAt: received, processedAt: processed))
+            }
+            return entries
+        } catch {
+            throw StoreError.wrap(error, operation: "list events")
+        }
+    }
+
+    /// One event with its payload; nil when the inbox has no such event.
+    public func show(_ id: String) async throws(StoreError) -> InboxEntry? {
+        do {
+            let rows = try await database.client.query("SELECT * FROM billing.show_stripe_event(\(id))", logger: database.logger)
+            for try await (id, type, created, status, attempts, error, tenant, received, processed, next, payload)
+                in rows.decode((String, String, Date, String, Int, String?, UUID?, Date, Date?, Date, String).self)
+            {
+                return InboxEntry(
+                    id: id, type: type, created: created, status: status, attempts: attempts, lastError: error,
+                    tenantID: tenant, receivedAt: received, processedAt: processed, nextAttemptAt: next, payload: payload)
+            }
+            return nil
+        } catch {
+            throw StoreError.wrap(error, operation: "show event")
+        }
+    }
+
+    /// Makes an event due now, attempts counted afresh. Returns its previous status; nil when there is no such event.
+    public func retry(_ id: String) async throws(StoreError) -> String? {
+        do {
+            return try await database.client.query("SELECT billing.retry_stripe_event(\(id))", logger: database.logger)
+                .decode(String?.self).first { _ in true } ?? nil
+        } catch {
+            throw StoreError.wrap(error, operation: "retry event")
+        }
+    }
+
+    public func stats() async throws(StoreError) -> InboxStats {
+        do {
+            var stats = InboxStats(counts: [:], oldestWaitingSince: nil)
+            let rows = try await database.client.query("SELECT * FROM billing.stripe_inbox_stats()", logger: database.logger)
+            for try await (status, count, oldest) in rows.decode((String, Int, Date?).self) {
+                stats.counts[status] = count
+                if status == "pending" || status == "unresolved", let oldest {
+                    stats.oldestWaitingSince = min(stats.oldestWaitingSince ?? oldest, oldest)
+                }
+            }
+            return stats
+        } catch {
+            throw StoreError.wrap(error, operation: "inbox stats")
+        }
+    }
+
+    /// The creation time of the newest event in the inbox; nil when it is empty.
+    public func newestCreated() async throws(StoreError) -> Date? {
+        do {
+            return try await database.client.query("SELECT billing.newest_stripe_event_created()", logger: database.logger)
+                .decode(Date?.self).first { _ in true } ?? nil
+        } catch {
+            throw StoreError.wrap(error, operation: "newest event")
+        }
+    }
+
+    /// Live current subscriptions no event has touched since `before`, across tenants (ids only).
+    public func subscriptionsToRefresh(before: Date, limit: Int) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
+        do {
+            var found: [(UUID, String)] = []
+            let rows = try await database.client.query(
+                "SELECT * FROM billing.subscriptions_to_refresh(\(before), \(limit))", logger: database.logger)
+            for try await (tenant, subscription) in rows.decode((UUID, String).self) { found.append((tenant, subscription)) }
+            return found
+        } catch {
+            throw StoreError.wrap(error, operation: "subscriptions to refresh")
+        }
+    }
+}

@@ -97,12 +97,13 @@ public struct Subscription: Decodable, Sendable, Equatable {
     public var currentPeriodEnd: Int?
     public var items: StripeList<SubscriptionItem>
     public var metadata: [String: String]?
+    public var created: Int?
 
     /// The period end from the items (current versions) or the subscription (older ones).
     public var periodEnd: Int? { items.data.compactMap(\.currentPeriodEnd).max() ?? currentPeriodEnd }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, customer, items, metadata
+        case id, status, customer, items, metadata, created
         case cancelAtPeriodEnd = "cancel_at_period_end", currentPeriodEnd = "current_period_end"
     }
 }
@@ -126,10 +127,12 @@ public struct PaymentIntent: Decodable, Sendable, Equatable {
     public var metadata: [String: String]?
     public var latestCharge: StripeID?
     public var lastPaymentError: PaymentError?
+    public var amountReceived: Int?
+    public var created: Int?
 
     enum CodingKeys: String, CodingKey {
-        case id, status, amount, currency, customer, metadata
-        case latestCharge = "latest_charge", lastPaymentError = "last_payment_error"
+        case id, status, amount, currency, customer, metadata, created
+        case latestCharge = "latest_charge", lastPaymentError = "last_payment_error", amountReceived = "amount_received"
     }
 }
 
@@ -140,8 +143,46 @@ public struct Refund: Decodable, Sendable, Equatable {
     public var charge: StripeID?
     public var paymentIntent: StripeID?
     public var reason: String?
+    public var currency: String?
+    public var created: Int?
+    public var metadata: [String: String]?
 
-    enum CodingKeys: String, CodingKey { case id, amount, status, charge, reason, paymentIntent = "payment_intent" }
+    enum CodingKeys: String, CodingKey {
+        case id, amount, status, charge, reason, currency, created, metadata, paymentIntent = "payment_intent"
+    }
+}
+
+public struct Charge: Decodable, Sendable, Equatable {
+    public var id: String
+    public var amount: Int
+    public var amountRefunded: Int?
+    public var currency: String
+    public var customer: StripeID?
+    public var paymentIntent: StripeID?
+    public var metadata: [String: String]?
+    public var status: String?
+    public var paid: Bool?
+    public var created: Int?
+    /// Absent by default in current API versions; read when present.
+    public var refunds: StripeList<Refund>?
+
+    enum CodingKeys: String, CodingKey {
+        case id, amount, currency, customer, metadata, status, paid, created, refunds
+        case amountRefunded = "amount_refunded", paymentIntent = "payment_intent"
+    }
+}
+
+public struct Dispute: Decodable, Sendable, Equatable {
+    public var id: String
+    public var amount: Int
+    public var currency: String
+    public var charge: StripeID?
+    public var paymentIntent: StripeID?
+    public var reason: String?
+    public var status: String
+    public var created: Int?
+
+    enum CodingKeys: String, CodingKey { case id, amount, currency, charge, reason, status, created, paymentIntent = "payment_intent" }
 }
 
 public struct Invoice: Decodable, Sendable, Equatable {
@@ -150,10 +191,55 @@ public struct Invoice: Decodable, Sendable, Equatable {
     public var customer: StripeID?
     public var amountDue: Int?
     public var amountPaid: Int?
+    public var amountRemaining: Int?
     public var currency: String?
+    public var number: String?
+    public var hostedInvoiceURL: String?
+    public var attemptCount: Int?
+    public var nextPaymentAttempt: Int?
+    public var periodStart: Int?
+    public var periodEnd: Int?
+    public var created: Int?
+    public var metadata: [String: String]?
+    /// Current API versions: the subscription is in `parent.subscription_details`.
+    public var parent: Parent?
+    /// Older API versions.
+    public var subscription: StripeID?
+    public var paymentIntent: StripeID?
+    /// Current API versions list the payments that paid it (when expanded or included).
+    public var payments: StripeList<InvoicePayment>?
+
+    public struct Parent: Decodable, Sendable, Equatable {
+        public var subscriptionDetails: SubscriptionDetails?
+        enum CodingKeys: String, CodingKey { case subscriptionDetails = "subscription_details" }
+    }
+
+    public struct SubscriptionDetails: Decodable, Sendable, Equatable {
+        public var subscription: StripeID?
+        public var metadata: [String: String]?
+    }
+
+    public struct InvoicePayment: Decodable, Sendable, Equatable {
+        public var payment: Payment?
+        public struct Payment: Decodable, Sendable, Equatable {
+            public var paymentIntent: StripeID?
+            enum CodingKeys: String, CodingKey { case paymentIntent = "payment_intent" }
+        }
+    }
+
+    /// The subscription it bills, in current or older shapes.
+    public var subscriptionID: String? { parent?.subscriptionDetails?.subscription?.id ?? subscription?.id }
+
+    /// The PaymentIntent that paid it, in current or older shapes.
+    public var paymentIntentID: String? {
+        paymentIntent?.id ?? payments?.data.compactMap { $0.payment?.paymentIntent?.id }.first
+    }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, customer, currency, amountDue = "amount_due", amountPaid = "amount_paid"
+        case id, status, customer, currency, number, created, metadata, parent, subscription, payments
+        case amountDue = "amount_due", amountPaid = "amount_paid", amountRemaining = "amount_remaining"
+        case hostedInvoiceURL = "hosted_invoice_url", attemptCount = "attempt_count", nextPaymentAttempt = "next_payment_attempt"
+        case periodStart = "period_start", periodEnd = "period_end", paymentIntent = "payment_intent"
     }
 }
 

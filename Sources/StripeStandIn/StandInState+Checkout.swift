@@ -91,17 +91,17 @@ extension StandInState {
         case "subscription":
             let subscription = createSubscription(for: session, customer: customerID)
             session["subscription"] = subscription["id"]
-            let intent = paymentIntent(for: session, status: "succeeded", customer: customerID)
-            objects[intent["id"] as! String] = intent
+            var intent = paymentIntent(for: session, status: "succeeded", customer: customerID)
+            let charge = charged(&intent)
             let invoice = paidInvoice(for: session, subscription: subscription, intent: intent)
             emitted = [("customer.subscription.created", subscription), ("checkout.session.completed", Self.public(session)),
-                       ("invoice.paid", invoice), ("payment_intent.succeeded", intent)]
+                       ("charge.succeeded", charge), ("invoice.paid", invoice), ("payment_intent.succeeded", intent)]
         case "payment":
             var intent = paymentIntent(for: session, status: "succeeded", customer: customerID)
-            intent["metadata"] = (session["_payment_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
-            objects[intent["id"] as! String] = intent
+            let charge = charged(&intent)
             session["payment_intent"] = intent["id"]
-            emitted = [("checkout.session.completed", Self.public(session)), ("payment_intent.succeeded", intent)]
+            emitted = [("checkout.session.completed", Self.public(session)), ("charge.succeeded", charge),
+                       ("payment_intent.succeeded", intent)]
         default:
             emitted = [("checkout.session.completed", Self.public(session))]
         }
@@ -136,11 +136,19 @@ extension StandInState {
         intent["customer"] = customer ?? session["customer"] as? String ?? NSNull()
         intent["status"] = status
         intent["metadata"] = (session["_payment_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
-        intent["latest_charge"] = status == "succeeded" ? newID("ch") : NSNull()
+        intent["latest_charge"] = NSNull()
         intent["last_payment_error"] = NSNull()
         intent["next_action"] = NSNull()
         intent["livemode"] = false
         return intent
+    }
+
+    /// The charge that paid a succeeded PaymentIntent, stored with it.
+    func charged(_ intent: inout [String: Any]) -> [String: Any] {
+        let charge = createCharge(for: intent)
+        intent["latest_charge"] = charge["id"]
+        objects[intent["id"] as! String] = intent
+        return charge
     }
 
     func createSubscription(for session: [String: Any], customer: String) -> [String: Any] {
@@ -193,6 +201,10 @@ extension StandInState {
         invoice["amount_remaining"] = 0
         invoice["currency"] = intent["currency"]
         invoice["billing_reason"] = "subscription_create"
+        invoice["payments"] = list([[
+            "object": "invoice_payment", "status": "paid", "amount_paid": intent["amount"] as Any, "is_default": true,
+            "payment": ["type": "payment_intent", "payment_intent": intent["id"] as Any] as [String: Any],
+        ] as [String: Any]], url: "/v1/invoice_payments?invoice=\(id)")
         invoice["parent"] = ["type": "subscription_details",
                              "subscription_details": ["subscription": subscription["id"] as Any,
                                                       "metadata": subscription["metadata"] as Any]] as [String: Any]

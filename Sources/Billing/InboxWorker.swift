@@ -1,0 +1,186 @@
+import BillingStore
+import Foundation
+import Logging
+
+/// Processes the inbox: woken by LISTEN/NOTIFY when an event is stored, polling as a fallback. Each pass claims one
+/// due event with `FOR UPDATE SKIP LOCKED`, so any number of workers (in one process or many) share one inbox.
+public struct InboxWorker: Sendable {
+    public struct Settings: Sendable {
+        /// Events processed at once by this worker.
+        public var concurrency: Int
+        public var pollInterval: Duration
+        public var retry: InboxRetryPolicy
+
+        public init(concurrency: Int = 2, pollInterval: Duration = .seconds(2), retry: InboxRetryPolicy = InboxRetryPolicy()) {
+            self.concurrency = max(1, concurrency)
+            self.pollInterval = pollInterval
+            self.retry = retry
+        }
+    }
+
+    public let inbox: EventInbox
+    public let processor: StripeEventProcessor
+    public let settings: Settings
+    /// A connection of its own for LISTEN; nil to rely on polling alone.
+    public let listenURL: DatabaseURL?
+    public let logger: Logger
+    /// Told of every event processed (metrics).
+    public let observe: @Sendable (ProcessOutcome) -> Void
+    let doorbell = Doorbell()
+
+    public static let channel = "billing_stripe_events"
+
+    public init(
+        inbox: EventInbox, processor: StripeEventProcessor, settings: Settings, listenURL: DatabaseURL?, logger: Logger,
+        observe: @escaping @Sendable (ProcessOutcome) -> Void = { _ in }
+    ) {
+        self.inbox = inbox
+        self.processor = processor
+        self.settings = settings
+        self.listenURL = listenURL
+        self.logger = logger
+        self.observe = observe
+    }
+
+    /// Runs until the task is cancelled.
+    public func run() async {
+        logger.info("inbox worker started", metadata: [
+            "concurrency": "\(settings.concurrency)", "poll": "\(settings.pollInterval)", "listen": "\(listenURL != nil)",
+        ])
+        await withTaskGroup(of: Void.self) { group in
+            if let listenURL {
+                group.addTask { await listen(listenURL) }
+            }
+            for _ in 0..<settings.concurrency {
+                group.addTask { await loop() }
+            }
+        }
+        logger.info("inbox worker stopped")
+    }
+
+    /// Processes every event due now, then returns what happened (for `billingd worker --once` and tests).
+    @discardableResult
+    public func drain() async throws(StoreError) -> [ProcessOutcome] {
+        var outcomes: [ProcessOutcome] = []
+        while let outcome = try await processNext() {
+            outcomes.append(outcome)
+        }
+        return outcomes
+    }
+
+    func processNext() async throws(StoreError) -> ProcessOutcome? {
+        let processor = self.processor
+        let outcome = try await inbox.processNext(retry: settings.retry) { event, scope in
+            try await processor.handle(event, in: scope)
+        }
+        if let outcome {
+            report(outcome)
+            observe(outcome)
+        }
+        return outcome
+    }
+
+    func loop() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                while !Task.isCancelled, try await processNext() != nil {}
+                failures = 0
+            } catch {
+                // The database is unreachable or refused the claim: nothing was lost; back off and try again.
+                failures += 1
+                logger.warning("inbox worker could not process", metadata: ["error": "\(error)"])
+                let delay = settings.retry.delayMilliseconds(after: failures)
+                try? await Task.sleep(for: .milliseconds(min(delay, InboxRetryPolicy.milliseconds(settings.pollInterval) * 4)))
+                continue
+            }
+            await doorbell.wait(timeout: settings.pollInterval)
+        }
+    }
+
+    func listen(_ url: DatabaseURL) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let doorbell = self.doorbell
+                // Events stored while nobody listened are due now: ring once listening.
+                try await url.listen(channel: Self.channel, logger: logger, ready: { await doorbell.ring() },
+                                     notified: { await doorbell.ring() })
+                failures = 0
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                logger.warning("inbox LISTEN connection lost; polling meanwhile", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .milliseconds(settings.retry.delayMilliseconds(after: max(failures, 1))))
+        }
+    }
+
+    func report(_ outcome: ProcessOutcome) {
+        switch outcome {
+        case .finished(let event, let disposition):
+            logger.debug("stripe event handled", metadata: ["event": "\(event.id)", "type": "\(event.type)", "outcome": "\(disposition)"])
+            if case .rejected(_, let reason) = disposition {
+                logger.error("stripe event parked as failed", metadata: ["event": "\(event.id)", "type": "\(event.type)", "reason": "\(reason)"])
+            }
+        case .failed(let event, let error, let parked):
+            logger.log(level: parked ? .error : .warning, "stripe event failed", metadata: [
+                "event": "\(event.id)", "type": "\(event.type)", "error": "\(error)", "parked": "\(parked)",
+            ])
+        }
+    }
+}
+
+extension ProcessOutcome {
+    /// For metrics: processed, ignored, stale, unresolved, rejected, retrying or parked.
+    public var label: String {
+        switch self {
+        case .finished(_, .processed): "processed"
+        case .finished(_, .ignored): "ignored"
+        case .finished(_, .stale): "stale"
+        case .finished(_, .unresolved): "unresolved"
+        case .finished(_, .rejected): "rejected"
+        case .failed(_, _, let parked): parked ? "parked" : "retrying"
+        }
+    }
+}
+
+/// Wakes waiting loops when an event arrives; a ring with nobody waiting is remembered once.
+actor Doorbell {
+    private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    private var pending = false
+
+    func ring() {
+        if waiters.isEmpty {
+            pending = true
+            return
+        }
+        let woken = waiters
+        waiters = [:]
+        for continuation in woken.values { continuation.resume() }
+    }
+
+    func wait(timeout: Duration) async {
+        if pending {
+            pending = false
+            return
+        }
+        let id = UUID()
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.release(id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                waiters[id] = continuation
+            }
+        } onCancel: {
+            Task { await self.release(id) }
+        }
+        timer.cancel()
+    }
+
+    private func release(_ id: UUID) {
+        waiters.removeValue(forKey: id)?.resume()
+    }
+}

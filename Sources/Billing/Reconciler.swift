@@ -1,0 +1,87 @@
+import BillingStore
+import Foundation
+import Logging
+import StripeAPI
+
+/// Heals what webhooks missed: lists Stripe's events created since shortly before the newest one in the inbox and
+/// stores the missing ones (the worker applies them as if delivered), and re-reads live subscriptions no event has
+/// touched for a while, feeding Stripe's current object through the inbox as a `customer.subscription.updated`
+/// of our own (its id starts with `reconcile_`).
+public struct Reconciler: Sendable {
+    public let inbox: EventInbox
+    public let stripe: StripeClient
+    public let liveMode: Bool
+    /// Listing starts this long before the newest event already stored (events can arrive out of order).
+    public let lookback: Duration
+    /// A live subscription with no event for this long is read again from Stripe.
+    public let subscriptionMaxAge: Duration
+    public let logger: Logger
+
+    public init(inbox: EventInbox, stripe: StripeClient, liveMode: Bool, lookback: Duration, subscriptionMaxAge: Duration, logger: Logger) {
+        self.inbox = inbox
+        self.stripe = stripe
+        self.liveMode = liveMode
+        self.lookback = lookback
+        self.subscriptionMaxAge = subscriptionMaxAge
+        self.logger = logger
+    }
+
+    public struct Report: Sendable, Equatable, Encodable {
+        /// Events Stripe listed.
+        public var listed = 0
+        /// Of those, the ones the inbox did not have.
+        public var stored = 0
+        /// Subscriptions read again from Stripe.
+        public var refreshed = 0
+    }
+
+    public func run(now: Date = Date()) async throws -> Report {
+        var report = Report()
+        let newest = try await inbox.newestCreated()
+        let since = (newest ?? now).addingTimeInterval(-Double(lookback.components.seconds))
+        var cursor: String?
+        repeat {
+            let page = try await stripe.listEvents(createdAfter: Int(since.timeIntervalSince1970) - 1, startingAfter: cursor)
+            for event in page.events {
+                report.listed += 1
+                if try await store(event) { report.stored += 1 }
+            }
+            cursor = page.hasMore ? page.events.last?.id : nil
+        } while cursor != nil
+        let before = now.addingTimeInterval(-Double(subscriptionMaxAge.components.seconds))
+        for (_, subscription) in try await inbox.subscriptionsToRefresh(before: before, limit: 500) {
+            if try await refresh(subscription, now: now) { report.refreshed += 1 }
+        }
+        if report.stored > 0 || report.refreshed > 0 {
+            logger.notice("reconciled with Stripe", metadata: [
+                "listed": "\(report.listed)", "stored": "\(report.stored)", "refreshed": "\(report.refreshed)",
+            ])
+        }
+        return report
+    }
+
+    func store(_ event: StripeEvent) async throws -> Bool {
+        try await inbox.store(
+            id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)), livemode: event.livemode,
+            payload: String(decoding: event.raw, as: UTF8.self),
+            ignoredBecause: WebhookReceiver.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode))
+    }
+
+    /// Stripe's current subscription, through the inbox as an event created now.
+    func refresh(_ subscriptionID: String, now: Date) async throws -> Bool {
+        let raw = try await stripe.sendRaw(.get, "/v1/subscriptions/\(subscriptionID)")
+        guard let object = try? JSONSerialization.jsonObject(with: raw) else {
+            throw StripeError.unreadable("/v1/subscriptions/\(subscriptionID): not JSON")
+        }
+        let created = Int(now.timeIntervalSince1970)
+        let id = "reconcile_\(subscriptionID)_\(created)"
+        let event: [String: Any] = [
+            "id": id, "object": "event", "type": "customer.subscription.updated", "created": created, "livemode": liveMode,
+            "data": ["object": object], "request": ["id": NSNull(), "idempotency_key": "billingd-reconcile"],
+        ]
+        let payload = try JSONSerialization.data(withJSONObject: event, options: [.sortedKeys])
+        return try await inbox.store(
+            id: id, type: "customer.subscription.updated", created: Date(timeIntervalSince1970: Double(created)),
+            livemode: liveMode, payload: String(decoding: payload, as: UTF8.self), ignoredBecause: nil)
+    }
+}

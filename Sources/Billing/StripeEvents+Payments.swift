@@ -1,0 +1,350 @@
+import BillingCore
+import BillingStore
+import Foundation
+import StripeAPI
+
+extension StripeEventProcessor {
+    // MARK: Checkout
+
+    /// `checkout.session.completed` and `checkout.session.async_payment_succeeded`: a paid top-up is credited; a
+    /// subscription checkout links its subscription.
+    func checkoutCompleted(_ session: CheckoutSession, _ context: EventContext) async throws -> EventDisposition {
+        let transaction = context.transaction
+        try await transaction.markSessionComplete(session.id)
+        if let customer = session.customer?.id, try await transaction.linkCustomerIfUnset(customer) {
+            try await context.audit("customer.linked", before: nil, after: ["customer": customer, "session": session.id])
+            try await context.scope.wakeUnresolved()
+        }
+        switch session.mode {
+        case "subscription":
+            return try await linkSubscription(session, context)
+        case "payment" where session.metadata?["purpose"] == "credit_topup":
+            guard session.paymentStatus == "paid" else {
+                return context.processed("top-up session \(session.id) is \(session.paymentStatus ?? "unpaid"); waiting for the payment")
+            }
+            guard let amount = session.amountTotal, let currency = session.currency else {
+                return context.rejected("paid top-up session \(session.id) has no amount_total or currency")
+            }
+            return try await fulfilTopUp(
+                id: session.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: session.id,
+                paymentIntentID: session.paymentIntent?.id, amount: amount, currency: currency, context)
+        default:
+            return context.ignored("checkout session \(session.id) in \(session.mode) mode needs nothing here")
+        }
+    }
+
+    /// `checkout.session.expired` and `checkout.session.async_payment_failed`: the session's pending top-up is closed.
+    func checkoutClosed(_ session: CheckoutSession, _ context: EventContext) async throws -> EventDisposition {
+        let transaction = context.transaction
+        let expired = context.event.type == "checkout.session.expired"
+        if expired {
+            try await transaction.markSessionExpired(session.id)
+        }
+        guard let topUp = try await transaction.lockTopUp(id: nil, sessionID: session.id, paymentIntentID: nil) else {
+            return context.processed()
+        }
+        guard topUp.status == "pending" else {
+            return context.processed("top-up \(topUp.id) is \(topUp.status) already")
+        }
+        let status = expired ? "expired" : "failed"
+        try await transaction.updateTopUp(
+            topUp.id, status: status, lastFailure: expired ? nil : "the asynchronous payment failed")
+        try await context.audit("topup.\(status)", before: ["topUp": topUp.id.lowercased, "status": topUp.status],
+                                after: ["topUp": topUp.id.lowercased, "status": status])
+        return context.processed()
+    }
+
+    // MARK: Top-ups
+
+    /// Credits exactly the credits recorded on the top-up, once (the ledger's source key), whichever of the
+    /// session, PaymentIntent or async-payment events arrives first. An amount that does not match is flagged.
+    func fulfilTopUp(
+        id: UUID?, sessionID: String?, paymentIntentID: String?, chargeID: String? = nil, amount: Int, currency: String,
+        _ context: EventContext
+    ) async throws -> EventDisposition {
+        let transaction = context.transaction
+        guard let topUp = try await transaction.lockTopUp(id: id, sessionID: sessionID, paymentIntentID: paymentIntentID) else {
+            return context.rejected(
+                "no top-up of this tenant matches \(id?.lowercased ?? "-") / \(sessionID ?? "-") / \(paymentIntentID ?? "-")")
+        }
+        if topUp.status == "flagged" {
+            return context.processed("top-up \(topUp.id) is flagged; an operator settles it")
+        }
+        guard amount == topUp.amount, currency.lowercased() == topUp.currency.lowercased() else {
+            let flag = "Stripe took \(amount) \(currency) for a top-up of \(topUp.amount) \(topUp.currency) (\(topUp.credits) credits)"
+            logger.error("top-up amount mismatch; not credited", metadata: [
+                "tenant": "\(context.tenant)", "topUp": "\(topUp.id)", "event": "\(context.event.id)", "flag": "\(flag)",
+            ])
+            if topUp.status == "paid" {
+                // Credited already on a matching event: this one disagrees, so say so and change nothing.
+                return context.processed("not credited again: \(flag)")
+            }
+            try await transaction.updateTopUp(topUp.id, status: "flagged", paymentIntentID: paymentIntentID, flag: flag)
+            try await context.audit("topup.flagged", before: ["topUp": topUp.id.lowercased, "status": topUp.status],
+                                    after: ["topUp": topUp.id.lowercased, "status": "flagged", "flag": flag])
+            return context.processed("flagged, not credited: \(flag)")
+        }
+        let before = try await transaction.creditBalance()
+        let balance = try await transaction.appendCredits(
+            source: "topup:\(topUp.id.lowercased)", kind: "topup", amount: topUp.credits,
+            reason: "top-up of \(topUp.credits) credits (\(amount) \(currency))", stripeEvent: context.event.id)
+        if topUp.status != "paid" || topUp.paymentIntentID == nil {
+            try await transaction.updateTopUp(topUp.id, status: "paid", paymentIntentID: paymentIntentID, paidAt: context.created)
+        }
+        if let balance {
+            try await context.audit(
+                "credits.topped_up",
+                before: ["available": String(before.available), "topUp": topUp.id.lowercased],
+                after: ["available": String(balance), "topUp": topUp.id.lowercased, "credits": String(topUp.credits)])
+        }
+        if let paymentIntentID = paymentIntentID ?? topUp.paymentIntentID {
+            // The payment that bought them: recorded now if no payment event came first, and settled against any
+            // refund or dispute that did.
+            _ = try await recordPayment(
+                intentID: paymentIntentID, chargeID: chargeID, amount: amount, refunded: nil, currency: currency,
+                metadata: ["purpose": "credit_topup", "top_up_id": topUp.id.lowercased], created: context.created,
+                topUp: (topUp.id, topUp.credits), context)
+        }
+        return context.processed(balance == nil ? "credited before" : nil)
+    }
+
+    // MARK: Payments
+
+    /// `payment_intent.succeeded`: the payment is recorded; a top-up's credits follow.
+    func paymentIntentSucceeded(_ intent: PaymentIntent, _ context: EventContext) async throws -> EventDisposition {
+        let amount = intent.amountReceived ?? intent.amount
+        if intent.metadata?["purpose"] == "credit_topup" {
+            return try await fulfilTopUp(
+                id: intent.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intent.id,
+                chargeID: intent.latestCharge?.id, amount: amount, currency: intent.currency, context)
+        }
+        _ = try await recordPayment(
+            intentID: intent.id, chargeID: intent.latestCharge?.id, amount: amount, refunded: nil, currency: intent.currency,
+            metadata: intent.metadata ?? [:], created: Self.date(intent.created) ?? context.created, topUp: nil, context)
+        return context.processed()
+    }
+
+    /// `payment_intent.payment_failed`: the failure is recorded on its top-up (which stays payable in its session).
+    func paymentIntentFailed(_ intent: PaymentIntent, _ context: EventContext) async throws -> EventDisposition {
+        let failure = intent.lastPaymentError.map { [$0.code, $0.declineCode, $0.message].compactMap { $0 }.joined(separator: ": ") }
+            ?? "the payment failed"
+        guard intent.metadata?["purpose"] == "credit_topup",
+              let topUp = try await context.transaction.lockTopUp(
+                id: intent.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intent.id)
+        else {
+            try await context.audit("payment.failed", before: nil, after: ["paymentIntent": intent.id, "failure": failure])
+            return context.processed()
+        }
+        try await context.transaction.updateTopUp(topUp.id, status: topUp.status, paymentIntentID: intent.id, lastFailure: failure)
+        try await context.audit("topup.payment_failed", before: nil,
+                                after: ["topUp": topUp.id.lowercased, "paymentIntent": intent.id, "failure": failure])
+        return context.processed()
+    }
+
+    /// `charge.succeeded`: every successful charge is a payment.
+    func chargeSucceeded(_ charge: Charge, _ context: EventContext) async throws -> EventDisposition {
+        _ = try await recordPayment(
+            intentID: charge.paymentIntent?.id, chargeID: charge.id, amount: charge.amount, refunded: charge.amountRefunded,
+            currency: charge.currency, metadata: charge.metadata ?? [:], created: Self.date(charge.created) ?? context.created,
+            topUp: nil, context)
+        return context.processed()
+    }
+
+    /// Records the payment or completes what is known of it, and settles its credits. Locks its top-up before the
+    /// payment, as fulfilment does, so two events about one payment never deadlock.
+    func recordPayment(
+        intentID: String?, chargeID: String?, amount: Int, refunded: Int?, currency: String, metadata: [String: String],
+        created: Date, topUp known: (id: UUID, credits: Int)?, _ context: EventContext
+    ) async throws -> PaymentRecord {
+        let transaction = context.transaction
+        var topUp = known
+        if topUp == nil, intentID != nil || metadata["top_up_id"] != nil,
+           let found = try await transaction.lockTopUp(
+            id: metadata["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intentID),
+           found.status == "paid" || metadata["top_up_id"] != nil
+        {
+            topUp = found.status == "paid" ? (found.id, found.credits) : (found.id, 0)
+        }
+        guard let key = intentID ?? chargeID else { throw RetryLater("a payment without a PaymentIntent or charge id") }
+        let purpose = topUp != nil || metadata["purpose"] == "credit_topup" ? "credit_topup"
+            : metadata["invoice_id"] != nil ? "invoice" : "other"
+        var existing = try await transaction.lockPayment(key)
+        if existing == nil, let chargeID { existing = try await transaction.lockPayment(chargeID) }
+        guard var payment = existing else {
+            var payment = PaymentRecord(
+                paymentID: key, paymentIntentID: intentID, chargeID: chargeID, amount: amount, amountRefunded: refunded ?? 0,
+                currency: currency.lowercased(), purpose: purpose, topUpID: topUp?.id, stripeInvoiceID: metadata["invoice_id"],
+                credits: topUp?.credits ?? 0, createdAt: created)
+            payment = try await settle(payment, kind: "refund", reason: "refunded share of the credits", context)
+            try await transaction.insertPayment(payment)
+            try await context.audit("payment.recorded", before: nil, after: Self.auditFields(payment))
+            return payment
+        }
+        let before = payment
+        payment.paymentIntentID = payment.paymentIntentID ?? intentID
+        payment.chargeID = payment.chargeID ?? chargeID
+        payment.amountRefunded = max(payment.amountRefunded, refunded ?? 0)
+        if payment.purpose == "other" { payment.purpose = purpose }
+        payment.topUpID = payment.topUpID ?? topUp?.id
+        if payment.credits == 0, let credits = topUp?.credits { payment.credits = credits }
+        payment = try await settle(payment, kind: "refund", reason: "refunded share of the credits", context)
+        if payment != before {
+            try await transaction.updatePayment(payment, now: Date())
+            try await context.audit("payment.updated", before: Self.auditFields(before), after: Self.auditFields(payment))
+        }
+        return payment
+    }
+
+    static func auditFields(_ payment: PaymentRecord) -> [String: String] {
+        var fields = [
+            "payment": payment.paymentID, "amount": String(payment.amount), "currency": payment.currency,
+            "amountRefunded": String(payment.amountRefunded), "purpose": payment.purpose, "dispute": payment.disputeStatus,
+        ]
+        if let charge = payment.chargeID { fields["charge"] = charge }
+        if payment.credits > 0 {
+            fields["credits"] = String(payment.credits)
+            fields["creditsTakenBack"] = String(payment.creditsTakenBack)
+            fields["creditsFrozen"] = String(payment.creditsFrozen)
+        }
+        return fields
+    }
+
+    /// Brings the credits a payment bought in line with its refunds and dispute: the refunded share (rounded up) is
+    /// taken back, an open dispute freezes what remains, a won one releases it, a lost one takes it back. One ledger
+    /// entry per change; the available balance may go negative (a debt that blocks consumption).
+    func settle(_ payment: PaymentRecord, kind: String, reason: String, _ context: EventContext) async throws -> PaymentRecord {
+        var payment = payment
+        guard payment.credits > 0, payment.amount > 0 else { return payment }
+        let refundedShare = (payment.credits * min(payment.amountRefunded, payment.amount) + payment.amount - 1) / payment.amount
+        let takenBack = max(payment.creditsTakenBack, payment.disputeStatus == "lost" ? payment.credits : refundedShare)
+        let frozen = payment.disputeStatus == "open" ? max(0, payment.credits - takenBack) : 0
+        let takeBackDelta = takenBack - payment.creditsTakenBack
+        let frozenDelta = frozen - payment.creditsFrozen
+        guard takeBackDelta != 0 || frozenDelta != 0 else { return payment }
+        let applied = try await context.transaction.appendCredits(
+            source: "\(kind):\(payment.paymentID):\(context.event.id)", kind: kind, amount: -takeBackDelta - frozenDelta,
+            frozenDelta: frozenDelta, reason: "\(reason) (payment \(payment.paymentID))", stripeEvent: context.event.id)
+        guard applied != nil else { return payment }
+        payment.creditsTakenBack = takenBack
+        payment.creditsFrozen = frozen
+        return payment
+    }
+
+    // MARK: Refunds
+
+    /// `charge.refunded`: the refunded amount (cumulative, so a late event never lowers it) and the refunded share
+    /// of a top-up's credits taken back.
+    func chargeRefunded(_ charge: Charge, _ context: EventContext) async throws -> EventDisposition {
+        let payment = try await recordPayment(
+            intentID: charge.paymentIntent?.id, chargeID: charge.id, amount: charge.amount, refunded: charge.amountRefunded,
+            currency: charge.currency, metadata: charge.metadata ?? [:], created: Self.date(charge.created) ?? context.created,
+            topUp: nil, context)
+        for refund in charge.refunds?.data ?? [] {
+            try await recordRefund(refund, payment: payment, context)
+        }
+        return context.processed()
+    }
+
+    /// `refund.created` / `refund.updated`: the refund itself, against its payment (the credits follow `charge.refunded`).
+    func refundChanged(_ refund: Refund, _ context: EventContext) async throws -> EventDisposition {
+        guard let reference = refund.paymentIntent?.id ?? refund.charge?.id,
+              let payment = try await context.transaction.lockPayment(reference)
+        else {
+            throw RetryLater("refund \(refund.id) is for a payment not recorded yet")
+        }
+        try await recordRefund(refund, payment: payment, context)
+        return context.processed()
+    }
+
+    func recordRefund(_ refund: Refund, payment: PaymentRecord, _ context: EventContext) async throws {
+        let isNew = try await context.transaction.upsertRefund(
+            id: refund.id, paymentID: payment.paymentID, amount: refund.amount, currency: refund.currency ?? payment.currency,
+            status: refund.status ?? "succeeded", reason: refund.reason, createdAt: Self.date(refund.created) ?? context.created,
+            now: Date())
+        if isNew {
+            try await context.audit("refund.recorded", before: nil, after: [
+                "refund": refund.id, "payment": payment.paymentID, "amount": String(refund.amount), "status": refund.status ?? "succeeded",
+            ])
+        }
+    }
+
+    // MARK: Disputes
+
+    /// `charge.dispute.*`: an open dispute freezes the credits its payment bought; won releases them, lost takes them.
+    func disputeChanged(_ dispute: Dispute, _ context: EventContext) async throws -> EventDisposition {
+        let transaction = context.transaction
+        guard let reference = dispute.paymentIntent?.id ?? dispute.charge?.id,
+              var payment = try await transaction.lockPayment(reference)
+        else {
+            throw RetryLater("dispute \(dispute.id) is about a payment not recorded yet")
+        }
+        let existing = try await transaction.lockDispute(dispute.id)
+        if let existing, context.created < existing.lastEventAt {
+            return context.stale("an event of \(existing.lastEventAt) about \(dispute.id) was applied already")
+        }
+        if let existing, existing.closedAt != nil, context.event.type != "charge.dispute.closed" {
+            return context.stale("dispute \(dispute.id) is closed (\(existing.status))")
+        }
+        let outcome: String = switch dispute.status {
+        case "won", "warning_closed": "won"
+        case "lost": "lost"
+        default: context.event.type == "charge.dispute.closed" ? "won" : "open"
+        }
+        let closed = outcome != "open"
+        try await transaction.saveDispute(DisputeRecord(
+            disputeID: dispute.id, paymentID: payment.paymentID, amount: dispute.amount, currency: dispute.currency,
+            reason: dispute.reason, status: dispute.status, openedAt: existing?.openedAt ?? Self.date(dispute.created) ?? context.created,
+            closedAt: closed ? context.created : nil, lastEventAt: context.created))
+        let before = payment
+        payment.disputeStatus = outcome
+        let kind = switch outcome {
+        case "open": "dispute_freeze"
+        case "won": "dispute_release"
+        default: "dispute_loss"
+        }
+        payment = try await settle(payment, kind: kind, reason: "dispute \(dispute.id) \(outcome)", context)
+        try await transaction.updatePayment(payment, now: Date())
+        if before != payment || existing?.status != dispute.status {
+            try await context.audit(
+                existing == nil ? "dispute.opened" : closed ? "dispute.closed" : "dispute.updated",
+                before: existing.map { ["dispute": $0.disputeID, "status": $0.status] }.map { $0.merging(Self.auditFields(before)) { $1 } },
+                after: ["dispute": dispute.id, "status": dispute.status].merging(Self.auditFields(payment)) { $1 })
+        }
+        return context.processed()
+    }
+
+    // MARK: Invoices
+
+    /// `invoice.*`: Stripe Billing's invoice for the tenant, with its payment problem if any, linked to its payment.
+    func invoiceChanged(_ invoice: Invoice, _ context: EventContext) async throws -> EventDisposition {
+        let transaction = context.transaction
+        let last = try await transaction.lockStripeInvoice(invoice.id)
+        if let last, context.created < last {
+            return context.stale("an event of \(last) about \(invoice.id) was applied already")
+        }
+        let problem: String? = switch context.event.type {
+        case "invoice.payment_failed": "payment_failed"
+        case "invoice.payment_action_required": "action_required"
+        default: nil
+        }
+        try await transaction.saveStripeInvoice(StripeInvoiceRecord(
+            invoiceID: invoice.id, stripeSubscriptionID: invoice.subscriptionID, number: invoice.number, status: invoice.status,
+            amountDue: invoice.amountDue ?? 0, amountPaid: invoice.amountPaid ?? 0, amountRemaining: invoice.amountRemaining ?? 0,
+            currency: invoice.currency, hostedInvoiceURL: invoice.hostedInvoiceURL, attemptCount: invoice.attemptCount ?? 0,
+            nextPaymentAttempt: Self.date(invoice.nextPaymentAttempt), paymentProblem: problem,
+            periodStart: Self.date(invoice.periodStart), periodEnd: Self.date(invoice.periodEnd), lastEventAt: context.created,
+            createdAt: Self.date(invoice.created) ?? context.created), now: Date())
+        if invoice.status == "paid", let intent = invoice.paymentIntentID {
+            try await transaction.linkPayment(intent, toInvoice: invoice.id)
+        }
+        try await context.audit(
+            context.event.type, before: nil,
+            after: ["invoice": invoice.id, "status": invoice.status ?? "", "amountDue": String(invoice.amountDue ?? 0),
+                    "amountPaid": String(invoice.amountPaid ?? 0)].merging(problem.map { ["problem": $0] } ?? [:]) { $1 })
+        return context.processed()
+    }
+}
+
+extension UUID {
+    var lowercased: String { uuidString.lowercased() }
+}

@@ -1,0 +1,143 @@
+import BillingCore
+import BillingStore
+import Foundation
+import StripeAPI
+
+extension StripeEventProcessor {
+    /// `customer.subscription.*`: Stripe's object becomes our row, unless a newer event was applied already. When two
+    /// events share a timestamp the current object is read from Stripe; a canceled subscription is never revived.
+    func subscriptionChanged(_ object: Subscription, _ context: EventContext) async throws -> EventDisposition {
+        let transaction = context.transaction
+        let existing = try await transaction.lockSubscription(object.id)
+        var subscription = object
+        if let existing {
+            if let last = existing.lastEventAt, context.created < last {
+                return context.stale("an event of \(last) about \(object.id) was applied already")
+            }
+            if existing.isTerminal {
+                return context.stale("\(object.id) is \(existing.status); a later event does not revive it")
+            }
+            if let last = existing.lastEventAt, context.created == last {
+                subscription = try await currentSubscription(object.id)
+            }
+        }
+        let record: SubscriptionRecord
+        switch subscriptionRecord(subscription, previous: existing, at: context.created) {
+        case .success(let built): record = built
+        case .failure(let reason): return context.rejected(reason.description)
+        }
+        if let existing {
+            try await transaction.updateSubscription(record, now: Date())
+            if Self.auditFields(existing) != Self.auditFields(record) {
+                try await context.audit(
+                    "subscription.updated", before: Self.auditFields(existing), after: Self.auditFields(record))
+            }
+        } else {
+            guard try await transaction.insertSubscription(record, now: Date()) else {
+                throw RetryLater("another event inserted \(object.id) at the same moment")
+            }
+            try await context.audit("subscription.created", before: nil, after: Self.auditFields(record))
+            try await context.scope.wakeUnresolved()
+        }
+        return context.processed()
+    }
+
+    /// `checkout.session.completed` in subscription mode: links the subscription to the tenant. Its state comes
+    /// from the subscription's own events; until one arrives, the row says what was bought.
+    func linkSubscription(_ session: CheckoutSession, _ context: EventContext) async throws -> EventDisposition {
+        guard let subscriptionID = session.subscription?.id else {
+            return context.rejected("checkout session \(session.id) in subscription mode has no subscription")
+        }
+        if try await context.transaction.lockSubscription(subscriptionID) != nil {
+            return context.processed("subscription \(subscriptionID) was already known")
+        }
+        let record: SubscriptionRecord
+        if let planName = session.metadata?["plan"], let plan = try? catalog.plan(named: planName) {
+            let interval = session.metadata?["interval"].flatMap(BillingInterval.init(rawValue:)) ?? .month
+            record = SubscriptionRecord(
+                stripeSubscriptionID: subscriptionID, stripeCustomerID: session.customer?.id,
+                stripePriceID: try? catalog.stripePriceID(of: plan, per: interval), plan: plan.key, interval: interval.rawValue,
+                seats: plan.seats.normalize(session.metadata?["seats"].flatMap { Int($0) }),
+                status: session.paymentStatus == "paid" ? "active" : (plan.trialDays > 0 ? "trialing" : "incomplete"),
+                pastDueSince: nil, currentPeriodEnd: nil, cancelAtPeriodEnd: false, lastEventAt: nil)
+        } else {
+            switch subscriptionRecord(try await currentSubscription(subscriptionID), previous: nil, at: nil) {
+            case .success(let built): record = built
+            case .failure(let reason): return context.rejected(reason.description)
+            }
+        }
+        guard try await context.transaction.insertSubscription(record, now: Date()) else {
+            throw RetryLater("another event inserted \(subscriptionID) at the same moment")
+        }
+        try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })
+        try await context.scope.wakeUnresolved()
+        return context.processed()
+    }
+
+    func currentSubscription(_ id: String) async throws -> Subscription {
+        guard let stripe else {
+            throw RetryLater("events about \(id) share a timestamp and Stripe is not configured to read its current state")
+        }
+        do {
+            return try await stripe.retrieveSubscription(id)
+        } catch {
+            throw RetryLater("could not read \(id) from Stripe: \(error)")
+        }
+    }
+
+    struct Unusable: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Stripe's subscription as our row: the price mapped back through the catalog (an unknown price fails the
+    /// event, never downgrades silently), seats brought into the plan's range, since when it is past due.
+    func subscriptionRecord(_ subscription: Subscription, previous: SubscriptionRecord?, at created: Date?) -> Result<SubscriptionRecord, Unusable> {
+        guard let item = subscription.items.data.first, let priceID = item.priceID else {
+            return .failure(Unusable(description: "subscription \(subscription.id) has no item with a price"))
+        }
+        guard let (plan, interval) = try? catalog.plan(forStripePrice: priceID) else {
+            return .failure(Unusable(description:
+                "subscription \(subscription.id) has price \(priceID), which is not in the plan catalog; add it (plans file or STRIPE_PRICE_<PLAN>_<INTERVAL>) and replay with `billingd events retry`"))
+        }
+        guard SubscriptionStatus(rawValue: subscription.status) != nil else {
+            return .failure(Unusable(description: "subscription \(subscription.id) has status '\(subscription.status)', which this server does not know"))
+        }
+        let pastDueSince: Date? = subscription.status == "past_due"
+            ? (previous?.status == "past_due" ? previous?.pastDueSince : nil) ?? created ?? Date()
+            : nil
+        return .success(SubscriptionRecord(
+            stripeSubscriptionID: subscription.id, stripeCustomerID: subscription.customer?.id ?? previous?.stripeCustomerID,
+            stripePriceID: priceID, plan: plan.key, interval: interval.rawValue, seats: plan.seats.normalize(item.quantity),
+            status: subscription.status, pastDueSince: pastDueSince, currentPeriodEnd: Self.date(subscription.periodEnd),
+            cancelAtPeriodEnd: subscription.cancelAtPeriodEnd ?? false, isCurrent: previous?.isCurrent ?? true,
+            lastEventAt: created ?? previous?.lastEventAt))
+    }
+
+    static func auditFields(_ record: SubscriptionRecord) -> [String: String] {
+        var fields = [
+            "subscription": record.stripeSubscriptionID, "plan": record.plan, "interval": record.interval,
+            "seats": String(record.seats), "status": record.status, "cancelAtPeriodEnd": String(record.cancelAtPeriodEnd),
+        ]
+        if let end = record.currentPeriodEnd { fields["currentPeriodEnd"] = end.formatted(.iso8601) }
+        if let since = record.pastDueSince { fields["pastDueSince"] = since.formatted(.iso8601) }
+        return fields
+    }
+
+    /// `customer.deleted`: the tenant loses the customer, and its live subscriptions with it end now.
+    func customerDeleted(_ customer: Customer, _ context: EventContext) async throws -> EventDisposition {
+        let transaction = context.transaction
+        let ended = try await transaction.liveSubscriptions(customer: customer.id)
+        for var subscription in ended {
+            let before = Self.auditFields(subscription)
+            subscription.status = "canceled"
+            subscription.pastDueSince = nil
+            subscription.lastEventAt = max(subscription.lastEventAt ?? context.created, context.created)
+            try await transaction.updateSubscription(subscription, now: Date())
+            try await context.audit("subscription.ended", before: before, after: Self.auditFields(subscription))
+        }
+        if try await transaction.unlinkCustomer(customer.id) {
+            try await context.audit("customer.unlinked", before: ["customer": customer.id], after: ["customer": ""])
+        }
+        return context.processed(ended.isEmpty ? nil : "ended \(ended.count) subscription(s)")
+    }
+}

@@ -1,0 +1,167 @@
+import BillingCore
+import BillingStore
+import Foundation
+import JSONRPC
+import Logging
+import StripeAPI
+
+/// Applies Stripe's events, each inside the transaction that claimed it from the inbox: the tenant is resolved
+/// first, then every change runs in that tenant's scope and is audited with the event's id as its actor.
+public struct StripeEventProcessor: Sendable {
+    public let catalog: PlanCatalog
+    /// Asked for the current object when two events about one subscription share a timestamp; nil without Stripe.
+    public let stripe: StripeClient?
+    public let logger: Logger
+
+    public init(catalog: PlanCatalog, stripe: StripeClient?, logger: Logger) {
+        self.catalog = catalog
+        self.stripe = stripe
+        self.logger = logger
+    }
+
+    /// The event types with a handler; every other type is stored, acknowledged and marked ignored.
+    public static let handledTypes: Set<String> = [
+        "checkout.session.completed", "checkout.session.async_payment_succeeded",
+        "checkout.session.expired", "checkout.session.async_payment_failed",
+        "payment_intent.succeeded", "payment_intent.payment_failed", "charge.succeeded", "charge.refunded",
+        "refund.created", "refund.updated", "charge.refund.updated",
+        "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+        "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+        "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
+        "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required",
+        "invoice.finalized",
+        "customer.deleted",
+    ]
+
+    public func handle(_ event: ClaimedEvent, in scope: EventScope) async throws -> EventDisposition {
+        guard Self.handledTypes.contains(event.type) else {
+            return .ignored(tenant: nil, note: "no handler for \(event.type)")
+        }
+        let object: JSONValue
+        do {
+            object = try Self.decodeObject(JSONValue.self, from: event.payload)
+        } catch {
+            return .rejected(tenant: nil, reason: "the event's data.object is not readable: \(error)")
+        }
+        guard let tenant = try await resolveTenant(of: object, in: scope) else {
+            return .unresolved(note: "no tenant yet: no known tenant_id metadata, subscription, customer or payment in \(object["object"]?.stringValue ?? "the object") \(object["id"]?.stringValue ?? "")")
+        }
+        let context = EventContext(
+            event: event, tenant: tenant, transaction: try await scope.enter(tenant), scope: scope,
+            actor: AuditActor(kind: .stripe, id: event.id))
+        do {
+            return try await apply(context)
+        } catch let error as DecodingError {
+            return .rejected(tenant: tenant, reason: "the \(event.type) object is not as expected: \(error.readableDescription)")
+        }
+    }
+
+    func apply(_ context: EventContext) async throws -> EventDisposition {
+        let payload = context.event.payload
+        switch context.event.type {
+        case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+            return try await checkoutCompleted(try Self.decodeObject(CheckoutSession.self, from: payload), context)
+        case "checkout.session.expired", "checkout.session.async_payment_failed":
+            return try await checkoutClosed(try Self.decodeObject(CheckoutSession.self, from: payload), context)
+        case "payment_intent.succeeded":
+            return try await paymentIntentSucceeded(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case "payment_intent.payment_failed":
+            return try await paymentIntentFailed(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case "charge.succeeded":
+            return try await chargeSucceeded(try Self.decodeObject(Charge.self, from: payload), context)
+        case "charge.refunded":
+            return try await chargeRefunded(try Self.decodeObject(Charge.self, from: payload), context)
+        case "refund.created", "refund.updated", "charge.refund.updated":
+            return try await refundChanged(try Self.decodeObject(Refund.self, from: payload), context)
+        case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed":
+            return try await disputeChanged(try Self.decodeObject(Dispute.self, from: payload), context)
+        case "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required",
+             "invoice.finalized":
+            return try await invoiceChanged(try Self.decodeObject(Invoice.self, from: payload), context)
+        case "customer.deleted":
+            return try await customerDeleted(try Self.decodeObject(Customer.self, from: payload), context)
+        default:
+            return try await subscriptionChanged(try Self.decodeObject(Subscription.self, from: payload), context)
+        }
+    }
+
+    struct Envelope<Object: Decodable>: Decodable {
+        struct Body: Decodable { var object: Object }
+        var data: Body
+    }
+
+    static func decodeObject<Object: Decodable>(_ type: Object.Type, from payload: String) throws -> Object {
+        try JSONDecoder().decode(Envelope<Object>.self, from: Data(payload.utf8)).data.object
+    }
+
+    // MARK: Tenant resolution
+
+    /// `metadata.tenant_id` (or the legacy `tenantId`) on the object or its parent, a Checkout Session's
+    /// `client_reference_id`, then the subscription, the customer, and the payment (refunds and disputes).
+    func resolveTenant(of object: JSONValue, in scope: EventScope) async throws -> UUID? {
+        let kind = object["object"]?.stringValue
+        let parentMetadata = [
+            object["parent"]?["subscription_details"]?["metadata"], object["subscription_details"]?["metadata"],
+        ]
+        for metadata in [object["metadata"]] + parentMetadata {
+            for key in ["tenant_id", "tenantId"] {
+                if let id = metadata?[key]?.stringValue.flatMap(UUID.init(uuidString:)), try await scope.tenantExists(id) {
+                    return id
+                }
+            }
+        }
+        if let reference = object["client_reference_id"]?.stringValue.flatMap(UUID.init(uuidString:)), try await scope.tenantExists(reference) {
+            return reference
+        }
+        let subscription = kind == "subscription"
+            ? object["id"]?.stringValue
+            : Self.id(object["subscription"]) ?? Self.id(object["parent"]?["subscription_details"]?["subscription"])
+        if let subscription, let tenant = try await scope.tenant(forSubscription: subscription) {
+            return tenant
+        }
+        let customer = kind == "customer" ? object["id"]?.stringValue : Self.id(object["customer"])
+        if let customer, let tenant = try await scope.tenant(forCustomer: customer) {
+            return tenant
+        }
+        let payments = [Self.id(object["payment_intent"]), Self.id(object["charge"]), kind == "charge" ? object["id"]?.stringValue : nil]
+        for payment in payments.compactMap({ $0 }) {
+            if let tenant = try await scope.tenant(forPayment: payment) { return tenant }
+        }
+        return nil
+    }
+
+    /// An expandable field's id: the string, or the expanded object's `id`.
+    static func id(_ value: JSONValue?) -> String? {
+        value?.stringValue ?? value?["id"]?.stringValue
+    }
+
+    static func date(_ seconds: Int?) -> Date? {
+        seconds.map { Date(timeIntervalSince1970: Double($0)) }
+    }
+}
+
+/// One event being applied: its tenant's transaction, and who the audit trail names.
+struct EventContext: Sendable {
+    let event: ClaimedEvent
+    let tenant: UUID
+    let transaction: TenantTransaction
+    let scope: EventScope
+    let actor: AuditActor
+
+    var created: Date { event.created }
+
+    func processed(_ note: String? = nil) -> EventDisposition { .processed(tenant: tenant, note: note) }
+    func stale(_ note: String) -> EventDisposition { .stale(tenant: tenant, note: note) }
+    func rejected(_ reason: String) -> EventDisposition { .rejected(tenant: tenant, reason: reason) }
+    func ignored(_ note: String) -> EventDisposition { .ignored(tenant: tenant, note: note) }
+
+    func audit(_ action: String, before: [String: String]?, after: [String: String]?) async throws {
+        try await transaction.audit(actor: actor, action: action, before: before, after: after)
+    }
+}
+
+/// Not now, maybe later: the event is retried with backoff (a payment not recorded yet, Stripe unreachable).
+struct RetryLater: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

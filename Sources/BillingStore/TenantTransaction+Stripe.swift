@@ -1,0 +1,430 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+// What processing a Stripe event reads and writes, in the resolved tenant's transaction.
+
+/// A tenant's Stripe subscription as we keep it.
+public struct SubscriptionRecord: Sendable, Equatable {
+    public var stripeSubscriptionID: String
+    public var stripeCustomerID: String?
+    public var stripePriceID: String?
+    public var plan: String
+    public var interval: String
+    public var seats: Int
+    public var status: String
+    public var pastDueSince: Date?
+    public var currentPeriodEnd: Date?
+    public var cancelAtPeriodEnd: Bool
+    public var isCurrent: Bool
+    public var lastEventAt: Date?
+
+    public init(
+        stripeSubscriptionID: String, stripeCustomerID: String?, stripePriceID: String?, plan: String, interval: String,
+        seats: Int, status: String, pastDueSince: Date?, currentPeriodEnd: Date?, cancelAtPeriodEnd: Bool,
+        isCurrent: Bool = true, lastEventAt: Date?
+    ) {
+        self.stripeSubscriptionID = stripeSubscriptionID
+        self.stripeCustomerID = stripeCustomerID
+        self.stripePriceID = stripePriceID
+        self.plan = plan
+        self.interval = interval
+        self.seats = seats
+        self.status = status
+        self.pastDueSince = pastDueSince
+        self.currentPeriodEnd = currentPeriodEnd
+        self.cancelAtPeriodEnd = cancelAtPeriodEnd
+        self.isCurrent = isCurrent
+        self.lastEventAt = lastEventAt
+    }
+
+    /// Canceled and expired subscriptions never come back: Stripe makes a new subscription instead.
+    public var isTerminal: Bool { status == "canceled" || status == "incomplete_expired" }
+}
+
+public struct TopUpRecord: Sendable, Equatable {
+    public var id: UUID
+    public var credits: Int
+    public var amount: Int
+    public var currency: String
+    public var status: String
+    public var sessionID: String
+    public var paymentIntentID: String?
+}
+
+public struct PaymentRecord: Sendable, Equatable {
+    public var paymentID: String
+    public var paymentIntentID: String?
+    public var chargeID: String?
+    public var amount: Int
+    public var amountRefunded: Int
+    public var currency: String
+    public var purpose: String
+    public var topUpID: UUID?
+    public var stripeInvoiceID: String?
+    public var credits: Int
+    public var creditsTakenBack: Int
+    public var creditsFrozen: Int
+    public var disputeStatus: String
+    public var createdAt: Date
+
+    public init(
+        paymentID: String, paymentIntentID: String?, chargeID: String?, amount: Int, amountRefunded: Int, currency: String,
+        purpose: String, topUpID: UUID?, stripeInvoiceID: String?, credits: Int = 0, creditsTakenBack: Int = 0,
+        creditsFrozen: Int = 0, disputeStatus: String = "none", createdAt: Date
+    ) {
+        self.paymentID = paymentID
+        self.paymentIntentID = paymentIntentID
+        self.chargeID = chargeID
+        self.amount = amount
+        self.amountRefunded = amountRefunded
+        self.currency = currency
+        self.purpose = purpose
+        self.topUpID = topUpID
+        self.stripeInvoiceID = stripeInvoiceID
+        self.credits = credits
+        self.creditsTakenBack = creditsTakenBack
+        self.creditsFrozen = creditsFrozen
+        self.disputeStatus = disputeStatus
+        self.createdAt = createdAt
+    }
+
+    public var amountRefundable: Int { amount - amountRefunded }
+}
+
+public struct DisputeRecord: Sendable, Equatable {
+    public var disputeID: String
+    public var paymentID: String
+    public var amount: Int
+    public var currency: String
+    public var reason: String?
+    public var status: String
+    public var openedAt: Date
+    public var closedAt: Date?
+    public var lastEventAt: Date
+
+    public init(
+        disputeID: String, paymentID: String, amount: Int, currency: String, reason: String?, status: String, openedAt: Date,
+        closedAt: Date?, lastEventAt: Date
+    ) {
+        self.disputeID = disputeID
+        self.paymentID = paymentID
+        self.amount = amount
+        self.currency = currency
+        self.reason = reason
+        self.status = status
+        self.openedAt = openedAt
+        self.closedAt = closedAt
+        self.lastEventAt = lastEventAt
+    }
+}
+
+public struct StripeInvoiceRecord: Sendable, Equatable {
+    public var invoiceID: String
+    public var stripeSubscriptionID: String?
+    public var number: String?
+    public var status: String?
+    public var amountDue: Int
+    public var amountPaid: Int
+    public var amountRemaining: Int
+    public var currency: String?
+    public var hostedInvoiceURL: String?
+    public var attemptCount: Int
+    public var nextPaymentAttempt: Date?
+    public var paymentProblem: String?
+    public var periodStart: Date?
+    public var periodEnd: Date?
+    public var lastEventAt: Date
+    public var createdAt: Date
+
+    public init(
+        invoiceID: String, stripeSubscriptionID: String?, number: String?, status: String?, amountDue: Int, amountPaid: Int,
+        amountRemaining: Int, currency: String?, hostedInvoiceURL: String?, attemptCount: Int, nextPaymentAttempt: Date?,
+        paymentProblem: String?, periodStart: Date?, periodEnd: Date?, lastEventAt: Date, createdAt: Date
+    ) {
+        self.invoiceID = invoiceID
+        self.stripeSubscriptionID = stripeSubscriptionID
+        self.number = number
+        self.status = status
+        self.amountDue = amountDue
+        self.amountPaid = amountPaid
+        self.amountRemaining = amountRemaining
+        self.currency = currency
+        self.hostedInvoiceURL = hostedInvoiceURL
+        self.attemptCount = attemptCount
+        self.nextPaymentAttempt = nextPaymentAttempt
+        self.paymentProblem = paymentProblem
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+        self.lastEventAt = lastEventAt
+        self.createdAt = createdAt
+    }
+}
+
+extension TenantTransaction {
+    // MARK: Tenant
+
+    /// Links the tenant to a Stripe customer when it has none (a Checkout that created the customer).
+    public func linkCustomerIfUnset(_ customer: String) async throws -> Bool {
+        try await connection.first("""
+            WITH u AS (UPDATE billing.tenants SET stripe_customer_id = \(customer)
+                       WHERE id = \(tenant) AND stripe_customer_id IS NULL RETURNING 1)
+            SELECT count(*)::int FROM u
+            """, as: Int.self, logger: logger) == 1
+    }
+
+    /// `customer.deleted`: the tenant no longer has this customer. True when it had it.
+    public func unlinkCustomer(_ customer: String) async throws -> Bool {
+        try await connection.first("""
+            WITH u AS (UPDATE billing.tenants SET stripe_customer_id = NULL
+                       WHERE id = \(tenant) AND stripe_customer_id = \(customer) RETURNING 1)
+            SELECT count(*)::int FROM u
+            """, as: Int.self, logger: logger) == 1
+    }
+
+    // MARK: Subscriptions
+
+    func decodeSubscriptions(_ rows: PostgresRowSequence) async throws -> [SubscriptionRecord] {
+        var records: [SubscriptionRecord] = []
+        for try await (id, customer, price, plan, interval, seats, status, pastDue, periodEnd, cancel, current, last)
+            in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?).self)
+        {
+            records.append(SubscriptionRecord(
+                stripeSubscriptionID: id, stripeCustomerID: customer, stripePriceID: price, plan: plan, interval: interval,
+                seats: seats, status: status, pastDueSince: pastDue, currentPeriodEnd: periodEnd, cancelAtPeriodEnd: cancel,
+                isCurrent: current, lastEventAt: last))
+        }
+        return records
+    }
+
+    /// The subscription, locked until the transaction ends (events about it apply one at a time).
+    public func lockSubscription(_ id: String) async throws -> SubscriptionRecord? {
+        let rows = try await connection.query("""
+            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at
+            FROM billing.subscriptions WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(id) FOR UPDATE
+            """, logger: logger)
+        return try await decodeSubscriptions(rows).first
+    }
+
+    /// The tenant's subscriptions with this customer that are still live.
+    public func liveSubscriptions(customer: String) async throws -> [SubscriptionRecord] {
+        let rows = try await connection.query("""
+            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at
+            FROM billing.subscriptions
+            WHERE tenant_id = \(tenant) AND stripe_customer_id = \(customer) AND status NOT IN ('canceled', 'incomplete_expired')
+            FOR UPDATE
+            """, logger: logger)
+        return try await decodeSubscriptions(rows)
+    }
+
+    /// Inserts a subscription new to us (false when another transaction just did). It becomes the tenant's current
+    /// one unless it is already over and a live one exists.
+    public func insertSubscription(_ record: SubscriptionRecord, now: Date) async throws -> Bool {
+        let liveCurrent = try await connection.first("""
+            SELECT count(*)::int FROM billing.subscriptions
+            WHERE tenant_id = \(tenant) AND is_current AND status NOT IN ('canceled', 'incomplete_expired')
+            """, as: Int.self, logger: logger) ?? 0
+        let current = !record.isTerminal || liveCurrent == 0
+        if current {
+            try await connection.query(
+                "UPDATE billing.subscriptions SET is_current = false WHERE tenant_id = \(tenant) AND is_current", logger: logger)
+        }
+        return try await connection.first("""
+            WITH i AS (
+                INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, stripe_customer_id, stripe_price_id, plan,
+                    billing_interval, seats, status, past_due_since, current_period_end, cancel_at_period_end, is_current,
+                    last_event_at, created_at, updated_at)
+                VALUES (\(tenant), \(record.stripeSubscriptionID), \(record.stripeCustomerID), \(record.stripePriceID), \(record.plan),
+                    \(record.interval), \(record.seats), \(record.status), \(record.pastDueSince), \(record.currentPeriodEnd),
+                    \(record.cancelAtPeriodEnd), \(current), \(record.lastEventAt), \(now), \(now))
+                ON CONFLICT (tenant_id, stripe_subscription_id) DO NOTHING RETURNING 1)
+            SELECT count(*)::int FROM i
+            """, as: Int.self, logger: logger) == 1
+    }
+
+    public func updateSubscription(_ record: SubscriptionRecord, now: Date) async throws {
+        try await connection.query("""
+            UPDATE billing.subscriptions SET stripe_customer_id = \(record.stripeCustomerID), stripe_price_id = \(record.stripePriceID),
+                plan = \(record.plan), billing_interval = \(record.interval), seats = \(record.seats), status = \(record.status),
+                past_due_since = \(record.pastDueSince), current_period_end = \(record.currentPeriodEnd),
+                cancel_at_period_end = \(record.cancelAtPeriodEnd), last_event_at = \(record.lastEventAt), updated_at = \(now)
+            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(record.stripeSubscriptionID)
+            """, logger: logger)
+    }
+
+    public func markSessionComplete(_ sessionID: String) async throws {
+        try await connection.query(
+            "UPDATE billing.checkout_sessions SET status = 'complete' WHERE tenant_id = \(tenant) AND session_id = \(sessionID)",
+            logger: logger)
+    }
+
+    // MARK: Top-ups
+
+    /// The top-up by its id, its Checkout Session or its PaymentIntent (whichever is known), locked.
+    public func lockTopUp(id: UUID?, sessionID: String?, paymentIntentID: String?) async throws -> TopUpRecord? {
+        let rows = try await connection.query("""
+            SELECT top_up_id, credits, amount, currency, status, session_id, payment_intent_id FROM billing.top_ups
+            WHERE tenant_id = \(tenant)
+              AND (top_up_id = \(id) OR session_id = \(sessionID) OR payment_intent_id = \(paymentIntentID))
+            ORDER BY (top_up_id = \(id)) IS TRUE DESC
+            LIMIT 1 FOR UPDATE
+            """, logger: logger)
+        for try await (id, credits, amount, currency, status, session, intent)
+            in rows.decode((UUID, Int, Int, String, String, String, String?).self)
+        {
+            return TopUpRecord(id: id, credits: credits, amount: amount, currency: currency, status: status,
+                               sessionID: session, paymentIntentID: intent)
+        }
+        return nil
+    }
+
+    /// Sets what is given; `nil` leaves a column as it is.
+    public func updateTopUp(
+        _ id: UUID, status: String, paymentIntentID: String? = nil, paidAt: Date? = nil, lastFailure: String? = nil, flag: String? = nil
+    ) async throws {
+        try await connection.query("""
+            UPDATE billing.top_ups SET status = \(status),
+                payment_intent_id = coalesce(\(paymentIntentID), payment_intent_id), paid_at = coalesce(\(paidAt), paid_at),
+                last_failure = coalesce(\(lastFailure), last_failure), flag = coalesce(\(flag), flag)
+            WHERE tenant_id = \(tenant) AND top_up_id = \(id)
+            """, logger: logger)
+    }
+
+    // MARK: Credits
+
+    /// Appends a ledger entry and moves the balances (available by `amount`, frozen by `frozenDelta`) once per
+    /// `source`. Returns the new available balance, or nil when that source was applied before.
+    public func appendCredits(
+        source: String, kind: String, amount: Int, frozenDelta: Int = 0, reason: String?, stripeEvent: String?
+    ) async throws -> Int? {
+        try await connection.first("""
+            SELECT billing.append_credit_entry(\(tenant), \(source), \(kind), \(Int64(amount)), \(Int64(frozenDelta)), \(reason), \(stripeEvent))
+            """, as: Int?.self, logger: logger) ?? nil
+    }
+
+    public func creditBalance() async throws -> (available: Int, frozen: Int) {
+        let rows = try await connection.query(
+            "SELECT available, frozen FROM billing.credit_balances WHERE tenant_id = \(tenant)", logger: logger)
+        for try await (available, frozen) in rows.decode((Int, Int).self) { return (available, frozen) }
+        return (0, 0)
+    }
+
+    // MARK: Payments
+
+    /// The payment by its id, PaymentIntent or charge, locked.
+    public func lockPayment(_ id: String) async throws -> PaymentRecord? {
+        let rows = try await connection.query("""
+            SELECT payment_id, payment_intent_id, charge_id, amount, amount_refunded, currency, purpose, top_up_id, stripe_invoice_id,
+                   credits, credits_taken_back, credits_frozen, dispute_status, created_at
+            FROM billing.payments
+            WHERE tenant_id = \(tenant) AND (payment_id = \(id) OR payment_intent_id = \(id) OR charge_id = \(id))
+            LIMIT 1 FOR UPDATE
+            """, logger: logger)
+        for try await (paymentID, intent, charge, amount, refunded, currency, purpose, topUp, invoice, credits, takenBack, frozen, dispute, created)
+            in rows.decode((String, String?, String?, Int, Int, String, String, UUID?, String?, Int, Int, Int, String, Date).self)
+        {
+            return PaymentRecord(
+                paymentID: paymentID, paymentIntentID: intent, chargeID: charge, amount: amount, amountRefunded: refunded,
+                currency: currency, purpose: purpose, topUpID: topUp, stripeInvoiceID: invoice, credits: credits,
+                creditsTakenBack: takenBack, creditsFrozen: frozen, disputeStatus: dispute, createdAt: created)
+        }
+        return nil
+    }
+
+    public func insertPayment(_ record: PaymentRecord) async throws {
+        try await connection.query("""
+            INSERT INTO billing.payments (tenant_id, payment_id, payment_intent_id, charge_id, amount, amount_refunded, currency,
+                purpose, top_up_id, stripe_invoice_id, credits, credits_taken_back, credits_frozen, dispute_status, created_at)
+            VALUES (\(tenant), \(record.paymentID), \(record.paymentIntentID), \(record.chargeID), \(record.amount),
+                \(record.amountRefunded), \(record.currency), \(record.purpose), \(record.topUpID), \(record.stripeInvoiceID),
+                \(record.credits), \(record.creditsTakenBack), \(record.creditsFrozen), \(record.disputeStatus), \(record.createdAt))
+            """, logger: logger)
+    }
+
+    public func updatePayment(_ record: PaymentRecord, now: Date) async throws {
+        try await connection.query("""
+            UPDATE billing.payments SET payment_intent_id = \(record.paymentIntentID), charge_id = \(record.chargeID),
+                amount = \(record.amount), amount_refunded = \(record.amountRefunded), currency = \(record.currency),
+                purpose = \(record.purpose), top_up_id = \(record.topUpID), stripe_invoice_id = \(record.stripeInvoiceID),
+                credits = \(record.credits), credits_taken_back = \(record.creditsTakenBack), credits_frozen = \(record.creditsFrozen),
+                dispute_status = \(record.disputeStatus), updated_at = \(now)
+            WHERE tenant_id = \(tenant) AND payment_id = \(record.paymentID)
+            """, logger: logger)
+    }
+
+    /// Records or updates a refund; true when it is new.
+    public func upsertRefund(
+        id: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?, createdAt: Date, now: Date
+    ) async throws -> Bool {
+        try await connection.first("""
+            INSERT INTO billing.refunds (tenant_id, refund_id, payment_id, amount, currency, status, reason, created_at, updated_at)
+            VALUES (\(tenant), \(id), \(paymentID), \(amount), \(currency), \(status), \(reason), \(createdAt), \(now))
+            ON CONFLICT (tenant_id, refund_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at
+            RETURNING (xmax = 0)
+            """, as: Bool.self, logger: logger) ?? false
+    }
+
+    // MARK: Disputes
+
+    public func lockDispute(_ id: String) async throws -> DisputeRecord? {
+        let rows = try await connection.query("""
+            SELECT dispute_id, payment_id, amount, currency, reason, status, opened_at, closed_at, last_event_at
+            FROM billing.disputes WHERE tenant_id = \(tenant) AND dispute_id = \(id) FOR UPDATE
+            """, logger: logger)
+        for try await (id, payment, amount, currency, reason, status, opened, closed, last)
+            in rows.decode((String, String, Int, String, String?, String, Date, Date?, Date).self)
+        {
+            return DisputeRecord(disputeID: id, paymentID: payment, amount: amount, currency: currency, reason: reason,
+                                 status: status, openedAt: opened, closedAt: closed, lastEventAt: last)
+        }
+        return nil
+    }
+
+    public func saveDispute(_ record: DisputeRecord) async throws {
+        try await connection.query("""
+            INSERT INTO billing.disputes (tenant_id, dispute_id, payment_id, amount, currency, reason, status, opened_at, closed_at, last_event_at)
+            VALUES (\(tenant), \(record.disputeID), \(record.paymentID), \(record.amount), \(record.currency), \(record.reason),
+                \(record.status), \(record.openedAt), \(record.closedAt), \(record.lastEventAt))
+            ON CONFLICT (tenant_id, dispute_id) DO UPDATE SET amount = EXCLUDED.amount, reason = EXCLUDED.reason,
+                status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, last_event_at = EXCLUDED.last_event_at
+            """, logger: logger)
+    }
+
+    // MARK: Stripe invoices
+
+    /// When the invoice's newest applied event was created; nil for an invoice new to us. Locks it.
+    public func lockStripeInvoice(_ id: String) async throws -> Date? {
+        try await connection.first(
+            "SELECT last_event_at FROM billing.stripe_invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id) FOR UPDATE",
+            as: Date.self, logger: logger)
+    }
+
+    public func saveStripeInvoice(_ record: StripeInvoiceRecord, now: Date) async throws {
+        try await connection.query("""
+            INSERT INTO billing.stripe_invoices (tenant_id, invoice_id, stripe_subscription_id, number, status, amount_due, amount_paid,
+                amount_remaining, currency, hosted_invoice_url, attempt_count, next_payment_attempt, payment_problem, period_start,
+                period_end, last_event_at, created_at, updated_at)
+            VALUES (\(tenant), \(record.invoiceID), \(record.stripeSubscriptionID), \(record.number), \(record.status), \(record.amountDue),
+                \(record.amountPaid), \(record.amountRemaining), \(record.currency), \(record.hostedInvoiceURL), \(record.attemptCount),
+                \(record.nextPaymentAttempt), \(record.paymentProblem), \(record.periodStart), \(record.periodEnd), \(record.lastEventAt),
+                \(record.createdAt), \(now))
+            ON CONFLICT (tenant_id, invoice_id) DO UPDATE SET stripe_subscription_id = EXCLUDED.stripe_subscription_id,
+                number = EXCLUDED.number, status = EXCLUDED.status, amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid,
+                amount_remaining = EXCLUDED.amount_remaining, currency = EXCLUDED.currency,
+                hosted_invoice_url = EXCLUDED.hosted_invoice_url, attempt_count = EXCLUDED.attempt_count,
+                next_payment_attempt = EXCLUDED.next_payment_attempt, payment_problem = EXCLUDED.payment_problem,
+                period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, last_event_at = EXCLUDED.last_event_at,
+                updated_at = EXCLUDED.updated_at
+            """, logger: logger)
+    }
+
+    /// The payment an invoice was paid with, once both are known.
+    public func linkPayment(_ paymentIntentID: String, toInvoice invoiceID: String) async throws {
+        try await connection.query("""
+            UPDATE billing.payments SET stripe_invoice_id = \(invoiceID), purpose = CASE WHEN purpose = 'other' THEN 'subscription' ELSE purpose END
+            WHERE tenant_id = \(tenant) AND payment_intent_id = \(paymentIntentID)
+            """, logger: logger)
+    }
+}

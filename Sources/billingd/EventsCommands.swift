@@ -1,0 +1,125 @@
+import ArgumentParser
+import Billing
+import BillingServer
+import BillingStore
+import Foundation
+import Logging
+
+/// `billingd worker`: the inbox worker (and periodic reconciliation) without the HTTP server.
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Process the Stripe event inbox (several may run at once), until SIGTERM.")
+
+    @Flag(help: "Process every event due now, print what happened, and exit.")
+    var once = false
+
+    func run() async throws {
+        bootstrapLogging()
+        let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.worker"))
+        guard once else {
+            try await jobs.runWorker()
+            return
+        }
+        let outcomes = try await jobs.drainInbox()
+        for outcome in outcomes {
+            switch outcome {
+            case .finished(let event, _), .failed(let event, _, _):
+                print("\(event.id)\t\(event.type)\t\(outcome.label)")
+            }
+        }
+        print("\(outcomes.count) event(s) processed")
+    }
+}
+
+/// `billingd reconcile`: one pass of reconciliation with Stripe.
+struct Reconcile: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store Stripe events the inbox is missing and re-read subscriptions no event touched lately.")
+
+    func run() async throws {
+        bootstrapLogging()
+        let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.reconcile"))
+        let report = try await jobs.reconcile()
+        print("listed \(report.listed) event(s) from Stripe, stored \(report.stored) missing, re-read \(report.refreshed) subscription(s)")
+    }
+}
+
+/// `billingd events list|show|retry`: the inbox, for operators.
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "See and replay the Stripe event inbox.",
+        subcommands: [List.self, Show.self, Retry.self])
+
+    static func jobs() async throws -> Jobs {
+        bootstrapLogging()
+        return Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.events"))
+    }
+
+    static let statuses = ["pending", "processed", "ignored", "unresolved", "stale", "failed"]
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Events, newest first.")
+
+        @Option(help: "Only events of this status: \(Events.statuses.joined(separator: ", ")).")
+        var status: String?
+        @Option(help: "At most this many.")
+        var limit: Int = 50
+
+        func validate() throws {
+            if let status, !Events.statuses.contains(status) {
+                throw ValidationError("--status must be one of: \(Events.statuses.joined(separator: ", "))")
+            }
+            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
+        }
+
+        func run() async throws {
+            let (status, limit) = (self.status, self.limit)
+            let entries = try await Events.jobs().withInbox { try await $0.list(status: status, limit: limit) }
+            print(["id", "type", "created", "status", "attempts", "tenant", "last_error"].joined(separator: "\t"))
+            for entry in entries {
+                print([entry.id, entry.type, entry.created.formatted(.iso8601), entry.status, String(entry.attempts),
+                       entry.tenantID?.uuidString.lowercased() ?? "-", entry.lastError ?? ""].joined(separator: "\t"))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One event, with its payload, as JSON.")
+
+        @Argument(help: "The event id (evt_...).")
+        var id: String
+
+        func run() async throws {
+            let id = self.id
+            guard let entry = try await Events.jobs().withInbox({ try await $0.show(id) }) else {
+                throw ValidationError("the inbox has no event \(id); see `billingd events list`")
+            }
+            var fields: [String: Any] = [
+                "id": entry.id, "type": entry.type, "created": entry.created.formatted(.iso8601), "status": entry.status,
+                "attempts": entry.attempts, "receivedAt": entry.receivedAt.formatted(.iso8601),
+                "lastError": entry.lastError ?? NSNull(), "tenantId": entry.tenantID?.uuidString.lowercased() ?? NSNull(),
+                "processedAt": entry.processedAt?.formatted(.iso8601) ?? NSNull(),
+                "nextAttemptAt": entry.nextAttemptAt?.formatted(.iso8601) ?? NSNull(),
+            ]
+            fields["payload"] = entry.payload.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } ?? NSNull()
+            let data = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replay an event: due now, attempts counted afresh (its effects still apply once).")
+
+        @Argument(help: "The event id (evt_...).")
+        var id: String
+
+        func run() async throws {
+            let id = self.id
+            guard let previous = try await Events.jobs().withInbox({ try await $0.retry(id) }) else {
+                throw ValidationError("the inbox has no event \(id); see `billingd events list`")
+            }
+            print("\(id) was \(previous); it is pending again and the worker will process it")
+        }
+    }
+}
