@@ -157,20 +157,21 @@ GRANT EXECUTE ON FUNCTION append_credit_entry(uuid, text, text, bigint, bigint, 
 
 -- The inbox worker's claim: the oldest due event no other worker holds, locked until this transaction ends. The
 -- event's effects and its new status commit together, so a crash anywhere leaves it due again, never half-applied.
-CREATE FUNCTION claim_stripe_event()
+-- `p_due_by` (NULL: now) lets one pass stop at what was due when it started.
+CREATE FUNCTION claim_stripe_event(p_due_by timestamptz)
 RETURNS TABLE (event_id text, type text, created timestamptz, attempts integer, status text, payload text)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
     SELECT e.event_id, e.type, e.created, e.attempts, e.status, e.payload::text
     FROM stripe_events e
-    WHERE e.status IN ('pending', 'unresolved') AND e.next_attempt_at <= clock_timestamp()
+    WHERE e.status IN ('pending', 'unresolved') AND e.next_attempt_at <= coalesce(p_due_by, clock_timestamp())
     ORDER BY e.created, e.event_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 $$;
-REVOKE ALL ON FUNCTION claim_stripe_event() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION claim_stripe_event() TO billing_rw;
+REVOKE ALL ON FUNCTION claim_stripe_event(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION claim_stripe_event(timestamptz) TO billing_rw;
 
 -- Records how processing a claimed event ended. `p_status`: processed, ignored, stale, unresolved (due again after
 -- p_retry_ms, and sooner when a later event links its tenant), pending (failed, due again after p_retry_ms) or

@@ -58,19 +58,21 @@ public struct InboxWorker: Sendable {
         logger.info("inbox worker stopped")
     }
 
-    /// Processes every event due now, then returns what happened (for `billingd worker --once` and tests).
+    /// Processes every event due when it starts (each at most once, so an event that stays due ends the pass
+    /// rather than spinning), then returns what happened (for `billingd worker --once` and tests).
     @discardableResult
     public func drain() async throws(StoreError) -> [ProcessOutcome] {
         var outcomes: [ProcessOutcome] = []
-        while let outcome = try await processNext() {
+        let start = Date()
+        while let outcome = try await processNext(dueBy: start) {
             outcomes.append(outcome)
         }
         return outcomes
     }
 
-    func processNext() async throws(StoreError) -> ProcessOutcome? {
+    func processNext(dueBy: Date? = nil) async throws(StoreError) -> ProcessOutcome? {
         let processor = self.processor
-        let outcome = try await inbox.processNext(retry: settings.retry) { event, scope in
+        let outcome = try await inbox.processNext(retry: settings.retry, dueBy: dueBy) { event, scope in
             try await processor.handle(event, in: scope)
         }
         if let outcome {

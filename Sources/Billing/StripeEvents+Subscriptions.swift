@@ -10,22 +10,27 @@ extension StripeEventProcessor {
         let transaction = context.transaction
         let existing = try await transaction.lockSubscription(object.id)
         var subscription = object
+        // An ending is final in Stripe: it applies whatever arrived before it, and nothing applies after it.
+        let ends = SubscriptionRecord.terminalStatuses.contains(object.status)
         if let existing {
-            if let last = existing.lastEventAt, context.created < last {
-                return context.stale("an event of \(last) about \(object.id) was applied already")
-            }
             if existing.isTerminal {
                 return context.stale("\(object.id) is \(existing.status); a later event does not revive it")
             }
-            if let last = existing.lastEventAt, context.created == last {
-                subscription = try await currentSubscription(object.id)
+            if !ends, let last = existing.lastEventAt {
+                if context.created < last {
+                    return context.stale("an event of \(last) about \(object.id) was applied already")
+                }
+                if context.created == last {
+                    subscription = try await currentSubscription(object.id)
+                }
             }
         }
-        let record: SubscriptionRecord
+        var record: SubscriptionRecord
         switch subscriptionRecord(subscription, previous: existing, at: context.created) {
         case .success(let built): record = built
         case .failure(let reason): return context.rejected(reason.description)
         }
+        record.lastEventAt = max(existing?.lastEventAt ?? context.created, context.created)
         if let existing {
             try await transaction.updateSubscription(record, now: Date())
             if Self.auditFields(existing) != Self.auditFields(record) {

@@ -148,14 +148,15 @@ public struct InboxStats: Sendable, Equatable {
 
 extension EventInbox {
     /// Claims the oldest due event, hands it to `handle` inside its transaction, and records the outcome there; a
-    /// crash before the commit leaves the event due, with none of its effects. Nil when no event is due.
+    /// crash before the commit leaves the event due, with none of its effects. Nil when no event is due (by `dueBy`,
+    /// when given: a pass that stops at what was due when it started).
     public func processNext(
-        retry: InboxRetryPolicy, _ handle: @Sendable (ClaimedEvent, EventScope) async throws -> EventDisposition
+        retry: InboxRetryPolicy, dueBy: Date? = nil, _ handle: @Sendable (ClaimedEvent, EventScope) async throws -> EventDisposition
     ) async throws(StoreError) -> ProcessOutcome? {
         let logger = database.logger
         do {
             return try await database.client.withTransaction(logger: logger) { connection -> ProcessOutcome? in
-                let rows = try await connection.query("SELECT * FROM billing.claim_stripe_event()", logger: logger)
+                let rows = try await connection.query("SELECT * FROM billing.claim_stripe_event(\(dueBy))", logger: logger)
                 var claimed: ClaimedEvent?
                 for try await (id, type, created, attempts, status, payload) in rows.decode((String, String, Date, Int, String, String).self) {
                     claimed = ClaimedEvent(id: id, type: type, created: created, attempts: attempts, status: status, payload: payload)

@@ -39,7 +39,9 @@ public struct SubscriptionRecord: Sendable, Equatable {
     }
 
     /// Canceled and expired subscriptions never come back: Stripe makes a new subscription instead.
-    public var isTerminal: Bool { status == "canceled" || status == "incomplete_expired" }
+    public static let terminalStatuses: Set<String> = ["canceled", "incomplete_expired"]
+
+    public var isTerminal: Bool { Self.terminalStatuses.contains(status) }
 }
 
 public struct TopUpRecord: Sendable, Equatable {

@@ -32,7 +32,7 @@ enum StripeFixtures {
 
 @Suite struct WebhookEndpointTests {
     static let secrets = ["whsec_old_secret_for_tests", "whsec_new_secret_for_tests"]
-    let extra = ["STRIPE_WEBHOOK_SECRETS": secrets.joined(separator: ",")]
+    let extra = ["STRIPE_WEBHOOK_SECRETS": secrets.joined(separator: ","), "BILLING_INBOX_WORKERS": "0"]
 
     func deliver(_ client: some TestClientProtocol, _ body: [UInt8], signature: String?) async throws -> TestResponse {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
