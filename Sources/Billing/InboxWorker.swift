@@ -91,9 +91,10 @@ public struct InboxWorker: Sendable {
             } catch {
                 // The database is unreachable or refused the claim: nothing was lost; back off and try again.
                 failures += 1
-                logger.warning("inbox worker could not process", metadata: ["error": "\(error)"])
-                let delay = settings.retry.delayMilliseconds(after: failures)
-                try? await Task.sleep(for: .milliseconds(min(delay, InboxRetryPolicy.milliseconds(settings.pollInterval) * 4)))
+                if failures == 1 || failures.isMultiple(of: 20) {
+                    logger.warning("inbox worker could not process", metadata: ["error": "\(error)", "failures": "\(failures)"])
+                }
+                try? await Task.sleep(for: Self.reconnectDelay(after: failures, limit: settings.pollInterval))
                 continue
             }
             await doorbell.wait(timeout: settings.pollInterval)
@@ -112,10 +113,19 @@ public struct InboxWorker: Sendable {
             } catch {
                 if Task.isCancelled { return }
                 failures += 1
-                logger.warning("inbox LISTEN connection lost; polling meanwhile", metadata: ["error": "\(error)"])
+                if failures == 1 || failures.isMultiple(of: 20) {
+                    logger.warning("inbox LISTEN connection lost; polling meanwhile", metadata: [
+                        "error": "\(StoreError.wrap(error, operation: "listen"))", "failures": "\(failures)",
+                    ])
+                }
             }
-            try? await Task.sleep(for: .milliseconds(settings.retry.delayMilliseconds(after: max(failures, 1))))
+            try? await Task.sleep(for: Self.reconnectDelay(after: max(failures, 1), limit: .seconds(5)))
         }
+    }
+
+    /// After the database failed `failures` times in a row: 50 ms, doubling, at most `limit`.
+    static func reconnectDelay(after failures: Int, limit: Duration) -> Duration {
+        min(.milliseconds(50) * (1 << min(max(failures - 1, 0), 16)), limit)
     }
 
     func report(_ outcome: ProcessOutcome) {

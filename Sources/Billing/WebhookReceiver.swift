@@ -12,9 +12,15 @@ public struct WebhookReceiver: Sendable {
     /// Whether the server's Stripe key is a live one (`sk_live_`): events of the other mode are ignored.
     public let liveMode: Bool
     public let now: @Sendable () -> Date
+    /// How long storing may take before Stripe is told 503 (it retries; a late insert makes the retry a duplicate).
+    public let storeTimeout: Duration
 
-    public init(inbox: EventInbox, secrets: [String], tolerance: Duration, liveMode: Bool, now: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        inbox: EventInbox, secrets: [String], tolerance: Duration, liveMode: Bool, storeTimeout: Duration = .seconds(10),
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.inbox = inbox
+        self.storeTimeout = storeTimeout
         self.secrets = secrets
         self.tolerance = tolerance
         self.liveMode = liveMode
@@ -60,9 +66,12 @@ public struct WebhookReceiver: Sendable {
         }
         let ignoredBecause = Self.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode)
         do {
-            let stored = try await inbox.store(
-                id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)),
-                livemode: event.livemode, payload: String(decoding: body, as: UTF8.self), ignoredBecause: ignoredBecause)
+            let inbox = self.inbox
+            let stored = try await withTimeout(storeTimeout) {
+                try await inbox.store(
+                    id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)),
+                    livemode: event.livemode, payload: String(decoding: body, as: UTF8.self), ignoredBecause: ignoredBecause)
+            }
             if let ignoredBecause {
                 logger.notice("ignored a Stripe event", metadata: ["event": "\(event.id)", "reason": "\(ignoredBecause)"])
             }
@@ -71,5 +80,23 @@ public struct WebhookReceiver: Sendable {
             logger.error("could not store a Stripe event", metadata: ["event": "\(event.id)", "error": "\(error)"])
             return .unavailable("the event could not be stored")
         }
+    }
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    var description: String { "timed out" }
+}
+
+/// `operation`'s result, or `TimedOut` once `limit` has passed (the operation is then cancelled).
+func withTimeout<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw TimedOut() }
+        return value
     }
 }

@@ -55,6 +55,7 @@ public func buildApplication(
     let webhooks = WebhookReceiver(
         inbox: EventInbox(database: database), secrets: configuration.webhookSecrets,
         tolerance: configuration.webhookTolerance, liveMode: configuration.stripeLiveMode,
+        storeTimeout: configuration.webhookStoreTimeout,
         now: now)
     router.post("/webhooks/stripe") { request, context in
         try await handleWebhook(request, context: context, receiver: webhooks, metrics: metrics)

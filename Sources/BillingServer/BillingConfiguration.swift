@@ -35,6 +35,7 @@ public struct BillingConfiguration: Sendable {
     /// Comma-separated in STRIPE_WEBHOOK_SECRETS; any may sign (rotation).
     public var webhookSecrets: [String]
     public var webhookTolerance: Duration
+    public var webhookStoreTimeout: Duration
     public var checkoutSessionsPerMinute: Int
     /// Inbox workers run by `serve` (0: none; run `billingd worker` elsewhere) and by `billingd worker`.
     public var inboxWorkers: Int
@@ -98,6 +99,7 @@ public struct BillingConfiguration: Sendable {
         webhookSecrets = (reader.string(forKey: "stripe.webhook.secrets", isSecret: true) ?? "")
             .split(separator: ",").map { String($0.trimmedOfSpaces) }.filter { !$0.isEmpty }
         webhookTolerance = .seconds(reader.int(forKey: "billing.webhook.tolerance.seconds", default: 300))
+        webhookStoreTimeout = .milliseconds(max(1, reader.int(forKey: "billing.webhook.store.timeout.ms", default: 10_000)))
         inboxWorkers = max(0, reader.int(forKey: "billing.inbox.workers", default: 2))
         inboxPollInterval = .milliseconds(max(1, reader.int(forKey: "billing.inbox.poll.ms", default: 2000)))
         inboxRetry = InboxRetryPolicy(

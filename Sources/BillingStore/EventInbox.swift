@@ -216,7 +216,7 @@ extension EventInbox {
         do {
             var entries: [InboxEntry] = []
             let rows = try await database.client.query(
-                "SELECT * FROM billing.list_stripe_events(\(status), \(limit))", logger: database.logger)
+                "SELECT * FROM billing.list_stripe_events(\(status), \(limit)::int)", logger: database.logger)
             for try await (id, type, created, status, attempts, error, tenant, received, processed)
                 in rows.decode((String, String, Date, String, Int, String?, UUID?, Date, Date?).self)
             {
@@ -288,7 +288,7 @@ extension EventInbox {
         do {
             var found: [(UUID, String)] = []
             let rows = try await database.client.query(
-                "SELECT * FROM billing.subscriptions_to_refresh(\(before), \(limit))", logger: database.logger)
+                "SELECT * FROM billing.subscriptions_to_refresh(\(before), \(limit)::int)", logger: database.logger)
             for try await (tenant, subscription) in rows.decode((UUID, String).self) { found.append((tenant, subscription)) }
             return found
         } catch {

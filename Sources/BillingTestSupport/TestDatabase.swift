@@ -63,6 +63,24 @@ public actor TestCluster {
         }
     }
 
+    /// A cluster of its own, migrated, for a test that stops and starts PostgreSQL; the caller stops it.
+    public static func standalone(logger: Logger = Logger(label: "test")) async throws -> (LocalCluster, TestDatabase) {
+        let directory = URL(fileURLWithPath: "/tmp/billing-own-\(getpid())-\(UUID().uuidString.prefix(6))")
+        let cluster = LocalCluster(directory: directory, port: Int.random(in: 40000...60000), password: "own-superuser")
+        try cluster.start(durable: false)
+        let superuser = cluster.superuserURL
+        try await superuser.withConnection(logger: logger) { connection in
+            try await connection.query("CREATE DATABASE billing", logger: logger)
+        }
+        var app = superuser.with(database: "billing")
+        app.username = "billing_app"
+        app.password = appPassword
+        let owner = superuser.with(database: "billing")
+        let migrations = try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations"))
+        try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: app)
+        return (cluster, TestDatabase(name: "billing", ownerURL: owner, appURL: app))
+    }
+
     private var tail: Task<Void, Never>?
 
     /// One at a time, in call order (an actor alone would interleave at every await).

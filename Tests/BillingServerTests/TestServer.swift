@@ -40,10 +40,10 @@ struct TestServer {
 
     /// Runs `body` against a live server; with `stripe`, against a live Stripe stand-in that knows the catalog's prices.
     static func run(
-        extra: [String: String] = [:], stripe: Bool = false,
+        extra: [String: String] = [:], stripe: Bool = false, database given: TestDatabase? = nil,
         _ body: @escaping @Sendable (any TestClientProtocol, TestServer) async throws -> Void
     ) async throws {
-        let database = try await TestCluster.shared.freshDatabase()
+        let database = if let given { given } else { try await TestCluster.shared.freshDatabase() }
         let tokens = await TokenAuthority(secrets: [secrets[0]])
         guard stripe else {
             let app = try await buildApplication(configuration: try configuration(database, extra: extra))
