@@ -178,6 +178,8 @@ extension StripeEventProcessor {
             payment = try await settle(payment, kind: "refund", reason: "refunded share of the credits", context)
             try await transaction.insertPayment(payment)
             try await context.audit("payment.recorded", before: nil, after: Self.auditFields(payment))
+            // Refunds and disputes that arrived first were waiting for it.
+            try await context.scope.wakeUnresolved()
             return payment
         }
         let before = payment
@@ -250,7 +252,8 @@ extension StripeEventProcessor {
         guard let reference = refund.paymentIntent?.id ?? refund.charge?.id,
               let payment = try await context.transaction.lockPayment(reference)
         else {
-            throw RetryLater("refund \(refund.id) is for a payment not recorded yet")
+            // Waits, never parked, until the payment's own event arrives (which wakes it).
+            return .unresolved(note: "refund \(refund.id) is for a payment not recorded yet")
         }
         try await recordRefund(refund, payment: payment, context)
         return context.processed()
@@ -276,7 +279,7 @@ extension StripeEventProcessor {
         guard let reference = dispute.paymentIntent?.id ?? dispute.charge?.id,
               var payment = try await transaction.lockPayment(reference)
         else {
-            throw RetryLater("dispute \(dispute.id) is about a payment not recorded yet")
+            return .unresolved(note: "dispute \(dispute.id) is about a payment not recorded yet")
         }
         let existing = try await transaction.lockDispute(dispute.id)
         if let existing, context.created < existing.lastEventAt {

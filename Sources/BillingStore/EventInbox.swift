@@ -61,7 +61,7 @@ public struct InboxRetryPolicy: Sendable, Equatable {
     public var maximum: Duration
     public var maxAttempts: Int
 
-    public init(initial: Duration = .seconds(1), maximum: Duration = .seconds(3600), maxAttempts: Int = 8) {
+    public init(initial: Duration = .seconds(1), maximum: Duration = .seconds(3600), maxAttempts: Int = 15) {
         self.initial = initial
         self.maximum = maximum
         self.maxAttempts = max(1, maxAttempts)

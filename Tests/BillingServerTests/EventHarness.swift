@@ -95,8 +95,8 @@ struct EventHarness {
     /// Processes everything due, as the server's own role, with the server's configuration: passes until one
     /// finds nothing due (events an earlier pass made due again included), at most four.
     @discardableResult
-    func drain() async throws -> [ProcessOutcome] {
-        let configuration = try TestServer.configuration(server.database, extra: Self.extra)
+    func drain(priceOverrides: [String: String] = [:]) async throws -> [ProcessOutcome] {
+        let configuration = try TestServer.configuration(server.database, extra: Self.extra, priceOverrides: priceOverrides)
         let catalog = try configuration.loadCatalog()
         let stripe = server.stripe
         return try await server.database.withAppClient { database in

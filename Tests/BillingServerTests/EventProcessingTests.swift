@@ -446,7 +446,7 @@ extension EventHarness {
         }
     }
 
-    @Test func aRefundForAPaymentNotYetRecordedIsRetriedThenParkedThenReplayed() async throws {
+    @Test func aRefundForAPaymentNotYetRecordedWaitsForThePayment() async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in
             let harness = EventHarness(client: client, server: server)
             let tenant = try await server.provision(client)
@@ -455,29 +455,59 @@ extension EventHarness {
                 "metadata": ["tenant_id": tenant.uuidString.lowercased()],
             ])
             try await harness.deliver(EventHarness.event("evt_re_early", "refund.created", refund, created: harness.now))
-            for _ in 0..<20 {
-                if try await harness.eventStatus("evt_re_early") == "failed" { break }
-                try await harness.drain()
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            #expect(try await harness.eventStatus("evt_re_early") == "failed")
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_re_early") == "unresolved")
             #expect(try await harness.eventError("evt_re_early")?.contains("payment not recorded yet") == true)
-            #expect(try await harness.count("SELECT attempts FROM billing.stripe_events WHERE event_id = 'evt_re_early'") == 3)
 
-            // Once the payment is known, an operator's replay applies it.
+            // The payment's own event records it and wakes the refund.
             let intent = EventHarness.object("payment_intent", [
                 "id": "pi_later", "status": "succeeded", "amount": 900, "amount_received": 900, "latest_charge": "ch_later",
                 "metadata": ["tenant_id": tenant.uuidString.lowercased()],
             ])
             try await harness.deliver(EventHarness.event("evt_pi_later", "payment_intent.succeeded", intent, created: harness.now))
             try await harness.drain()
-            let (status, _, errors) = try Billingd.run(["events", "retry", "evt_re_early"], environment: [
+            #expect(try await harness.eventStatus("evt_re_early") == "processed")
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.refunds WHERE payment_id = 'pi_later' AND amount = 200") == 1)
+        }
+    }
+}
+
+@Suite struct FailureTests {
+    /// A failing event is retried with backoff, then parked with its error; once an operator fixes the cause,
+    /// `billingd events retry` replays it.
+    @Test func aFailingEventIsRetriedThenParkedThenReplayedAfterTheFix() async throws {
+        try await TestServer.run(extra: EventHarness.extra) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await harness.tenant(customer: "cus_fix")
+            // Two events of one second about one subscription need Stripe's current object; this server has no Stripe.
+            let second = harness.now
+            for (id, quantity) in [("evt_tie_a", 3), ("evt_tie_b", 4)] {
+                try await harness.deliver(EventHarness.event(
+                    id, "customer.subscription.updated", EventHarness.subscription("sub_tie", customer: "cus_fix", quantity: quantity),
+                    created: second))
+            }
+            for _ in 0..<20 {
+                if try await harness.eventStatus("evt_tie_b") == "failed" { break }
+                try await harness.drain()
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(try await harness.eventStatus("evt_tie_b") == "failed")
+            #expect(try await harness.count("SELECT attempts FROM billing.stripe_events WHERE event_id = 'evt_tie_b'") == 3)
+            #expect(try await harness.eventError("evt_tie_b")?.contains("Stripe is not configured") == true)
+
+            // A price the catalog did not know fails at once; with the price configured, a replay applies it.
+            let object = EventHarness.subscription("sub_new_price", customer: "cus_fix", price: "price_team_month_2027")
+            try await harness.deliver(EventHarness.event("evt_new_price", "customer.subscription.created", object, created: second + 1))
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_new_price") == "failed")
+            let (status, _, errors) = try Billingd.run(["events", "retry", "evt_new_price"], environment: [
                 "DATABASE_URL": server.database.appURL.secretURLString,
             ])
             #expect(status == 0, "\(errors)")
-            try await harness.drain()
-            #expect(try await harness.eventStatus("evt_re_early") == "processed")
-            #expect(try await harness.count("SELECT count(*)::int FROM billing.refunds WHERE payment_id = 'pi_later' AND amount = 200") == 1)
+            #expect(try await harness.eventStatus("evt_new_price") == "pending")
+            try await harness.drain(priceOverrides: ["STRIPE_PRICE_TEAM_MONTH": "price_team_month_2027"])
+            #expect(try await harness.eventStatus("evt_new_price") == "processed")
+            #expect(try await harness.subscriptionState(tenant)?.hasPrefix("team month 3 active") == true)
         }
     }
 }

@@ -23,7 +23,9 @@ struct TestServer {
     let standIn: StandInState?
     let stripe: StripeClient?
 
-    static func configuration(_ database: TestDatabase, extra: [String: String] = [:]) throws -> BillingConfiguration {
+    static func configuration(
+        _ database: TestDatabase, extra: [String: String] = [:], priceOverrides: [String: String] = [:]
+    ) throws -> BillingConfiguration {
         var environment = [
             "DATABASE_URL": database.appURL.secretURLString,
             "BILLING_JWT_SECRET": secrets.joined(separator: ","),
@@ -33,7 +35,7 @@ struct TestServer {
         ]
         environment.merge(extra) { $1 }
         let reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment))
-        return try BillingConfiguration(reader: reader)
+        return try BillingConfiguration(reader: reader, priceOverrides: priceOverrides)
     }
 
     static let publicURL = "http://billing.test:8080"
