@@ -18,6 +18,13 @@ ALTER TABLE top_ups
     ADD COLUMN last_failure text,
     ADD COLUMN flag text;
 CREATE INDEX top_ups_by_session ON top_ups (tenant_id, session_id);
+-- A flagged top-up keeps its idempotency key: a client's retry must not open a second payment for it.
+DROP INDEX top_ups_live_key;
+CREATE UNIQUE INDEX top_ups_live_key ON top_ups (tenant_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL AND status IN ('pending', 'paid', 'flagged');
+
+-- When Stripe created each subscription: the tenant's current subscription is its newest live one.
+ALTER TABLE subscriptions ADD COLUMN stripe_created_at timestamptz;
 
 -- Every successful charge, top-ups included. Credits bought by a top-up stay attached to its payment, so refunds
 -- and disputes know what to take back or freeze.
@@ -46,6 +53,9 @@ CREATE TABLE payments (
     CHECK (amount_refunded <= amount)
 );
 CREATE INDEX payments_newest ON payments (tenant_id, created_at DESC);
+-- For tenant resolution by PaymentIntent or charge (refunds and disputes name only those).
+CREATE INDEX payments_by_intent ON payments (payment_intent_id);
+CREATE INDEX payments_by_charge ON payments (charge_id);
 ALTER TABLE payments ENABLE ROW LEVEL SECURITY;
 ALTER TABLE payments FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON payments
@@ -155,15 +165,27 @@ $$;
 REVOKE ALL ON FUNCTION append_credit_entry(uuid, text, text, bigint, bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION append_credit_entry(uuid, text, text, bigint, bigint, text, text) TO billing_rw;
 
+-- Tries that failed (attempts count every try, unresolved ones included): backoff and parking count failures only.
+ALTER TABLE stripe_events ADD COLUMN failures integer NOT NULL DEFAULT 0;
+
+-- When unresolved events were last woken (a later event linked a customer, subscription or payment). An event that
+-- ends unresolved after a wake that happened while it was being processed is due again at once.
+CREATE TABLE stripe_inbox_wakes (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    woken_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO stripe_inbox_wakes DEFAULT VALUES;
+
 -- The inbox worker's claim: the oldest due event no other worker holds, locked until this transaction ends. The
 -- event's effects and its new status commit together, so a crash anywhere leaves it due again, never half-applied.
 -- `p_due_by` (NULL: now) lets one pass stop at what was due when it started.
 CREATE FUNCTION claim_stripe_event(p_due_by timestamptz)
-RETURNS TABLE (event_id text, type text, created timestamptz, attempts integer, status text, payload text)
+RETURNS TABLE (event_id text, type text, created timestamptz, livemode boolean, attempts integer, failures integer,
+               status text, payload text)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
-    SELECT e.event_id, e.type, e.created, e.attempts, e.status, e.payload::text
+    SELECT e.event_id, e.type, e.created, e.livemode, e.attempts, e.failures, e.status, e.payload::text
     FROM stripe_events e
     WHERE e.status IN ('pending', 'unresolved') AND e.next_attempt_at <= coalesce(p_due_by, clock_timestamp())
     ORDER BY e.created, e.event_id
@@ -174,23 +196,29 @@ REVOKE ALL ON FUNCTION claim_stripe_event(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION claim_stripe_event(timestamptz) TO billing_rw;
 
 -- Records how processing a claimed event ended. `p_status`: processed, ignored, stale, unresolved (due again after
--- p_retry_ms, and sooner when a later event links its tenant), pending (failed, due again after p_retry_ms) or
--- failed (parked for an operator). Attempts count every try.
+-- p_retry_ms, or at once if unresolved events were woken while this one was being processed), pending (failed, due
+-- again after p_retry_ms) or failed (parked for an operator). Attempts count every try; failures only failed ones.
 CREATE FUNCTION finish_stripe_event(p_event_id text, p_status text, p_tenant uuid, p_note text, p_retry_ms bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
+DECLARE
+    due timestamptz := clock_timestamp() + make_interval(secs => coalesce(p_retry_ms, 0) / 1000.0);
 BEGIN
     IF p_status NOT IN ('processed', 'ignored', 'stale', 'unresolved', 'pending', 'failed') THEN
         RAISE EXCEPTION 'finish_stripe_event: unknown status %', p_status;
+    END IF;
+    IF p_status = 'unresolved' AND (SELECT woken_at FROM stripe_inbox_wakes) >= now() THEN
+        due := clock_timestamp();
     END IF;
     UPDATE stripe_events SET
         status = p_status,
         tenant_id = coalesce(p_tenant, tenant_id),
         attempts = attempts + 1,
+        failures = failures + CASE WHEN p_status IN ('pending', 'failed') THEN 1 ELSE 0 END,
         last_error = p_note,
-        next_attempt_at = clock_timestamp() + make_interval(secs => coalesce(p_retry_ms, 0) / 1000.0),
+        next_attempt_at = due,
         processed_at = CASE WHEN p_status IN ('processed', 'ignored', 'stale') THEN clock_timestamp() END
     WHERE event_id = p_event_id;
 END
@@ -198,7 +226,9 @@ $$;
 REVOKE ALL ON FUNCTION finish_stripe_event(text, text, uuid, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION finish_stripe_event(text, text, uuid, text, bigint) TO billing_rw;
 
--- A later event linked a customer or subscription to a tenant: the unresolved events are due now.
+-- A later event linked a customer, subscription or payment to a tenant: unresolved events are due now. Called after
+-- that event committed, outside any claim; rows other workers hold are skipped (they see the wake time when they
+-- finish), so no worker ever waits on another here.
 CREATE FUNCTION wake_unresolved_stripe_events() RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
@@ -206,7 +236,12 @@ AS $$
 DECLARE
     woken integer;
 BEGIN
-    UPDATE stripe_events SET next_attempt_at = clock_timestamp() WHERE status = 'unresolved';
+    UPDATE stripe_inbox_wakes SET woken_at = clock_timestamp();
+    UPDATE stripe_events SET next_attempt_at = clock_timestamp()
+    WHERE event_id IN (
+        SELECT e.event_id FROM stripe_events e
+        WHERE e.status = 'unresolved' AND e.next_attempt_at > clock_timestamp()
+        FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS woken = ROW_COUNT;
     IF woken > 0 THEN
         PERFORM pg_notify('billing_stripe_events', 'unresolved');
@@ -234,20 +269,21 @@ REVOKE ALL ON FUNCTION list_stripe_events(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION list_stripe_events(text, integer) TO billing_rw;
 
 CREATE FUNCTION show_stripe_event(p_event_id text)
-RETURNS TABLE (event_id text, type text, created timestamptz, status text, attempts integer, last_error text,
+RETURNS TABLE (event_id text, type text, created timestamptz, status text, attempts integer, failures integer, last_error text,
                tenant_id uuid, received_at timestamptz, processed_at timestamptz, next_attempt_at timestamptz, payload text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
-    SELECT e.event_id, e.type, e.created, e.status, e.attempts, e.last_error, e.tenant_id, e.received_at,
+    SELECT e.event_id, e.type, e.created, e.status, e.attempts, e.failures, e.last_error, e.tenant_id, e.received_at,
            e.processed_at, e.next_attempt_at, e.payload::text
     FROM stripe_events e WHERE e.event_id = p_event_id
 $$;
 REVOKE ALL ON FUNCTION show_stripe_event(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION show_stripe_event(text) TO billing_rw;
 
--- An operator's replay: due now, attempts counted afresh. Returns the status it had (NULL: no such event).
--- Replaying is safe: every handler applies its effect once (ledger sources, event times).
+-- An operator's replay: due now, attempts and failures counted afresh. Returns the status it had (NULL: no such
+-- event). Replaying is safe: every handler applies its effect once (ledger sources, event times). An event kept as
+-- ignored because its livemode is not this server's stays ignored: the worker ignores it again.
 CREATE FUNCTION retry_stripe_event(p_event_id text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
@@ -260,7 +296,7 @@ BEGIN
         RETURN NULL;
     END IF;
     UPDATE stripe_events
-    SET status = 'pending', attempts = 0, next_attempt_at = clock_timestamp(), processed_at = NULL
+    SET status = 'pending', attempts = 0, failures = 0, next_attempt_at = clock_timestamp(), processed_at = NULL
     WHERE event_id = p_event_id;
     PERFORM pg_notify('billing_stripe_events', p_event_id);
     RETURN previous;
@@ -285,7 +321,7 @@ CREATE FUNCTION newest_stripe_event_created() RETURNS timestamptz
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
-    SELECT max(created) FROM stripe_events
+    SELECT max(created) FROM stripe_events WHERE event_id NOT LIKE 'reconcile\_%'
 $$;
 REVOKE ALL ON FUNCTION newest_stripe_event_created() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION newest_stripe_event_created() TO billing_rw;

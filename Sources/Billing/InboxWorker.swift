@@ -63,7 +63,7 @@ public struct InboxWorker: Sendable {
     @discardableResult
     public func drain() async throws(StoreError) -> [ProcessOutcome] {
         var outcomes: [ProcessOutcome] = []
-        let start = Date()
+        let start = try await inbox.databaseNow()
         while let outcome = try await processNext(dueBy: start) {
             outcomes.append(outcome)
         }

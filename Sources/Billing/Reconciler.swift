@@ -33,6 +33,8 @@ public struct Reconciler: Sendable {
         public var stored = 0
         /// Subscriptions read again from Stripe.
         public var refreshed = 0
+        /// Subscriptions Stripe would not give us.
+        public var failed = 0
     }
 
     public func run(now: Date = Date()) async throws -> Report {
@@ -50,7 +52,15 @@ public struct Reconciler: Sendable {
         } while cursor != nil
         let before = now.addingTimeInterval(-Double(subscriptionMaxAge.components.seconds))
         for (_, subscription) in try await inbox.subscriptionsToRefresh(before: before, limit: 500) {
-            if try await refresh(subscription, now: now) { report.refreshed += 1 }
+            do {
+                if try await refresh(subscription, now: now) { report.refreshed += 1 }
+            } catch {
+                // One subscription Stripe will not give us must not hold up the others.
+                report.failed += 1
+                logger.warning("could not re-read a subscription from Stripe", metadata: [
+                    "subscription": "\(subscription)", "error": "\(error)",
+                ])
+            }
         }
         if report.stored > 0 || report.refreshed > 0 {
             logger.notice("reconciled with Stripe", metadata: [
@@ -74,7 +84,10 @@ public struct Reconciler: Sendable {
             throw StripeError.unreadable("/v1/subscriptions/\(subscriptionID): not JSON")
         }
         let created = Int(now.timeIntervalSince1970)
-        let id = "reconcile_\(subscriptionID)_\(created)"
+        // One re-read per subscription per max-age window: a re-read that cannot apply (say an unknown price) is
+        // not stored again at every pass.
+        let window = created / max(1, Int(subscriptionMaxAge.components.seconds))
+        let id = "reconcile_\(subscriptionID)_\(window)"
         let event: [String: Any] = [
             "id": id, "object": "event", "type": "customer.subscription.updated", "created": created, "livemode": liveMode,
             "data": ["object": object], "request": ["id": NSNull(), "idempotency_key": "billingd-reconcile"],

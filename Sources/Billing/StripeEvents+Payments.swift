@@ -13,7 +13,7 @@ extension StripeEventProcessor {
         try await transaction.markSessionComplete(session.id)
         if let customer = session.customer?.id, try await transaction.linkCustomerIfUnset(customer) {
             try await context.audit("customer.linked", before: nil, after: ["customer": customer, "session": session.id])
-            try await context.scope.wakeUnresolved()
+            context.scope.wakeUnresolved()
         }
         switch session.mode {
         case "subscription":
@@ -83,6 +83,10 @@ extension StripeEventProcessor {
             try await context.audit("topup.flagged", before: ["topUp": topUp.id.lowercased, "status": topUp.status],
                                     after: ["topUp": topUp.id.lowercased, "status": "flagged", "flag": flag])
             return context.processed("flagged, not credited: \(flag)")
+        }
+        // Lock order in every money handler: top-up, then payment, then the balance (taken by the ledger append).
+        if let paymentIntentID = paymentIntentID ?? topUp.paymentIntentID {
+            _ = try await transaction.lockPayment(paymentIntentID)
         }
         let before = try await transaction.creditBalance()
         let balance = try await transaction.appendCredits(
@@ -175,11 +179,11 @@ extension StripeEventProcessor {
                 paymentID: key, paymentIntentID: intentID, chargeID: chargeID, amount: amount, amountRefunded: refunded ?? 0,
                 currency: currency.lowercased(), purpose: purpose, topUpID: topUp?.id, stripeInvoiceID: metadata["invoice_id"],
                 credits: topUp?.credits ?? 0, createdAt: created)
-            payment = try await settle(payment, kind: "refund", reason: "refunded share of the credits", context)
+            payment = try await settle(payment, context)
             try await transaction.insertPayment(payment)
             try await context.audit("payment.recorded", before: nil, after: Self.auditFields(payment))
             // Refunds and disputes that arrived first were waiting for it.
-            try await context.scope.wakeUnresolved()
+            context.scope.wakeUnresolved()
             return payment
         }
         let before = payment
@@ -189,7 +193,7 @@ extension StripeEventProcessor {
         if payment.purpose == "other" { payment.purpose = purpose }
         payment.topUpID = payment.topUpID ?? topUp?.id
         if payment.credits == 0, let credits = topUp?.credits { payment.credits = credits }
-        payment = try await settle(payment, kind: "refund", reason: "refunded share of the credits", context)
+        payment = try await settle(payment, context)
         if payment != before {
             try await transaction.updatePayment(payment, now: Date())
             try await context.audit("payment.updated", before: Self.auditFields(before), after: Self.auditFields(payment))
@@ -214,7 +218,13 @@ extension StripeEventProcessor {
     /// Brings the credits a payment bought in line with its refunds and dispute: the refunded share (rounded up) is
     /// taken back, an open dispute freezes what remains, a won one releases it, a lost one takes it back. One ledger
     /// entry per change; the available balance may go negative (a debt that blocks consumption).
-    func settle(_ payment: PaymentRecord, kind: String, reason: String, _ context: EventContext) async throws -> PaymentRecord {
+    func settle(_ payment: PaymentRecord, _ context: EventContext) async throws -> PaymentRecord {
+        let (kind, reason) = switch payment.disputeStatus {
+        case "open": ("dispute_freeze", "frozen by an open dispute")
+        case "won": ("dispute_release", "released: dispute won")
+        case "lost": ("dispute_loss", "taken back: dispute lost")
+        default: ("refund", "refunded share of the credits")
+        }
         var payment = payment
         guard payment.credits > 0, payment.amount > 0 else { return payment }
         let refundedShare = (payment.credits * min(payment.amountRefunded, payment.amount) + payment.amount - 1) / payment.amount
@@ -300,12 +310,7 @@ extension StripeEventProcessor {
             closedAt: closed ? context.created : nil, lastEventAt: context.created))
         let before = payment
         payment.disputeStatus = outcome
-        let kind = switch outcome {
-        case "open": "dispute_freeze"
-        case "won": "dispute_release"
-        default: "dispute_loss"
-        }
-        payment = try await settle(payment, kind: kind, reason: "dispute \(dispute.id) \(outcome)", context)
+        payment = try await settle(payment, context)
         try await transaction.updatePayment(payment, now: Date())
         if before != payment || existing?.status != dispute.status {
             try await context.audit(
@@ -321,9 +326,14 @@ extension StripeEventProcessor {
     /// `invoice.*`: Stripe Billing's invoice for the tenant, with its payment problem if any, linked to its payment.
     func invoiceChanged(_ invoice: Invoice, _ context: EventContext) async throws -> EventDisposition {
         let transaction = context.transaction
-        let last = try await transaction.lockStripeInvoice(invoice.id)
-        if let last, context.created < last {
-            return context.stale("an event of \(last) about \(invoice.id) was applied already")
+        if let (last, status) = try await transaction.lockStripeInvoice(invoice.id) {
+            if context.created < last {
+                return context.stale("an event of \(last) about \(invoice.id) was applied already")
+            }
+            // Stripe sends finalized, paid and payment_succeeded in one second: an invoice never goes back.
+            if context.created == last, Self.invoiceRank(invoice.status) < Self.invoiceRank(status) {
+                return context.stale("\(invoice.id) is \(status ?? "-") already; an event of the same second says \(invoice.status ?? "-")")
+            }
         }
         let problem: String? = switch context.event.type {
         case "invoice.payment_failed": "payment_failed"
@@ -345,6 +355,18 @@ extension StripeEventProcessor {
             after: ["invoice": invoice.id, "status": invoice.status ?? "", "amountDue": String(invoice.amountDue ?? 0),
                     "amountPaid": String(invoice.amountPaid ?? 0)].merging(problem.map { ["problem": $0] } ?? [:]) { $1 })
         return context.processed()
+    }
+}
+
+extension StripeEventProcessor {
+    /// How far along an invoice is: draft, open, then settled (paid, void, uncollectible).
+    static func invoiceRank(_ status: String?) -> Int {
+        switch status {
+        case "draft": 0
+        case "open": 1
+        case "paid", "void", "uncollectible": 2
+        default: 0
+        }
     }
 }
 

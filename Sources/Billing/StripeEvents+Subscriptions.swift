@@ -42,7 +42,7 @@ extension StripeEventProcessor {
                 throw RetryLater("another event inserted \(object.id) at the same moment")
             }
             try await context.audit("subscription.created", before: nil, after: Self.auditFields(record))
-            try await context.scope.wakeUnresolved()
+            context.scope.wakeUnresolved()
         }
         return context.processed()
     }
@@ -64,7 +64,8 @@ extension StripeEventProcessor {
                 stripePriceID: try? catalog.stripePriceID(of: plan, per: interval), plan: plan.key, interval: interval.rawValue,
                 seats: plan.seats.normalize(session.metadata?["seats"].flatMap { Int($0) }),
                 status: session.paymentStatus == "paid" ? "active" : (plan.trialDays > 0 ? "trialing" : "incomplete"),
-                pastDueSince: nil, currentPeriodEnd: nil, cancelAtPeriodEnd: false, lastEventAt: nil)
+                pastDueSince: nil, currentPeriodEnd: nil, cancelAtPeriodEnd: false, lastEventAt: nil,
+                stripeCreatedAt: context.created)
         } else {
             switch subscriptionRecord(try await currentSubscription(subscriptionID), previous: nil, at: nil) {
             case .success(let built): record = built
@@ -75,7 +76,7 @@ extension StripeEventProcessor {
             throw RetryLater("another event inserted \(subscriptionID) at the same moment")
         }
         try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })
-        try await context.scope.wakeUnresolved()
+        context.scope.wakeUnresolved()
         return context.processed()
     }
 
@@ -115,7 +116,8 @@ extension StripeEventProcessor {
             stripePriceID: priceID, plan: plan.key, interval: interval.rawValue, seats: plan.seats.normalize(item.quantity),
             status: subscription.status, pastDueSince: pastDueSince, currentPeriodEnd: Self.date(subscription.periodEnd),
             cancelAtPeriodEnd: subscription.cancelAtPeriodEnd ?? false, isCurrent: previous?.isCurrent ?? true,
-            lastEventAt: created ?? previous?.lastEventAt))
+            lastEventAt: created ?? previous?.lastEventAt,
+            stripeCreatedAt: Self.date(subscription.created) ?? previous?.stripeCreatedAt))
     }
 
     static func auditFields(_ record: SubscriptionRecord) -> [String: String] {

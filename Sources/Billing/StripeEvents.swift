@@ -11,11 +11,14 @@ public struct StripeEventProcessor: Sendable {
     public let catalog: PlanCatalog
     /// Asked for the current object when two events about one subscription share a timestamp; nil without Stripe.
     public let stripe: StripeClient?
+    /// Whether the server's key is a live one: an event of the other mode is never applied (even when replayed).
+    public let liveMode: Bool
     public let logger: Logger
 
-    public init(catalog: PlanCatalog, stripe: StripeClient?, logger: Logger) {
+    public init(catalog: PlanCatalog, stripe: StripeClient?, liveMode: Bool, logger: Logger) {
         self.catalog = catalog
         self.stripe = stripe
+        self.liveMode = liveMode
         self.logger = logger
     }
 
@@ -34,6 +37,9 @@ public struct StripeEventProcessor: Sendable {
     ]
 
     public func handle(_ event: ClaimedEvent, in scope: EventScope) async throws -> EventDisposition {
+        if let mismatch = WebhookReceiver.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode) {
+            return .ignored(tenant: nil, note: mismatch)
+        }
         guard Self.handledTypes.contains(event.type) else {
             return .ignored(tenant: nil, note: "no handler for \(event.type)")
         }

@@ -110,7 +110,8 @@ public func makeInboxWorker(
     logger: Logger
 ) -> InboxWorker {
     InboxWorker(
-        inbox: inbox, processor: StripeEventProcessor(catalog: catalog, stripe: stripe, logger: logger),
+        inbox: inbox,
+        processor: StripeEventProcessor(catalog: catalog, stripe: stripe, liveMode: configuration.stripeLiveMode, logger: logger),
         settings: .init(
             concurrency: max(1, configuration.inboxWorkers), pollInterval: configuration.inboxPollInterval,
             retry: configuration.inboxRetry),

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// The inbox of Stripe events (a platform table), reached only through its SQL functions.
 public struct EventInbox: Sendable {
@@ -32,8 +33,11 @@ public struct ClaimedEvent: Sendable, Equatable {
     public var id: String
     public var type: String
     public var created: Date
-    /// Tries before this one.
+    public var livemode: Bool
+    /// Tries before this one (unresolved ones included).
     public var attempts: Int
+    /// Failed tries before this one: what backoff and parking count.
+    public var failures: Int
     /// `pending`, or `unresolved` when an earlier try found no tenant.
     public var status: String
     public var payload: String
@@ -55,7 +59,7 @@ public enum EventDisposition: Sendable, Equatable {
 }
 
 /// Backoff for failed and unresolved events: `initial`, doubling, at most `maximum`; a failing event is parked as
-/// `failed` on its `maxAttempts`-th failure. Unresolved events are never parked.
+/// `failed` on its `maxAttempts`-th failure (tries spent unresolved do not count). Unresolved events are never parked.
 public struct InboxRetryPolicy: Sendable, Equatable {
     public var initial: Duration
     public var maximum: Duration
@@ -92,6 +96,7 @@ public enum ProcessOutcome: Sendable, Equatable {
 public struct EventScope: Sendable {
     let connection: PostgresConnection
     let logger: Logger
+    let wake: Mutex<Bool>.Box
 
     public func tenant(forCustomer customer: String) async throws -> UUID? {
         try await connection.first("SELECT billing.tenant_for_stripe_customer(\(customer))", as: UUID?.self, logger: logger) ?? nil
@@ -118,9 +123,10 @@ public struct EventScope: Sendable {
         return TenantTransaction(connection: connection, tenant: tenant, logger: logger)
     }
 
-    /// This event linked a customer or subscription to a tenant: unresolved events are due now.
-    public func wakeUnresolved() async throws {
-        try await connection.query("SELECT billing.wake_unresolved_stripe_events()", logger: logger)
+    /// This event links a customer, subscription or payment to a tenant: unresolved events are made due once it
+    /// has committed (waking them inside this transaction would make workers wait on each other).
+    public func wakeUnresolved() {
+        wake.value.withLock { $0 = true }
     }
 }
 
@@ -131,6 +137,7 @@ public struct InboxEntry: Sendable, Equatable, Encodable {
     public var created: Date
     public var status: String
     public var attempts: Int
+    public var failures: Int?
     public var lastError: String?
     public var tenantID: UUID?
     public var receivedAt: Date
@@ -154,26 +161,35 @@ extension EventInbox {
         retry: InboxRetryPolicy, dueBy: Date? = nil, _ handle: @Sendable (ClaimedEvent, EventScope) async throws -> EventDisposition
     ) async throws(StoreError) -> ProcessOutcome? {
         let logger = database.logger
+        let wake = Mutex<Bool>.Box(false)
+        let outcome: ProcessOutcome?
         do {
-            return try await database.client.withTransaction(logger: logger) { connection -> ProcessOutcome? in
+            outcome = try await database.client.withTransaction(logger: logger) { connection -> ProcessOutcome? in
                 let rows = try await connection.query("SELECT * FROM billing.claim_stripe_event(\(dueBy))", logger: logger)
                 var claimed: ClaimedEvent?
-                for try await (id, type, created, attempts, status, payload) in rows.decode((String, String, Date, Int, String, String).self) {
-                    claimed = ClaimedEvent(id: id, type: type, created: created, attempts: attempts, status: status, payload: payload)
+                for try await (id, type, created, livemode, attempts, failures, status, payload)
+                    in rows.decode((String, String, Date, Bool, Int, Int, String, String).self)
+                {
+                    claimed = ClaimedEvent(
+                        id: id, type: type, created: created, livemode: livemode, attempts: attempts, failures: failures,
+                        status: status, payload: payload)
                 }
                 guard let event = claimed else { return nil }
-                let tries = event.attempts + 1
                 try await connection.query("SAVEPOINT handling", logger: logger)
                 let disposition: EventDisposition
                 do {
-                    disposition = try await handle(event, EventScope(connection: connection, logger: logger))
+                    disposition = try await handle(event, EventScope(connection: connection, logger: logger, wake: wake))
                 } catch {
+                    // Shutting down: roll everything back; the event stays due, its try uncounted.
+                    if Task.isCancelled { throw error }
                     // Undo the handler's effects (and its tenant scope); the event stays, due again or parked.
                     try await connection.query("ROLLBACK TO SAVEPOINT handling", logger: logger)
+                    wake.value.withLock { $0 = false }
                     let message = Self.describe(error)
-                    let parked = tries >= retry.maxAttempts
+                    let failures = event.failures + 1
+                    let parked = failures >= retry.maxAttempts
                     try await finish(connection, event.id, status: parked ? "failed" : "pending", tenant: nil, note: message,
-                                     retryMilliseconds: retry.delayMilliseconds(after: tries))
+                                     retryMilliseconds: retry.delayMilliseconds(after: failures))
                     return .failed(event, error: message, parked: parked)
                 }
                 switch disposition {
@@ -185,9 +201,10 @@ extension EventInbox {
                     try await finish(connection, event.id, status: "stale", tenant: tenant, note: note, retryMilliseconds: 0)
                 case .unresolved(let note):
                     try await finish(connection, event.id, status: "unresolved", tenant: nil, note: note,
-                                     retryMilliseconds: retry.delayMilliseconds(after: tries))
+                                     retryMilliseconds: retry.delayMilliseconds(after: event.attempts - event.failures + 1))
                 case .rejected(let tenant, let reason):
                     try await connection.query("ROLLBACK TO SAVEPOINT handling", logger: logger)
+                    wake.value.withLock { $0 = false }
                     try await finish(connection, event.id, status: "failed", tenant: tenant, note: reason, retryMilliseconds: 0)
                 }
                 return .finished(event, disposition)
@@ -195,6 +212,15 @@ extension EventInbox {
         } catch {
             throw StoreError.wrap(error, operation: "process event")
         }
+        if wake.value.withLock({ $0 }) {
+            do {
+                try await database.client.query("SELECT billing.wake_unresolved_stripe_events()", logger: logger)
+            } catch {
+                // Not lost: unresolved events are retried on their own backoff.
+                logger.warning("could not wake unresolved events", metadata: ["error": "\(StoreError.wrap(error, operation: "wake"))"])
+            }
+        }
+        return outcome
     }
 
     func finish(
@@ -205,9 +231,11 @@ extension EventInbox {
             logger: database.logger)
     }
 
-    /// What an operator reads in `last_error`: the store's and Stripe's errors describe themselves without secrets.
+    /// What an operator reads in `last_error`: the store's and Stripe's errors describe themselves without secrets;
+    /// PostgreSQL's keep their message and SQLSTATE (PostgresNIO hides them from `description`).
     static func describe(_ error: any Error) -> String {
-        let text = String(describing: error)
+        let text = error is PSQLError || error is PostgresTransactionError
+            ? StoreError.wrap(error, operation: "handling").description : String(describing: error)
         return text.count > 2000 ? String(text.prefix(2000)) + "..." : text
     }
 
@@ -234,11 +262,11 @@ extension EventInbox {
     public func show(_ id: String) async throws(StoreError) -> InboxEntry? {
         do {
             let rows = try await database.client.query("SELECT * FROM billing.show_stripe_event(\(id))", logger: database.logger)
-            for try await (id, type, created, status, attempts, error, tenant, received, processed, next, payload)
-                in rows.decode((String, String, Date, String, Int, String?, UUID?, Date, Date?, Date, String).self)
+            for try await (id, type, created, status, attempts, failures, error, tenant, received, processed, next, payload)
+                in rows.decode((String, String, Date, String, Int, Int, String?, UUID?, Date, Date?, Date, String).self)
             {
                 return InboxEntry(
-                    id: id, type: type, created: created, status: status, attempts: attempts, lastError: error,
+                    id: id, type: type, created: created, status: status, attempts: attempts, failures: failures, lastError: error,
                     tenantID: tenant, receivedAt: received, processedAt: processed, nextAttemptAt: next, payload: payload)
             }
             return nil
@@ -273,7 +301,17 @@ extension EventInbox {
         }
     }
 
-    /// The creation time of the newest event in the inbox; nil when it is empty.
+    /// The database's clock (a pass that stops at what was due when it started must not mix two clocks).
+    public func databaseNow() async throws(StoreError) -> Date {
+        do {
+            return try await database.client.query("SELECT clock_timestamp()", logger: database.logger)
+                .decode(Date.self).first { _ in true } ?? Date()
+        } catch {
+            throw StoreError.wrap(error, operation: "clock")
+        }
+    }
+
+    /// The creation time of the newest event Stripe sent (reconciliation's own events left out); nil when none.
     public func newestCreated() async throws(StoreError) -> Date? {
         do {
             return try await database.client.query("SELECT billing.newest_stripe_event_created()", logger: database.logger)
@@ -294,5 +332,13 @@ extension EventInbox {
         } catch {
             throw StoreError.wrap(error, operation: "subscriptions to refresh")
         }
+    }
+}
+
+extension Mutex where Value: Sendable {
+    /// A mutex to share between the closures of one call.
+    final class Box: Sendable {
+        let value: Mutex<Value>
+        init(_ initial: Value) { value = Mutex(initial) }
     }
 }

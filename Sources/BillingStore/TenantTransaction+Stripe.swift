@@ -18,12 +18,15 @@ public struct SubscriptionRecord: Sendable, Equatable {
     public var cancelAtPeriodEnd: Bool
     public var isCurrent: Bool
     public var lastEventAt: Date?
+    /// When Stripe created it: the tenant's current subscription is its newest live one.
+    public var stripeCreatedAt: Date?
 
     public init(
         stripeSubscriptionID: String, stripeCustomerID: String?, stripePriceID: String?, plan: String, interval: String,
         seats: Int, status: String, pastDueSince: Date?, currentPeriodEnd: Date?, cancelAtPeriodEnd: Bool,
-        isCurrent: Bool = true, lastEventAt: Date?
+        isCurrent: Bool = true, lastEventAt: Date?, stripeCreatedAt: Date? = nil
     ) {
+        self.stripeCreatedAt = stripeCreatedAt
         self.stripeSubscriptionID = stripeSubscriptionID
         self.stripeCustomerID = stripeCustomerID
         self.stripePriceID = stripePriceID
@@ -188,13 +191,13 @@ extension TenantTransaction {
 
     func decodeSubscriptions(_ rows: PostgresRowSequence) async throws -> [SubscriptionRecord] {
         var records: [SubscriptionRecord] = []
-        for try await (id, customer, price, plan, interval, seats, status, pastDue, periodEnd, cancel, current, last)
-            in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?).self)
+        for try await (id, customer, price, plan, interval, seats, status, pastDue, periodEnd, cancel, current, last, created)
+            in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?, Date?).self)
         {
             records.append(SubscriptionRecord(
                 stripeSubscriptionID: id, stripeCustomerID: customer, stripePriceID: price, plan: plan, interval: interval,
                 seats: seats, status: status, pastDueSince: pastDue, currentPeriodEnd: periodEnd, cancelAtPeriodEnd: cancel,
-                isCurrent: current, lastEventAt: last))
+                isCurrent: current, lastEventAt: last, stripeCreatedAt: created))
         }
         return records
     }
@@ -203,7 +206,7 @@ extension TenantTransaction {
     public func lockSubscription(_ id: String) async throws -> SubscriptionRecord? {
         let rows = try await connection.query("""
             SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at
             FROM billing.subscriptions WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(id) FOR UPDATE
             """, logger: logger)
         return try await decodeSubscriptions(rows).first
@@ -213,7 +216,7 @@ extension TenantTransaction {
     public func liveSubscriptions(customer: String) async throws -> [SubscriptionRecord] {
         let rows = try await connection.query("""
             SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at
             FROM billing.subscriptions
             WHERE tenant_id = \(tenant) AND stripe_customer_id = \(customer) AND status NOT IN ('canceled', 'incomplete_expired')
             FOR UPDATE
@@ -221,29 +224,21 @@ extension TenantTransaction {
         return try await decodeSubscriptions(rows)
     }
 
-    /// Inserts a subscription new to us (false when another transaction just did). It becomes the tenant's current
-    /// one unless it is already over and a live one exists.
+    /// Inserts a subscription new to us (false when another transaction just did), then picks the current one.
     public func insertSubscription(_ record: SubscriptionRecord, now: Date) async throws -> Bool {
-        let liveCurrent = try await connection.first("""
-            SELECT count(*)::int FROM billing.subscriptions
-            WHERE tenant_id = \(tenant) AND is_current AND status NOT IN ('canceled', 'incomplete_expired')
-            """, as: Int.self, logger: logger) ?? 0
-        let current = !record.isTerminal || liveCurrent == 0
-        if current {
-            try await connection.query(
-                "UPDATE billing.subscriptions SET is_current = false WHERE tenant_id = \(tenant) AND is_current", logger: logger)
-        }
-        return try await connection.first("""
+        let inserted = try await connection.first("""
             WITH i AS (
                 INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, stripe_customer_id, stripe_price_id, plan,
                     billing_interval, seats, status, past_due_since, current_period_end, cancel_at_period_end, is_current,
-                    last_event_at, created_at, updated_at)
+                    last_event_at, stripe_created_at, created_at, updated_at)
                 VALUES (\(tenant), \(record.stripeSubscriptionID), \(record.stripeCustomerID), \(record.stripePriceID), \(record.plan),
                     \(record.interval), \(record.seats), \(record.status), \(record.pastDueSince), \(record.currentPeriodEnd),
-                    \(record.cancelAtPeriodEnd), \(current), \(record.lastEventAt), \(now), \(now))
+                    \(record.cancelAtPeriodEnd), false, \(record.lastEventAt), \(record.stripeCreatedAt), \(now), \(now))
                 ON CONFLICT (tenant_id, stripe_subscription_id) DO NOTHING RETURNING 1)
             SELECT count(*)::int FROM i
             """, as: Int.self, logger: logger) == 1
+        if inserted { try await pickCurrentSubscription() }
+        return inserted
     }
 
     public func updateSubscription(_ record: SubscriptionRecord, now: Date) async throws {
@@ -251,8 +246,31 @@ extension TenantTransaction {
             UPDATE billing.subscriptions SET stripe_customer_id = \(record.stripeCustomerID), stripe_price_id = \(record.stripePriceID),
                 plan = \(record.plan), billing_interval = \(record.interval), seats = \(record.seats), status = \(record.status),
                 past_due_since = \(record.pastDueSince), current_period_end = \(record.currentPeriodEnd),
-                cancel_at_period_end = \(record.cancelAtPeriodEnd), last_event_at = \(record.lastEventAt), updated_at = \(now)
+                cancel_at_period_end = \(record.cancelAtPeriodEnd), last_event_at = \(record.lastEventAt),
+                stripe_created_at = coalesce(\(record.stripeCreatedAt), stripe_created_at), updated_at = \(now)
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(record.stripeSubscriptionID)
+            """, logger: logger)
+        try await pickCurrentSubscription()
+    }
+
+    /// The tenant's current subscription is its newest live one, or, when none is live, its newest one: events
+    /// about an older subscription, however late, never displace a newer one.
+    func pickCurrentSubscription() async throws {
+        let pick = try await connection.first("""
+            SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = \(tenant)
+            ORDER BY status NOT IN ('canceled', 'incomplete_expired') DESC, stripe_created_at DESC NULLS LAST, created_at DESC,
+                     stripe_subscription_id DESC
+            LIMIT 1
+            """, as: String.self, logger: logger)
+        guard let pick else { return }
+        // Two statements: the one-current unique index is checked row by row.
+        try await connection.query("""
+            UPDATE billing.subscriptions SET is_current = false
+            WHERE tenant_id = \(tenant) AND is_current AND stripe_subscription_id <> \(pick)
+            """, logger: logger)
+        try await connection.query("""
+            UPDATE billing.subscriptions SET is_current = true
+            WHERE tenant_id = \(tenant) AND NOT is_current AND stripe_subscription_id = \(pick)
             """, logger: logger)
     }
 
@@ -396,11 +414,13 @@ extension TenantTransaction {
 
     // MARK: Stripe invoices
 
-    /// When the invoice's newest applied event was created; nil for an invoice new to us. Locks it.
-    public func lockStripeInvoice(_ id: String) async throws -> Date? {
-        try await connection.first(
-            "SELECT last_event_at FROM billing.stripe_invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id) FOR UPDATE",
-            as: Date.self, logger: logger)
+    /// When the invoice's newest applied event was created, and its status; nil for an invoice new to us. Locks it.
+    public func lockStripeInvoice(_ id: String) async throws -> (Date, String?)? {
+        let rows = try await connection.query(
+            "SELECT last_event_at, status FROM billing.stripe_invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id) FOR UPDATE",
+            logger: logger)
+        for try await (last, status) in rows.decode((Date, String?).self) { return (last, status) }
+        return nil
     }
 
     public func saveStripeInvoice(_ record: StripeInvoiceRecord, now: Date) async throws {

@@ -40,7 +40,8 @@ struct Reconcile: AsyncParsableCommand {
         bootstrapLogging()
         let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.reconcile"))
         let report = try await jobs.reconcile()
-        print("listed \(report.listed) event(s) from Stripe, stored \(report.stored) missing, re-read \(report.refreshed) subscription(s)")
+        print("listed \(report.listed) event(s) from Stripe, stored \(report.stored) missing, re-read \(report.refreshed) subscription(s)"
+              + (report.failed > 0 ? ", \(report.failed) could not be read (see the log)" : ""))
     }
 }
 
@@ -96,7 +97,7 @@ struct Events: AsyncParsableCommand {
             }
             var fields: [String: Any] = [
                 "id": entry.id, "type": entry.type, "created": entry.created.formatted(.iso8601), "status": entry.status,
-                "attempts": entry.attempts, "receivedAt": entry.receivedAt.formatted(.iso8601),
+                "attempts": entry.attempts, "failures": entry.failures ?? 0, "receivedAt": entry.receivedAt.formatted(.iso8601),
                 "lastError": entry.lastError ?? NSNull(), "tenantId": entry.tenantID?.uuidString.lowercased() ?? NSNull(),
                 "processedAt": entry.processedAt?.formatted(.iso8601) ?? NSNull(),
                 "nextAttemptAt": entry.nextAttemptAt?.formatted(.iso8601) ?? NSNull(),

@@ -118,6 +118,26 @@ import Testing
         }
     }
 
+    /// An event of the other mode is kept as ignored, and an operator's replay applies nothing either.
+    @Test func anOtherModeEventStaysIgnoredWhenReplayed() async throws {
+        try await TestServer.run(extra: EventHarness.extra) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let topUp = try await harness.seedTopUp(tenant, credits: 400)
+            try await harness.deliver(EventHarness.event(
+                "evt_live_mode", "payment_intent.succeeded",
+                EventHarness.topUpIntent("pi_live", tenant: tenant, topUp: topUp, amount: 400, charge: "ch_live"),
+                created: harness.now, livemode: true))
+            #expect(try await harness.eventStatus("evt_live_mode") == "ignored")
+            try await server.database.withAppClient { database in
+                _ = try await EventInbox(database: database).retry("evt_live_mode")
+            }
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_live_mode") == "ignored")
+            #expect(try await harness.balance(tenant) == (0, 0))
+        }
+    }
+
     /// `billingd serve` killed with SIGKILL after storing an event and before processing it; `billingd worker`
     /// started afterwards applies it, once.
     @Test func anEventStoredBeforeAKillIsAppliedAfterRestartOnce() async throws {

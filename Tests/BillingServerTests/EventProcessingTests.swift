@@ -300,6 +300,29 @@ extension EventHarness {
         }
     }
 
+    /// A late event about the tenant's older subscription never takes "current" from its newer one.
+    @Test func theNewestLiveSubscriptionStaysCurrentWhateverArrivesLate() async throws {
+        try await TestServer.run(extra: EventHarness.extra) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await harness.tenant(customer: "cus_two")
+            let base = harness.now - 500
+            var newer = EventHarness.subscription("sub_newer", customer: "cus_two", price: "price_pro_month", quantity: 1)
+            newer["created"] = base + 100
+            var older = EventHarness.subscription("sub_older", customer: "cus_two", quantity: 3)
+            older["created"] = base
+            var olderEnded = older
+            olderEnded["status"] = "canceled"
+            try await harness.deliverInTurn([
+                EventHarness.event("evt_newer", "customer.subscription.created", newer, created: base + 100),
+                // Stripe's retry of the older subscription's creation, long after.
+                EventHarness.event("evt_older", "customer.subscription.created", older, created: base + 1),
+                EventHarness.event("evt_older_end", "customer.subscription.deleted", olderEnded, created: base + 90),
+            ])
+            #expect(try await harness.subscriptionState(tenant)?.hasPrefix("pro month 1 active") == true)
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.subscriptions WHERE tenant_id = '\(tenant)'") == 2)
+        }
+    }
+
     @Test func customerDeletedUnlinksTheCustomerAndEndsTheEntitlement() async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in
             let harness = EventHarness(client: client, server: server)
@@ -538,6 +561,18 @@ extension EventHarness {
             }
             #expect(row == "\(tenant.uuidString.lowercased()) paid 4500 -")
             #expect(try await harness.eventStatus("evt_inv_failed") == "stale")
+
+            // Stripe sends finalized and paid in one second, in either order: the invoice never goes back to open.
+            let sameSecond = base + 60
+            let second = { (status: String, paid: Int) in
+                EventHarness.object("invoice", ["id": "in_tie", "customer": "cus_inv", "status": status, "amount_due": 900, "amount_paid": paid])
+            }
+            try await harness.deliverInTurn([
+                EventHarness.event("evt_tie_paid", "invoice.paid", second("paid", 900), created: sameSecond),
+                EventHarness.event("evt_tie_final", "invoice.finalized", second("open", 0), created: sameSecond),
+            ])
+            #expect(try await harness.eventStatus("evt_tie_final") == "stale")
+            #expect(try await harness.count("SELECT amount_paid::int FROM billing.stripe_invoices WHERE invoice_id = 'in_tie'") == 900)
         }
     }
 }
