@@ -59,6 +59,15 @@ public struct BillingAPI: Sendable {
         methods.tenantMethod("billing.portal", .mutation, roles: .managers) { (params: PortalParams, call) in
             try await portal(params, call: call)
         }
+        methods.tenantMethod("billing.credits", .query, roles: .readers) { (params: CreditsParams, call) in
+            try await credits(params, call: call)
+        }
+        methods.tenantMethod("credits.consume", .mutation, roles: .service) { (params: CreditMovementParams, call) in
+            try await consume(params, call: call)
+        }
+        methods.tenantMethod("credits.grant", .mutation, roles: .operators) { (params: CreditMovementParams, call) in
+            try await grant(params, call: call)
+        }
         return methods
     }
 

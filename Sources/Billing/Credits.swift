@@ -1,0 +1,208 @@
+import BillingCore
+import BillingStore
+import Foundation
+import JSONRPC
+
+public struct CreditMovementParams: Decodable, Sendable {
+    public var amount: Int
+    public var reason: String
+    public var idempotencyKey: String
+}
+
+public struct CreditsParams: Decodable, Sendable {
+    public var limit: Int?
+    public var cursor: String?
+}
+
+/// The wallet: what can be spent, what open disputes hold, and what refunds or lost disputes left owing.
+public struct CreditBalance: Encodable, Sendable, Equatable {
+    public var available: Int
+    public var frozen: Int
+    /// How far below zero the available balance is (consumption is refused until it is paid off).
+    public var debt: Int
+
+    init(available: Int, frozen: Int) {
+        self.available = available
+        self.frozen = frozen
+        debt = max(0, -available)
+    }
+}
+
+public struct CreditEntry: Encodable, Sendable, Equatable {
+    public var id: String
+    public var kind: String
+    public var amount: Int
+    public var frozenDelta: Int
+    public var balanceAfter: Int
+    public var reason: String?
+    /// What made it: `topup:<id>`, `consume:<key>`, `grant:<key>`, `refund:...`, `dispute_...`.
+    public var source: String
+    public var stripeEventId: String?
+    public var createdAt: Date
+
+    init(_ entry: LedgerEntry) {
+        id = String(entry.id)
+        kind = entry.kind
+        amount = entry.amount
+        frozenDelta = entry.frozenDelta
+        balanceAfter = entry.balanceAfter
+        reason = entry.reason
+        source = entry.source
+        stripeEventId = entry.stripeEventID
+        createdAt = entry.createdAt
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(amount, forKey: .amount)
+        try container.encode(frozenDelta, forKey: .frozenDelta)
+        try container.encode(balanceAfter, forKey: .balanceAfter)
+        try container.encode(reason, forKey: .reason)
+        try container.encode(source, forKey: .source)
+        try container.encode(stripeEventId, forKey: .stripeEventId)
+        try container.encode(createdAt, forKey: .createdAt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, amount, frozenDelta, balanceAfter, reason, source, stripeEventId, createdAt
+    }
+}
+
+/// `billing.credits`.
+public struct CreditsPage: Encodable, Sendable {
+    public var balance: CreditBalance
+    public var entries: [CreditEntry]
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    public var nextCursor: String?
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(balance, forKey: .balance)
+        try container.encode(entries, forKey: .entries)
+        try container.encode(nextCursor, forKey: .nextCursor)
+    }
+
+    enum CodingKeys: String, CodingKey { case balance, entries, nextCursor }
+}
+
+/// `credits.consume` and `credits.grant`.
+public struct CreditMovement: Encodable, Sendable, Equatable {
+    public var entryId: String
+    /// As the ledger has it: negative for consumption.
+    public var amount: Int
+    public var balance: CreditBalance
+    /// True when this call repeated an earlier one with the same key (nothing moved now).
+    public var replayed: Bool
+    public var createdAt: Date?
+}
+
+extension BillingAPI {
+    static let maxCreditMovement = 1_000_000_000
+
+    func validateMovement(_ params: CreditMovementParams, allowNegative: Bool) throws {
+        let range = allowNegative ? -Self.maxCreditMovement...Self.maxCreditMovement : 1...Self.maxCreditMovement
+        guard range.contains(params.amount), params.amount != 0 else {
+            throw BillingError.invalidParams(
+                field: "amount",
+                allowNegative
+                    ? "amount must be a non-zero whole number of credits between -\(Self.maxCreditMovement) and \(Self.maxCreditMovement) (got \(params.amount))"
+                    : "amount must be a whole number of credits from 1 to \(Self.maxCreditMovement) (got \(params.amount))")
+        }
+        let reason = params.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...200).contains(reason.count) else {
+            throw BillingError.invalidParams(field: "reason", "reason must be 1 to 200 characters saying what the credits are for")
+        }
+        guard (1...255).contains(params.idempotencyKey.count) else {
+            throw BillingError.invalidParams(field: "idempotencyKey", "idempotencyKey must be 1 to 255 characters")
+        }
+    }
+
+    /// `credits.consume`: debits atomically, once per key; too little available credit is PAYMENT_REQUIRED.
+    func consume(_ params: CreditMovementParams, call: TenantCall) async throws -> CreditMovement {
+        try validateMovement(params, allowNegative: false)
+        let reason = params.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        let result = try await tenants.database.transaction(call.tenantID, operation: "consume credits") { transaction in
+            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            return try await transaction.applyCredits(
+                source: "consume:\(params.idempotencyKey)", kind: "consumption", amount: -params.amount, reason: reason,
+                requireBalance: true)
+        }
+        return try movement(result, requested: -params.amount, reason: reason, key: params.idempotencyKey, verb: "consuming")
+    }
+
+    /// `credits.grant` (operator): adds or removes credits with a reason, once per key, audited.
+    func grant(_ params: CreditMovementParams, call: TenantCall) async throws -> CreditMovement {
+        try validateMovement(params, allowNegative: true)
+        let reason = params.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        let actor = call.actor
+        let result = try await tenants.database.transaction(call.tenantID, operation: "grant credits") { transaction in
+            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            let result = try await transaction.applyCredits(
+                source: "grant:\(params.idempotencyKey)", kind: "grant", amount: params.amount, reason: reason, requireBalance: false)
+            if result.outcome == .applied {
+                try await transaction.audit(actor: actor, action: "credits.granted", before: [
+                    "available": String(result.available - params.amount),
+                ], after: [
+                    "available": String(result.available), "amount": String(params.amount), "reason": reason,
+                    "idempotencyKey": params.idempotencyKey,
+                ])
+            }
+            return result
+        }
+        return try movement(result, requested: params.amount, reason: reason, key: params.idempotencyKey, verb: "granting")
+    }
+
+    func movement(_ result: CreditEntryResult, requested: Int, reason: String, key: String, verb: String) throws -> CreditMovement {
+        let balance = CreditBalance(available: result.available, frozen: result.frozen)
+        switch result.outcome {
+        case .insufficient:
+            throw BillingError.paymentRequired(
+                "not enough credits: \(balance.available) available\(balance.frozen > 0 ? " (\(balance.frozen) frozen by a dispute)" : ""), \(-requested) requested; top up with billing.topUp",
+                data: ["available": .integer(balance.available), "frozen": .integer(balance.frozen), "debt": .integer(balance.debt),
+                       "requested": .integer(-requested)])
+        case .replayed:
+            guard result.amount == requested, result.reason == reason else {
+                throw BillingError.conflict(
+                    "idempotencyKey '\(key)' was used for \(verb) \(abs(result.amount)) credits ('\(result.reason ?? "")'); use a new key for another movement",
+                    data: ["amount": .integer(abs(result.amount)), "reason": .string(result.reason ?? ""),
+                           "entryId": .string(result.entryID.map(String.init) ?? "")])
+            }
+            return CreditMovement(
+                entryId: result.entryID.map(String.init) ?? "", amount: result.amount, balance: balance, replayed: true,
+                createdAt: result.createdAt)
+        case .applied:
+            return CreditMovement(
+                entryId: result.entryID.map(String.init) ?? "", amount: result.amount, balance: balance, replayed: false,
+                createdAt: result.createdAt)
+        }
+    }
+
+    /// `billing.credits`: the balance and the ledger, newest first, by cursor.
+    func credits(_ params: CreditsParams, call: TenantCall) async throws -> CreditsPage {
+        let limit = params.limit ?? 50
+        guard (1...200).contains(limit) else {
+            throw BillingError.invalidParams(field: "limit", "limit must be from 1 to 200 (got \(limit))")
+        }
+        let before: Int? = try params.cursor.map { cursor in
+            guard let id = Int(cursor), id > 0 else {
+                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier billing.credits answer")
+            }
+            return id
+        }
+        return try await tenants.database.transaction(call.tenantID, operation: "read credits") { transaction in
+            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            let balance = try await transaction.creditBalance()
+            let entries = try await transaction.ledger(before: before, limit: limit + 1)
+            let page = Array(entries.prefix(limit))
+            return CreditsPage(
+                balance: CreditBalance(available: balance.available, frozen: balance.frozen), entries: page.map(CreditEntry.init),
+                nextCursor: entries.count > limit ? page.last.map { String($0.id) } : nil)
+        }
+    }
+
+    static func unknownTenant(_ tenant: UUID) -> BillingError {
+        .notFound("tenant \(tenant.uuidString.lowercased()) does not exist or was deleted; provision it with tenants.provision")
+    }
+}

@@ -1,0 +1,45 @@
+-- The credit wallet's own movements: consumption by the SaaS backend and grants by operators, each named by the
+-- caller's idempotency key so that a repeat returns the first result instead of moving credits again.
+
+-- One keyed entry, atomically: the tenant's balance row is locked first (so entries of one tenant serialize and
+-- their ids follow commit order), a repeat of the source returns the entry it made, and with p_require_balance an
+-- entry that would take the available balance below zero is refused, changing nothing.
+-- outcome: 'applied', 'replayed' (the entry is the earlier one) or 'insufficient' (no entry).
+CREATE FUNCTION apply_credit_entry(
+    p_tenant uuid, p_source text, p_kind text, p_amount bigint, p_reason text, p_require_balance boolean
+) RETURNS TABLE (
+    outcome text, entry_id bigint, kind text, amount bigint, balance_after bigint, reason text, created_at timestamptz,
+    available bigint, frozen bigint
+)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = billing, pg_temp
+AS $$
+DECLARE
+    v_available bigint;
+    v_frozen bigint;
+    v_entry credit_ledger%ROWTYPE;
+BEGIN
+    INSERT INTO credit_balances (tenant_id) VALUES (p_tenant) ON CONFLICT (tenant_id) DO NOTHING;
+    SELECT b.available, b.frozen INTO v_available, v_frozen FROM credit_balances b WHERE b.tenant_id = p_tenant FOR UPDATE;
+    SELECT * INTO v_entry FROM credit_ledger l WHERE l.tenant_id = p_tenant AND l.source = p_source;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'replayed'::text, v_entry.entry_id, v_entry.kind, v_entry.amount, v_entry.balance_after,
+                            v_entry.reason, v_entry.created_at, v_available, v_frozen;
+        RETURN;
+    END IF;
+    IF p_require_balance AND v_available + p_amount < 0 THEN
+        RETURN QUERY SELECT 'insufficient'::text, NULL::bigint, p_kind, p_amount, NULL::bigint, p_reason,
+                            NULL::timestamptz, v_available, v_frozen;
+        RETURN;
+    END IF;
+    v_available := v_available + p_amount;
+    INSERT INTO credit_ledger (tenant_id, source, kind, amount, balance_after, reason)
+    VALUES (p_tenant, p_source, p_kind, p_amount, v_available, p_reason)
+    RETURNING * INTO v_entry;
+    UPDATE credit_balances SET available = v_available, updated_at = now() WHERE tenant_id = p_tenant;
+    RETURN QUERY SELECT 'applied'::text, v_entry.entry_id, v_entry.kind, v_entry.amount, v_entry.balance_after,
+                        v_entry.reason, v_entry.created_at, v_available, v_frozen;
+END
+$$;
+REVOKE ALL ON FUNCTION apply_credit_entry(uuid, text, text, bigint, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION apply_credit_entry(uuid, text, text, bigint, text, boolean) TO billing_rw;
