@@ -43,3 +43,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION apply_credit_entry(uuid, text, text, bigint, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION apply_credit_entry(uuid, text, text, bigint, text, boolean) TO billing_rw;
+
+-- A refund an operator asked for through billing.refund: the same payment, amount and reason is the same refund.
+ALTER TABLE refunds ADD COLUMN request_key text;
+CREATE UNIQUE INDEX refunds_request ON refunds (tenant_id, payment_id, request_key) WHERE request_key IS NOT NULL;

@@ -9,9 +9,12 @@ import StripeAPI
 public struct BillingSettings: Sendable {
     /// How long a past-due subscription stays entitled.
     public var pastDueGrace: Duration
+    /// Stripe's `proration_behavior` for seat changes and upgrades.
+    public var seatProration: String
 
-    public init(pastDueGrace: Duration = .seconds(3 * 24 * 3600)) {
+    public init(pastDueGrace: Duration = .seconds(3 * 24 * 3600), seatProration: String = "create_prorations") {
         self.pastDueGrace = pastDueGrace
+        self.seatProration = seatProration
     }
 }
 
@@ -58,6 +61,27 @@ public struct BillingAPI: Sendable {
         }
         methods.tenantMethod("billing.portal", .mutation, roles: .managers) { (params: PortalParams, call) in
             try await portal(params, call: call)
+        }
+        methods.tenantMethod("billing.entitlements", .query, roles: .readers) { (_: NoParams, call) in
+            try await entitlements(of: call.tenantID)
+        }
+        methods.tenantMethod("billing.auditLog", .query, roles: .managers) { (params: PageParams, call) in
+            try await auditLog(params, call: call)
+        }
+        methods.tenantMethod("billing.payments", .query, roles: .managers) { (params: PageParams, call) in
+            try await payments(params, call: call)
+        }
+        methods.tenantMethod("billing.refund", .mutation, roles: .operators) { (params: RefundParams, call) in
+            try await refund(params, call: call)
+        }
+        methods.tenantMethod("billing.updateSeats", .mutation, roles: .managers) { (params: SeatsParams, call) in
+            try await updateSeats(params, call: call)
+        }
+        methods.tenantMethod("billing.cancel", .mutation, roles: .managers) { (params: CancelParams, call) in
+            try await cancel(params, call: call)
+        }
+        methods.tenantMethod("billing.resume", .mutation, roles: .managers) { (_: NoParams, call) in
+            try await resume(call: call)
         }
         methods.tenantMethod("billing.credits", .query, roles: .readers) { (params: CreditsParams, call) in
             try await credits(params, call: call)

@@ -26,7 +26,7 @@ extension StripeEventProcessor {
             }
         }
         var record: SubscriptionRecord
-        switch subscriptionRecord(subscription, previous: existing, at: context.created) {
+        switch catalog.subscriptionRecord(subscription, previous: existing, at: context.created) {
         case .success(let built): record = built
         case .failure(let reason): return context.rejected(reason.description)
         }
@@ -67,7 +67,7 @@ extension StripeEventProcessor {
                 pastDueSince: nil, currentPeriodEnd: nil, cancelAtPeriodEnd: false, lastEventAt: nil,
                 stripeCreatedAt: context.created)
         } else {
-            switch subscriptionRecord(try await currentSubscription(subscriptionID), previous: nil, at: nil) {
+            switch catalog.subscriptionRecord(try await currentSubscription(subscriptionID), previous: nil, at: nil) {
             case .success(let built): record = built
             case .failure(let reason): return context.rejected(reason.description)
             }
@@ -89,35 +89,6 @@ extension StripeEventProcessor {
         } catch {
             throw RetryLater("could not read \(id) from Stripe: \(error)")
         }
-    }
-
-    struct Unusable: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// Stripe's subscription as our row: the price mapped back through the catalog (an unknown price fails the
-    /// event, never downgrades silently), seats brought into the plan's range, since when it is past due.
-    func subscriptionRecord(_ subscription: Subscription, previous: SubscriptionRecord?, at created: Date?) -> Result<SubscriptionRecord, Unusable> {
-        guard let item = subscription.items.data.first, let priceID = item.priceID else {
-            return .failure(Unusable(description: "subscription \(subscription.id) has no item with a price"))
-        }
-        guard let (plan, interval) = try? catalog.plan(forStripePrice: priceID) else {
-            return .failure(Unusable(description:
-                "subscription \(subscription.id) has price \(priceID), which is not in the plan catalog; add it (plans file or STRIPE_PRICE_<PLAN>_<INTERVAL>) and replay with `billingd events retry`"))
-        }
-        guard SubscriptionStatus(rawValue: subscription.status) != nil else {
-            return .failure(Unusable(description: "subscription \(subscription.id) has status '\(subscription.status)', which this server does not know"))
-        }
-        let pastDueSince: Date? = subscription.status == "past_due"
-            ? (previous?.status == "past_due" ? previous?.pastDueSince : nil) ?? created ?? Date()
-            : nil
-        return .success(SubscriptionRecord(
-            stripeSubscriptionID: subscription.id, stripeCustomerID: subscription.customer?.id ?? previous?.stripeCustomerID,
-            stripePriceID: priceID, plan: plan.key, interval: interval.rawValue, seats: plan.seats.normalize(item.quantity),
-            status: subscription.status, pastDueSince: pastDueSince, currentPeriodEnd: Self.date(subscription.periodEnd),
-            cancelAtPeriodEnd: subscription.cancelAtPeriodEnd ?? false, isCurrent: previous?.isCurrent ?? true,
-            lastEventAt: created ?? previous?.lastEventAt,
-            stripeCreatedAt: Self.date(subscription.created) ?? previous?.stripeCreatedAt))
     }
 
     static func auditFields(_ record: SubscriptionRecord) -> [String: String] {
@@ -147,4 +118,37 @@ extension StripeEventProcessor {
         }
         return context.processed(ended.isEmpty ? nil : "ended \(ended.count) subscription(s)")
     }
+}
+
+/// Why Stripe's object cannot become our row.
+struct Unusable: Error, CustomStringConvertible {
+    var description: String
+}
+
+extension PlanCatalog {
+    /// Stripe's subscription as our row: the price mapped back through the catalog (an unknown price fails the
+    /// event, never downgrades silently), seats brought into the plan's range, since when it is past due.
+    func subscriptionRecord(_ subscription: Subscription, previous: SubscriptionRecord?, at created: Date?) -> Result<SubscriptionRecord, Unusable> {
+        guard let item = subscription.items.data.first, let priceID = item.priceID else {
+            return .failure(Unusable(description: "subscription \(subscription.id) has no item with a price"))
+        }
+        guard let (plan, interval) = try? plan(forStripePrice: priceID) else {
+            return .failure(Unusable(description:
+                "subscription \(subscription.id) has price \(priceID), which is not in the plan catalog; add it (plans file or STRIPE_PRICE_<PLAN>_<INTERVAL>) and replay with `billingd events retry`"))
+        }
+        guard SubscriptionStatus(rawValue: subscription.status) != nil else {
+            return .failure(Unusable(description: "subscription \(subscription.id) has status '\(subscription.status)', which this server does not know"))
+        }
+        let pastDueSince: Date? = subscription.status == "past_due"
+            ? (previous?.status == "past_due" ? previous?.pastDueSince : nil) ?? created ?? Date()
+            : nil
+        return .success(SubscriptionRecord(
+            stripeSubscriptionID: subscription.id, stripeCustomerID: subscription.customer?.id ?? previous?.stripeCustomerID,
+            stripePriceID: priceID, plan: plan.key, interval: interval.rawValue, seats: plan.seats.normalize(item.quantity),
+            status: subscription.status, pastDueSince: pastDueSince, currentPeriodEnd: subscription.periodEnd.map { Date(timeIntervalSince1970: Double($0)) },
+            cancelAtPeriodEnd: subscription.cancelAtPeriodEnd ?? false, isCurrent: previous?.isCurrent ?? true,
+            lastEventAt: created ?? previous?.lastEventAt,
+            stripeCreatedAt: subscription.created.map { Date(timeIntervalSince1970: Double($0)) } ?? previous?.stripeCreatedAt))
+    }
+
 }

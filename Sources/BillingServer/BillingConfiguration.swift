@@ -24,6 +24,7 @@ public struct BillingConfiguration: Sendable {
     public var migrationsDirectory: URL
     public var priceOverrides: [String: String]
     public var pastDueGrace: Duration
+    public var prorationBehavior: String
     public var logLevel: Logger.Level
     /// nil: no Stripe; money paths say so. `billingd dev` runs the stand-in instead.
     public var stripeSecretKey: String?
@@ -84,6 +85,10 @@ public struct BillingConfiguration: Sendable {
             forKey: "billing.migrations.dir", default: root.appendingPathComponent("migrations").path))
         self.priceOverrides = priceOverrides
         pastDueGrace = .seconds(reader.int(forKey: "billing.grace.period.seconds", default: 3 * 24 * 3600))
+        prorationBehavior = reader.string(forKey: "billing.proration.behavior", default: "create_prorations")
+        guard ["create_prorations", "always_invoice", "none"].contains(prorationBehavior) else {
+            throw ConfigurationError.invalid("BILLING_PRORATION_BEHAVIOR", "use create_prorations, always_invoice or none")
+        }
         let level = reader.string(forKey: "billing.log.level", default: "info")
         guard let parsed = Logger.Level(rawValue: level) else {
             throw ConfigurationError.invalid("BILLING_LOG_LEVEL", "use trace, debug, info, notice, warning, error or critical")

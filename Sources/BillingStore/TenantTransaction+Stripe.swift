@@ -20,6 +20,8 @@ public struct SubscriptionRecord: Sendable, Equatable {
     public var lastEventAt: Date?
     /// When Stripe created it: the tenant's current subscription is its newest live one.
     public var stripeCreatedAt: Date?
+    /// When our row last changed (read only).
+    public var updatedAt: Date?
 
     public init(
         stripeSubscriptionID: String, stripeCustomerID: String?, stripePriceID: String?, plan: String, interval: String,
@@ -191,13 +193,15 @@ extension TenantTransaction {
 
     func decodeSubscriptions(_ rows: PostgresRowSequence) async throws -> [SubscriptionRecord] {
         var records: [SubscriptionRecord] = []
-        for try await (id, customer, price, plan, interval, seats, status, pastDue, periodEnd, cancel, current, last, created)
-            in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?, Date?).self)
+        for try await (id, customer, price, plan, interval, seats, status, pastDue, periodEnd, cancel, current, last, created, updated)
+            in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?, Date?, Date).self)
         {
-            records.append(SubscriptionRecord(
+            var record = SubscriptionRecord(
                 stripeSubscriptionID: id, stripeCustomerID: customer, stripePriceID: price, plan: plan, interval: interval,
                 seats: seats, status: status, pastDueSince: pastDue, currentPeriodEnd: periodEnd, cancelAtPeriodEnd: cancel,
-                isCurrent: current, lastEventAt: last, stripeCreatedAt: created))
+                isCurrent: current, lastEventAt: last, stripeCreatedAt: created)
+            record.updatedAt = updated
+            records.append(record)
         }
         return records
     }
@@ -206,8 +210,18 @@ extension TenantTransaction {
     public func lockSubscription(_ id: String) async throws -> SubscriptionRecord? {
         let rows = try await connection.query("""
             SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
             FROM billing.subscriptions WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(id) FOR UPDATE
+            """, logger: logger)
+        return try await decodeSubscriptions(rows).first
+    }
+
+    /// The tenant's current subscription, locked.
+    public func currentSubscription() async throws -> SubscriptionRecord? {
+        let rows = try await connection.query("""
+            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            FROM billing.subscriptions WHERE tenant_id = \(tenant) AND is_current FOR UPDATE
             """, logger: logger)
         return try await decodeSubscriptions(rows).first
     }
@@ -216,7 +230,7 @@ extension TenantTransaction {
     public func liveSubscriptions(customer: String) async throws -> [SubscriptionRecord] {
         let rows = try await connection.query("""
             SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
             FROM billing.subscriptions
             WHERE tenant_id = \(tenant) AND stripe_customer_id = \(customer) AND status NOT IN ('canceled', 'incomplete_expired')
             FOR UPDATE
@@ -376,12 +390,14 @@ extension TenantTransaction {
 
     /// Records or updates a refund; true when it is new.
     public func upsertRefund(
-        id: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?, createdAt: Date, now: Date
+        id: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?, createdAt: Date, now: Date,
+        requestKey: String? = nil
     ) async throws -> Bool {
         try await connection.first("""
-            INSERT INTO billing.refunds (tenant_id, refund_id, payment_id, amount, currency, status, reason, created_at, updated_at)
-            VALUES (\(tenant), \(id), \(paymentID), \(amount), \(currency), \(status), \(reason), \(createdAt), \(now))
-            ON CONFLICT (tenant_id, refund_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at
+            INSERT INTO billing.refunds (tenant_id, refund_id, payment_id, amount, currency, status, reason, created_at, updated_at, request_key)
+            VALUES (\(tenant), \(id), \(paymentID), \(amount), \(currency), \(status), \(reason), \(createdAt), \(now), \(requestKey))
+            ON CONFLICT (tenant_id, refund_id) DO UPDATE SET status = EXCLUDED.status, reason = coalesce(EXCLUDED.reason, refunds.reason),
+                updated_at = EXCLUDED.updated_at, request_key = coalesce(refunds.request_key, EXCLUDED.request_key)
             RETURNING (xmax = 0)
             """, as: Bool.self, logger: logger) ?? false
     }

@@ -176,3 +176,31 @@ struct PostgresConnectionProxy: Sendable {
         try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test.sql"))
     }
 }
+
+extension EventHarness {
+    /// Delivers every event the stand-in has recorded (repeats change nothing) and processes them, as a webhook
+    /// endpoint registered with it would have.
+    func deliverStandInEvents() async throws {
+        guard let stripe = server.stripe else { throw TestFailure("this test runs without the stand-in") }
+        for event in try await stripe.listEvents().events.reversed() { try await deliver(Array(event.raw)) }
+        try await drain()
+    }
+
+    /// A paid subscription through Checkout on the stand-in, confirmed by its webhooks.
+    func subscribe(_ tenant: UUID, plan: String, seats: Int? = nil, interval: String = "month") async throws {
+        var params: [String: JSONValue] = ["plan": .string(plan), "interval": .string(interval)]
+        if let seats { params["seats"] = .integer(seats) }
+        let started = try await client.rpc("billing.checkout", params, token: try await server.token(.admin, tenant: tenant))
+        guard let session = started["result"]?["sessionId"]?.stringValue else { throw TestFailure("checkout failed: \(started)") }
+        _ = await server.standIn!.complete(session, outcome: .pay)
+        try await deliverStandInEvents()
+    }
+
+    /// A paid top-up through Checkout on the stand-in, confirmed by its webhooks.
+    func topUp(_ tenant: UUID, credits: Int) async throws {
+        let started = try await client.rpc("billing.topUp", ["credits": .integer(credits)], token: try await server.token(.admin, tenant: tenant))
+        guard let session = started["result"]?["sessionId"]?.stringValue else { throw TestFailure("top-up failed: \(started)") }
+        _ = await server.standIn!.complete(session, outcome: .pay)
+        try await deliverStandInEvents()
+    }
+}

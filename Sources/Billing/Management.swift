@@ -1,0 +1,257 @@
+import BillingCore
+import BillingStore
+import Foundation
+import JSONRPC
+import StripeAPI
+
+public struct PageParams: Decodable, Sendable {
+    public var limit: Int?
+    public var cursor: String?
+
+    func validatedLimit(default value: Int = 50) throws -> Int {
+        let limit = self.limit ?? value
+        guard (1...200).contains(limit) else {
+            throw BillingError.invalidParams(field: "limit", "limit must be from 1 to 200 (got \(limit))")
+        }
+        return limit
+    }
+}
+
+/// `billing.entitlements`: what the tenant may use now, in one call.
+public struct Entitlements: Encodable, Sendable {
+    public var tenantId: String
+    /// The plan the tenant is on (paid for, or the default plan).
+    public var plan: String
+    public var status: String
+    public var entitled: Bool
+    public var graceEndsAt: Date?
+    public var seats: Int
+    /// Whose features and limits apply now: `plan` while entitled, the default plan otherwise.
+    public var featuresPlan: String
+    public var features: [String]
+    public var limits: [String: Int]
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(tenantId, forKey: .tenantId)
+        try container.encode(plan, forKey: .plan)
+        try container.encode(status, forKey: .status)
+        try container.encode(entitled, forKey: .entitled)
+        try container.encode(graceEndsAt, forKey: .graceEndsAt)
+        try container.encode(seats, forKey: .seats)
+        try container.encode(featuresPlan, forKey: .featuresPlan)
+        try container.encode(features, forKey: .features)
+        try container.encode(limits, forKey: .limits)
+    }
+
+    enum CodingKeys: String, CodingKey { case tenantId, plan, status, entitled, graceEndsAt, seats, featuresPlan, features, limits }
+}
+
+public struct AuditEntry: Encodable, Sendable {
+    public var id: String
+    public var actorType: String
+    public var actor: String
+    public var action: String
+    public var before: JSONValue
+    public var after: JSONValue
+    public var createdAt: Date
+}
+
+public struct AuditPage: Encodable, Sendable {
+    public var entries: [AuditEntry]
+    public var nextCursor: String?
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(entries, forKey: .entries)
+        try container.encode(nextCursor, forKey: .nextCursor)
+    }
+
+    enum CodingKeys: String, CodingKey { case entries, nextCursor }
+}
+
+public struct RefundView: Encodable, Sendable, Equatable {
+    public var refundId: String
+    public var paymentId: String
+    public var amount: Int
+    public var currency: String
+    public var status: String
+    public var reason: String?
+    public var createdAt: Date
+    /// True when this call repeated an earlier identical one.
+    public var replayed: Bool?
+
+    init(_ record: RefundRecord, replayed: Bool? = nil) {
+        refundId = record.refundID
+        paymentId = record.paymentID
+        amount = record.amount
+        currency = record.currency
+        status = record.status
+        reason = record.reason
+        createdAt = record.createdAt
+        self.replayed = replayed
+    }
+}
+
+public struct PaymentView: Encodable, Sendable {
+    public var paymentId: String
+    public var paymentIntentId: String?
+    public var chargeId: String?
+    public var amount: Int
+    public var amountRefunded: Int
+    public var amountRefundable: Int
+    public var currency: String
+    public var purpose: String
+    public var credits: Int
+    public var dispute: String
+    public var createdAt: Date
+    public var refunds: [RefundView]
+}
+
+public struct PaymentsPage: Encodable, Sendable {
+    public var payments: [PaymentView]
+    public var nextCursor: String?
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(payments, forKey: .payments)
+        try container.encode(nextCursor, forKey: .nextCursor)
+    }
+
+    enum CodingKeys: String, CodingKey { case payments, nextCursor }
+}
+
+public struct RefundParams: Decodable, Sendable {
+    public var paymentId: String
+    public var amount: Int?
+    public var reason: String?
+}
+
+extension BillingAPI {
+    /// `billing.entitlements`.
+    func entitlements(of tenant: UUID) async throws -> Entitlements {
+        let status = try await status(of: tenant)
+        let fallback = try catalog.plan(named: catalog.defaultPlan)
+        let plan = (try? catalog.plan(named: status.plan)) ?? fallback
+        let applies = status.entitled ? plan : fallback
+        return Entitlements(
+            tenantId: tenant.uuidString.lowercased(), plan: plan.key, status: status.status, entitled: status.entitled,
+            graceEndsAt: status.graceEndsAt, seats: status.seats, featuresPlan: applies.key, features: applies.features,
+            limits: applies.limits)
+    }
+
+    /// `billing.auditLog`: newest first, by cursor.
+    func auditLog(_ params: PageParams, call: TenantCall) async throws -> AuditPage {
+        let limit = try params.validatedLimit()
+        let before = try Self.entryCursor(params.cursor, method: "billing.auditLog")
+        return try await tenants.database.transaction(call.tenantID, operation: "read audit log") { transaction in
+            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            let records = try await transaction.auditEvents(before: before, limit: limit + 1)
+            let page = Array(records.prefix(limit))
+            return AuditPage(
+                entries: page.map { record in
+                    AuditEntry(
+                        id: String(record.id), actorType: record.actorType, actor: record.actor, action: record.action,
+                        before: Self.json(record.before), after: Self.json(record.after), createdAt: record.createdAt)
+                },
+                nextCursor: records.count > limit ? page.last.map { String($0.id) } : nil)
+        }
+    }
+
+    static func json(_ text: String?) -> JSONValue {
+        guard let text, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return .null }
+        return value
+    }
+
+    static func entryCursor(_ cursor: String?, method: String) throws -> Int? {
+        try cursor.map { cursor in
+            guard let id = Int(cursor), id > 0 else {
+                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier \(method) answer")
+            }
+            return id
+        }
+    }
+
+    /// `billing.payments`: every successful charge of the tenant, newest first, with its refunds.
+    func payments(_ params: PageParams, call: TenantCall) async throws -> PaymentsPage {
+        let limit = try params.validatedLimit()
+        let before: (Date, String)? = try params.cursor.map { cursor in
+            let parts = cursor.split(separator: "/", maxSplits: 1)
+            guard parts.count == 2, let micros = Int64(parts[0]) else {
+                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier billing.payments answer")
+            }
+            return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), String(parts[1]))
+        }
+        return try await tenants.database.transaction(call.tenantID, operation: "read payments") { transaction in
+            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            let records = try await transaction.payments(before: before, limit: limit + 1)
+            let page = Array(records.prefix(limit))
+            let refunds = Dictionary(grouping: try await transaction.refunds(of: page.map(\.paymentID)), by: \.paymentID)
+            return PaymentsPage(
+                payments: page.map { payment in
+                    PaymentView(
+                        paymentId: payment.paymentID, paymentIntentId: payment.paymentIntentID, chargeId: payment.chargeID,
+                        amount: payment.amount, amountRefunded: payment.amountRefunded, amountRefundable: payment.amountRefundable,
+                        currency: payment.currency, purpose: payment.purpose, credits: payment.credits, dispute: payment.disputeStatus,
+                        createdAt: payment.createdAt, refunds: (refunds[payment.paymentID] ?? []).map { RefundView($0) })
+                },
+                nextCursor: records.count > limit
+                    ? page.last.map { "\(Int64(($0.createdAt.timeIntervalSince1970 * 1_000_000).rounded()))/\($0.paymentID)" } : nil)
+        }
+    }
+
+    /// `billing.refund` (operator): through Stripe, whole or in part, never more than remains refundable. The same
+    /// payment, amount and reason is the same refund (a repeat returns it). Credits follow `charge.refunded`.
+    func refund(_ params: RefundParams, call: TenantCall) async throws -> RefundView {
+        let reason = params.reason?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let reason, reason.count > 500 {
+            throw BillingError.invalidParams(field: "reason", "reason must be at most 500 characters")
+        }
+        let client = try requireStripe()
+        let actor = call.actor
+        return try await tenants.database.transaction(call.tenantID, operation: "refund") { transaction in
+            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            guard let payment = try await transaction.lockPayment(params.paymentId) else {
+                throw BillingError.notFound("this tenant has no payment \(params.paymentId); list them with billing.payments")
+            }
+            let requestKey = "\(params.amount.map(String.init) ?? "rest"):\(reason ?? "")"
+            if let earlier = try await transaction.refund(paymentID: payment.paymentID, requestKey: requestKey) {
+                return RefundView(earlier, replayed: true)
+            }
+            let refunded = max(payment.amountRefunded, try await transaction.refundedAmount(paymentID: payment.paymentID))
+            let refundable = payment.amount - refunded
+            let amount = params.amount ?? refundable
+            guard refundable > 0 else {
+                throw BillingError.preconditionFailed("payment \(payment.paymentID) is refunded in full already")
+            }
+            guard (1...refundable).contains(amount) else {
+                throw BillingError.invalidParams(
+                    field: "amount", "amount must be from 1 to \(refundable) \(payment.currency), what remains refundable of payment \(payment.paymentID) (got \(amount))")
+            }
+            var form: FormParameters = ["amount": .int(amount), "metadata": [
+                "tenant_id": .string(call.tenantID.lowercased), "requested_by": .string(actor.id),
+            ]]
+            if let intent = payment.paymentIntentID { form["payment_intent"] = .string(intent) } else if let charge = payment.chargeID {
+                form["charge"] = .string(charge)
+            }
+            if let reason, !reason.isEmpty { form["metadata"] = .fields([
+                ("tenant_id", .string(call.tenantID.lowercased)), ("requested_by", .string(actor.id)), ("reason", .string(reason)),
+            ]) }
+            let created = try await client.createRefund(
+                form, idempotencyKey: "refund:\(call.tenantID.lowercased):\(payment.paymentID):\(refunded):\(requestKey)")
+            _ = try await transaction.upsertRefund(
+                id: created.id, paymentID: payment.paymentID, amount: created.amount, currency: created.currency ?? payment.currency,
+                status: created.status ?? "pending", reason: reason, createdAt: created.created.map { Date(timeIntervalSince1970: Double($0)) } ?? now(),
+                now: now(), requestKey: requestKey)
+            try await transaction.audit(actor: actor, action: "refund.requested", before: [
+                "payment": payment.paymentID, "amountRefunded": String(refunded),
+            ], after: [
+                "payment": payment.paymentID, "refund": created.id, "amount": String(created.amount), "reason": reason ?? "",
+            ])
+            return RefundView(RefundRecord(
+                refundID: created.id, paymentID: payment.paymentID, amount: created.amount, currency: created.currency ?? payment.currency,
+                status: created.status ?? "pending", reason: reason, createdAt: created.created.map { Date(timeIntervalSince1970: Double($0)) } ?? now()),
+                replayed: false)
+        }
+    }
+}

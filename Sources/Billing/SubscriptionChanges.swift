@@ -1,0 +1,125 @@
+import BillingCore
+import BillingStore
+import Foundation
+import StripeAPI
+
+public struct SeatsParams: Decodable, Sendable {
+    public var seats: Int
+}
+
+public struct CancelParams: Decodable, Sendable {
+    public var atPeriodEnd: Bool?
+}
+
+extension BillingAPI {
+    /// The tenant's live subscription, locked for the length of the change; PRECONDITION_FAILED saying what to do when
+    /// there is none.
+    func liveSubscription(_ transaction: TenantTransaction, for action: String) async throws -> SubscriptionRecord {
+        guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(transaction.tenant) }
+        guard let current = try await transaction.currentSubscription(), !current.isTerminal else {
+            throw BillingError.preconditionFailed(
+                "this tenant has no subscription to \(action); subscribe first with billing.checkout")
+        }
+        return current
+    }
+
+    /// Stripe's answer to a change is its confirmation: it becomes our row at once (the change's own webhook, a
+    /// moment later, finds it applied). The event time stays, so any newer event still applies.
+    func applyConfirmed(
+        _ subscription: Subscription, over current: SubscriptionRecord, _ transaction: TenantTransaction, actor: AuditActor, action: String
+    ) async throws {
+        guard case .success(var record) = catalog.subscriptionRecord(subscription, previous: current, at: nil) else {
+            // Stripe answered with a price we do not know: leave it to the webhook, which fails visibly.
+            return
+        }
+        record.lastEventAt = current.lastEventAt
+        try await transaction.updateSubscription(record, now: now())
+        try await transaction.audit(
+            actor: actor, action: action,
+            before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
+    }
+
+    /// `billing.updateSeats`: checked against the plan's seat range, then the Stripe item's quantity, with proration.
+    func updateSeats(_ params: SeatsParams, call: TenantCall) async throws -> BillingStatus {
+        let client = try requireStripe()
+        let actor = call.actor
+        let proration = settings.seatProration
+        try await tenants.database.transaction(call.tenantID, operation: "update seats") { transaction in
+            let current = try await liveSubscription(transaction, for: "change seats on")
+            let plan = try catalog.plan(named: current.plan)
+            guard plan.seats.isAdjustable else {
+                throw BillingError.preconditionFailed(
+                    "plan '\(plan.key)' has \(plan.seats.rangeDescription) seat; to get more seats change to a plan with seats (billing.changePlan, e.g. team)")
+            }
+            try plan.seats.validate(params.seats, plan: plan.key)
+            guard params.seats != current.seats else { return }
+            let item = try await subscriptionItem(current.stripeSubscriptionID, client: client)
+            let updated = try await client.updateSubscription(current.stripeSubscriptionID, [
+                "items": [["id": .string(item), "quantity": .int(params.seats)]],
+                "proration_behavior": .string(proration),
+            ], idempotencyKey: "seats:\(current.stripeSubscriptionID):\(current.seats)->\(params.seats):\(Self.stamp(current))")
+            try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.seats_changed")
+        }
+        return try await status(of: call.tenantID)
+    }
+
+    /// `billing.cancel`: at the period end by default; at once only for an operator.
+    func cancel(_ params: CancelParams, call: TenantCall) async throws -> BillingStatus {
+        let atPeriodEnd = params.atPeriodEnd ?? true
+        if !atPeriodEnd && call.principal.role != .operator {
+            throw BillingError.forbidden(
+                "cancelling at once is for operators; leave out atPeriodEnd (or set it true) to cancel at the end of the period")
+        }
+        let client = try requireStripe()
+        let actor = call.actor
+        try await tenants.database.transaction(call.tenantID, operation: "cancel") { transaction in
+            let current = try await liveSubscription(transaction, for: "cancel")
+            if atPeriodEnd {
+                guard !current.cancelAtPeriodEnd else { return }
+                let updated = try await client.updateSubscription(
+                    current.stripeSubscriptionID, ["cancel_at_period_end": true],
+                    idempotencyKey: "cancel:\(current.stripeSubscriptionID):\(Self.stamp(current))")
+                try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.cancel_scheduled")
+            } else {
+                let ended = try await client.cancelSubscription(current.stripeSubscriptionID)
+                try await applyConfirmed(ended, over: current, transaction, actor: actor, action: "subscription.canceled")
+            }
+        }
+        return try await status(of: call.tenantID)
+    }
+
+    /// `billing.resume`: undoes a scheduled cancellation before the period ends (not Stripe's resume of a pause).
+    func resume(call: TenantCall) async throws -> BillingStatus {
+        let client = try requireStripe()
+        let actor = call.actor
+        try await tenants.database.transaction(call.tenantID, operation: "resume") { transaction in
+            let current = try await liveSubscription(transaction, for: "resume")
+            guard current.cancelAtPeriodEnd else {
+                throw BillingError.preconditionFailed("this subscription is not set to cancel; there is nothing to resume")
+            }
+            if let end = current.currentPeriodEnd, end <= now() {
+                throw BillingError.preconditionFailed(
+                    "the period ended \(end.formatted(.iso8601)) and the subscription with it; subscribe again with billing.checkout")
+            }
+            let updated = try await client.updateSubscription(
+                current.stripeSubscriptionID, ["cancel_at_period_end": false],
+                idempotencyKey: "resume:\(current.stripeSubscriptionID):\(Self.stamp(current))")
+            try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.resumed")
+        }
+        return try await status(of: call.tenantID)
+    }
+
+    func subscriptionItem(_ subscriptionID: String, client: StripeClient) async throws -> String {
+        let subscription = try await client.retrieveSubscription(subscriptionID)
+        guard let item = subscription.items.data.first else {
+            throw StripeError.unreadable("subscription \(subscriptionID) has no items")
+        }
+        return item.id
+    }
+
+    /// Part of a change's idempotency key: the state it was made from, so a retry of the same change is the same
+    /// Stripe request and a change after the state moved is a new one.
+    static func stamp(_ record: SubscriptionRecord) -> String {
+        "\(record.seats):\(record.plan):\(record.interval):\(record.cancelAtPeriodEnd):\(Int64((record.updatedAt?.timeIntervalSince1970 ?? 0) * 1_000_000))"
+    }
+}

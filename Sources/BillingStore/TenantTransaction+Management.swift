@@ -1,0 +1,121 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+public struct RefundRecord: Sendable, Equatable {
+    public var refundID: String
+    public var paymentID: String
+    public var amount: Int
+    public var currency: String
+    public var status: String
+    public var reason: String?
+    public var createdAt: Date
+
+    public init(refundID: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?, createdAt: Date) {
+        self.refundID = refundID
+        self.paymentID = paymentID
+        self.amount = amount
+        self.currency = currency
+        self.status = status
+        self.reason = reason
+        self.createdAt = createdAt
+    }
+}
+
+/// One audit event as stored (before and after as JSON text).
+public struct AuditRecord: Sendable, Equatable {
+    public var id: Int
+    public var actorType: String
+    public var actor: String
+    public var action: String
+    public var before: String?
+    public var after: String?
+    public var createdAt: Date
+}
+
+extension TenantTransaction {
+    // MARK: Payments and refunds
+
+    /// Payments newest first, after the keyset `(createdAt, paymentID)` when given.
+    public func payments(before: (Date, String)?, limit: Int) async throws -> [PaymentRecord] {
+        let rows = try await connection.query("""
+            SELECT payment_id, payment_intent_id, charge_id, amount, amount_refunded, currency, purpose, top_up_id, stripe_invoice_id,
+                   credits, credits_taken_back, credits_frozen, dispute_status, created_at
+            FROM billing.payments
+            WHERE tenant_id = \(tenant)
+              AND (\(before?.0)::timestamptz IS NULL OR (created_at, payment_id) < (\(before?.0)::timestamptz, \(before?.1)::text))
+            ORDER BY created_at DESC, payment_id DESC
+            LIMIT \(limit)
+            """, logger: logger)
+        var payments: [PaymentRecord] = []
+        for try await (paymentID, intent, charge, amount, refunded, currency, purpose, topUp, invoice, credits, takenBack, frozen, dispute, created)
+            in rows.decode((String, String?, String?, Int, Int, String, String, UUID?, String?, Int, Int, Int, String, Date).self)
+        {
+            payments.append(PaymentRecord(
+                paymentID: paymentID, paymentIntentID: intent, chargeID: charge, amount: amount, amountRefunded: refunded,
+                currency: currency, purpose: purpose, topUpID: topUp, stripeInvoiceID: invoice, credits: credits,
+                creditsTakenBack: takenBack, creditsFrozen: frozen, disputeStatus: dispute, createdAt: created))
+        }
+        return payments
+    }
+
+    /// The refunds of these payments, oldest first.
+    public func refunds(of paymentIDs: [String]) async throws -> [RefundRecord] {
+        guard !paymentIDs.isEmpty else { return [] }
+        let rows = try await connection.query("""
+            SELECT refund_id, payment_id, amount, currency, status, reason, created_at FROM billing.refunds
+            WHERE tenant_id = \(tenant) AND payment_id = ANY(\(paymentIDs))
+            ORDER BY created_at, refund_id
+            """, logger: logger)
+        var refunds: [RefundRecord] = []
+        for try await (id, payment, amount, currency, status, reason, created)
+            in rows.decode((String, String, Int, String, String, String?, Date).self)
+        {
+            refunds.append(RefundRecord(refundID: id, paymentID: payment, amount: amount, currency: currency, status: status,
+                                        reason: reason, createdAt: created))
+        }
+        return refunds
+    }
+
+    /// The refund an operator's earlier identical request made.
+    public func refund(paymentID: String, requestKey: String) async throws -> RefundRecord? {
+        let rows = try await connection.query("""
+            SELECT refund_id, payment_id, amount, currency, status, reason, created_at FROM billing.refunds
+            WHERE tenant_id = \(tenant) AND payment_id = \(paymentID) AND request_key = \(requestKey)
+            """, logger: logger)
+        for try await (id, payment, amount, currency, status, reason, created)
+            in rows.decode((String, String, Int, String, String, String?, Date).self)
+        {
+            return RefundRecord(refundID: id, paymentID: payment, amount: amount, currency: currency, status: status,
+                                reason: reason, createdAt: created)
+        }
+        return nil
+    }
+
+    /// What refunds recorded here (including ones Stripe has not confirmed by webhook yet) add up to.
+    public func refundedAmount(paymentID: String) async throws -> Int {
+        try await connection.first("""
+            SELECT coalesce(sum(amount), 0)::bigint FROM billing.refunds
+            WHERE tenant_id = \(tenant) AND payment_id = \(paymentID) AND status NOT IN ('failed', 'canceled')
+            """, as: Int.self, logger: logger) ?? 0
+    }
+
+    // MARK: Audit
+
+    /// Audit events newest first, older than `before` (an event id) when given.
+    public func auditEvents(before: Int?, limit: Int) async throws -> [AuditRecord] {
+        let rows = try await connection.query("""
+            SELECT event_id, actor_type, actor, action, before::text, after::text, created_at FROM billing.audit_events
+            WHERE tenant_id = \(tenant) AND (\(before)::bigint IS NULL OR event_id < \(before)::bigint)
+            ORDER BY event_id DESC
+            LIMIT \(limit)
+            """, logger: logger)
+        var events: [AuditRecord] = []
+        for try await (id, actorType, actor, action, before, after, created)
+            in rows.decode((Int, String, String, String, String?, String?, Date).self)
+        {
+            events.append(AuditRecord(id: id, actorType: actorType, actor: actor, action: action, before: before, after: after, createdAt: created))
+        }
+        return events
+    }
+}

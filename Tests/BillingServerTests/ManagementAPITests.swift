@@ -1,0 +1,172 @@
+import BillingCore
+import BillingTestSupport
+import Foundation
+import HummingbirdTesting
+import JSONRPC
+import Logging
+import Testing
+
+/// What tenant admins and operators do day to day, through the running server with the stand-in and its webhooks.
+@Suite struct ManagementAPITests {
+    @Test func seatsChangeInsideTheRangeAndAreRefusedOutsideIt() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            // No subscription yet: what to do instead.
+            let none = try await client.rpc("billing.updateSeats", ["seats": 4], token: admin)
+            #expect(none.errorName == "PRECONDITION_FAILED")
+            #expect(none.errorMessage.contains("billing.checkout"))
+
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let changed = try await client.rpc("billing.updateSeats", ["seats": 5], token: admin)
+            #expect(changed["result"]?["seats"] == 5, "\(changed)")
+            let outside = try await client.rpc("billing.updateSeats", ["seats": 51], token: admin)
+            #expect(outside.errorCode == -32602)
+            #expect(outside.errorMessage.contains("between 3 and 50"))
+            let member = try await client.rpc("billing.updateSeats", ["seats": 6], token: try await server.token(.member, tenant: tenant))
+            #expect(member.errorName == "FORBIDDEN")
+            // Stripe's own events about the change confirm it; nothing moves back.
+            try await harness.deliverStandInEvents()
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["seats"] == 5)
+            let stripeQuantity = try await harness.owner { proxy -> String? in
+                try await proxy.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
+            }
+            let subscription = try await server.stripe!.retrieveSubscription(try #require(stripeQuantity))
+            #expect(subscription.items.data.first?.quantity == 5)
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.audit_events WHERE action = 'subscription.seats_changed' AND actor = 'user-admin'") == 1)
+        }
+    }
+
+    @Test func aPlanWithoutSeatsSaysToChangePlan() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            try await harness.subscribe(tenant, plan: "pro")
+            let refused = try await client.rpc("billing.updateSeats", ["seats": 2], token: try await server.token(.owner, tenant: tenant))
+            #expect(refused.errorName == "PRECONDITION_FAILED")
+            #expect(refused.errorMessage.contains("billing.changePlan"))
+        }
+    }
+
+    @Test func cancelThenResumeAndOnlyOperatorsCancelAtOnce() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let admin = try await server.token(.admin, tenant: tenant)
+            #expect(try await client.rpc("billing.resume", token: admin).errorName == "PRECONDITION_FAILED")
+            let scheduled = try await client.rpc("billing.cancel", token: admin)
+            #expect(scheduled["result"]?["cancelAtPeriodEnd"] == true)
+            #expect(scheduled["result"]?["entitled"] == true)
+            let resumed = try await client.rpc("billing.resume", token: admin)
+            #expect(resumed["result"]?["cancelAtPeriodEnd"] == false)
+            // Cancel again after resuming: a new request to Stripe, not a replay of the first.
+            #expect(try await client.rpc("billing.cancel", ["atPeriodEnd": true], token: admin)["result"]?["cancelAtPeriodEnd"] == true)
+            try await harness.deliverStandInEvents()
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["cancelAtPeriodEnd"] == true)
+
+            let now = try await client.rpc("billing.cancel", ["atPeriodEnd": false], token: admin)
+            #expect(now.errorName == "FORBIDDEN")
+            let byOperator = try await client.rpc(
+                "billing.cancel", ["tenantId": .string(tenant.uuidString), "atPeriodEnd": false], token: try await server.token(.operator))
+            #expect(byOperator["result"]?["status"] == "canceled")
+            #expect(byOperator["result"]?["entitled"] == false)
+            try await harness.deliverStandInEvents()
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["status"] == "canceled")
+        }
+    }
+
+    @Test func entitlementsFollowStatusAndGrace() async throws {
+        try await TestServer.run(extra: EventHarness.extra.merging(["BILLING_GRACE_PERIOD_SECONDS": "3600"]) { $1 }) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let member = { (tenant: UUID) in try await server.token(.member, tenant: tenant) }
+            let fresh = try await server.provision(client)
+            let free = try await client.rpc("billing.entitlements", token: try await member(fresh))
+            #expect(free["result"]?["plan"] == "free")
+            #expect(free["result"]?["entitled"] == true)
+
+            // Past due for 30 minutes: still entitled to team's features, with the grace end.
+            let recent = try await harness.tenant(customer: "cus_grace_recent")
+            try await harness.deliver(EventHarness.event(
+                "evt_grace_recent", "customer.subscription.updated",
+                EventHarness.subscription("sub_grace_recent", customer: "cus_grace_recent", status: "past_due"), created: harness.now - 1800))
+            // Past due for two hours: no longer.
+            let late = try await harness.tenant(customer: "cus_grace_late")
+            try await harness.deliver(EventHarness.event(
+                "evt_grace_late", "customer.subscription.updated",
+                EventHarness.subscription("sub_grace_late", customer: "cus_grace_late", status: "past_due"), created: harness.now - 7200))
+            try await harness.drain()
+            let inGrace = try await client.rpc("billing.entitlements", token: try await member(recent))
+            #expect(inGrace["result"]?["entitled"] == true)
+            #expect(inGrace["result"]?["featuresPlan"] == "team")
+            #expect(inGrace["result"]?["features"] == ["projects", "api", "priority_support", "sso", "audit_log"])
+            #expect(inGrace["result"]?["graceEndsAt"]?.stringValue != nil)
+            let lapsed = try await client.rpc("billing.entitlements", token: try await member(late))
+            #expect(lapsed["result"]?["plan"] == "team")
+            #expect(lapsed["result"]?["entitled"] == false)
+            #expect(lapsed["result"]?["featuresPlan"] == "free")
+            #expect(lapsed["result"]?["limits"]?["projects"] == 3)
+        }
+    }
+
+    /// A partial refund, its repeat, an over-refund, and the audit trail that accounts for each.
+    @Test func refundsArePartialIdempotentBoundedAndSettledByTheWebhook() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            try await harness.topUp(tenant, credits: 1000)
+            let operatorToken = try await server.token(.operator)
+            let listed = try await client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+            let payment = try #require(listed["result"]?["payments"]?[0])
+            #expect(payment["amountRefundable"] == 1000)
+            #expect(payment["purpose"] == "credit_topup")
+            let paymentID = try #require(payment["paymentId"]?.stringValue)
+
+            let refund = { (amount: Int) in
+                try await client.rpc("billing.refund", [
+                    "tenantId": .string(tenant.uuidString), "paymentId": .string(paymentID), "amount": .integer(amount),
+                    "reason": "requested by customer",
+                ], token: operatorToken)
+            }
+            let first = try await refund(300)
+            #expect(first["result"]?["amount"] == 300)
+            #expect(first["result"]?["replayed"] == false)
+            let repeated = try await refund(300)
+            #expect(repeated["result"]?["refundId"] == first["result"]?["refundId"])
+            #expect(repeated["result"]?["replayed"] == true)
+            let over = try await refund(800)
+            #expect(over.errorCode == -32602)
+            #expect(over.errorMessage.contains("from 1 to 700"))
+            let byAdmin = try await client.rpc("billing.refund", ["paymentId": .string(paymentID)], token: try await server.token(.admin, tenant: tenant))
+            #expect(byAdmin.errorName == "FORBIDDEN")
+
+            // The credits are settled by Stripe's charge.refunded, not by the call.
+            #expect(try await harness.balance(tenant) == (1000, 0))
+            try await harness.deliverStandInEvents()
+            #expect(try await harness.balance(tenant) == (700, 0))
+            let after = try await client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+            #expect(after["result"]?["payments"]?[0]?["amountRefundable"] == 700)
+            #expect(after["result"]?["payments"]?[0]?["refunds"]?[0]?["refundId"] == first["result"]?["refundId"])
+
+            let audit = try await client.rpc("billing.auditLog", ["limit": 200], token: try await server.token(.owner, tenant: tenant))
+            guard case .array(let entries)? = audit["result"]?["entries"] else { throw TestFailure("\(audit)") }
+            let actions = entries.compactMap { $0["action"]?.stringValue }
+            #expect(actions.contains("refund.requested"))
+            #expect(actions.contains("credits.topped_up"))
+            #expect(actions.contains("payment.updated"))
+            let requested = entries.first { $0["action"] == "refund.requested" }
+            #expect(requested?["actorType"] == "operator")
+            #expect(requested?["after"]?["amount"] == "300")
+            let forMember = try await client.rpc("billing.auditLog", token: try await server.token(.member, tenant: tenant))
+            #expect(forMember.errorName == "FORBIDDEN")
+        }
+    }
+}
+
+extension JSONValue {
+    subscript(index: Int) -> JSONValue? {
+        if case .array(let items) = self, items.indices.contains(index) { items[index] } else { nil }
+    }
+}
