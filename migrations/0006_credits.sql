@@ -47,3 +47,23 @@ GRANT EXECUTE ON FUNCTION apply_credit_entry(uuid, text, text, bigint, text, boo
 -- A refund an operator asked for through billing.refund: the same payment, amount and reason is the same refund.
 ALTER TABLE refunds ADD COLUMN request_key text;
 CREATE UNIQUE INDEX refunds_request ON refunds (tenant_id, payment_id, request_key) WHERE request_key IS NOT NULL;
+
+-- Downgrades wait for the period's end: the job finds them across tenants (ids only), then works in each tenant.
+GRANT SELECT (pending_plan, current_period_end) ON subscriptions TO billing_resolver;
+SET LOCAL ROLE billing_resolver;
+
+CREATE FUNCTION pending_plan_changes_due(p_now timestamptz, p_limit integer)
+RETURNS TABLE (tenant_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = billing, pg_temp
+AS $$
+    SELECT s.tenant_id FROM subscriptions s
+    WHERE s.is_current AND s.pending_plan IS NOT NULL AND s.current_period_end <= p_now
+      AND s.status NOT IN ('canceled', 'incomplete_expired')
+    ORDER BY s.current_period_end
+    LIMIT p_limit
+$$;
+REVOKE ALL ON FUNCTION pending_plan_changes_due(timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pending_plan_changes_due(timestamptz, integer) TO billing_rw;
+
+SET LOCAL ROLE billing_owner;

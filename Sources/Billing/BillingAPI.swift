@@ -80,6 +80,9 @@ public struct BillingAPI: Sendable {
         methods.tenantMethod("billing.cancel", .mutation, roles: .managers) { (params: CancelParams, call) in
             try await cancel(params, call: call)
         }
+        methods.tenantMethod("billing.changePlan", .mutation, roles: .managers) { (params: ChangePlanParams, call) in
+            try await changePlan(params, call: call)
+        }
         methods.tenantMethod("billing.resume", .mutation, roles: .managers) { (_: NoParams, call) in
             try await resume(call: call)
         }

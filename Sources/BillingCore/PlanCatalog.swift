@@ -218,3 +218,21 @@ public enum JSONTypeName {
         }
     }
 }
+
+/// Which way a plan change goes: by the catalog's rank; on one plan, month to year is an upgrade.
+public enum PlanChangeDirection: String, Sendable, Equatable {
+    case same, upgrade, downgrade
+
+    public init(from current: Plan, _ currentInterval: BillingInterval, to target: Plan, _ targetInterval: BillingInterval) {
+        if target.rank != current.rank {
+            self = target.rank > current.rank ? .upgrade : .downgrade
+        } else if target.key != current.key {
+            // Plans of equal rank: a sideways move takes effect at the period's end, like a downgrade.
+            self = .downgrade
+        } else if targetInterval == currentInterval {
+            self = .same
+        } else {
+            self = targetInterval == .year ? .upgrade : .downgrade
+        }
+    }
+}

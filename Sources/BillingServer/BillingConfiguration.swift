@@ -47,6 +47,8 @@ public struct BillingConfiguration: Sendable {
     public var reconcileInterval: Duration?
     public var reconcileLookback: Duration
     public var reconcileSubscriptionMaxAge: Duration
+    /// How often `serve` applies due plan changes (nil: never).
+    public var planChangeInterval: Duration?
 
     public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
 
@@ -114,6 +116,8 @@ public struct BillingConfiguration: Sendable {
         let interval = reader.int(forKey: "billing.reconcile.interval.ms", default: 300_000)
         reconcileInterval = interval > 0 ? .milliseconds(interval) : nil
         reconcileLookback = .seconds(max(0, reader.int(forKey: "billing.reconcile.lookback.seconds", default: 3600)))
+        let planChanges = reader.int(forKey: "billing.plan.change.interval.ms", default: 60_000)
+        planChangeInterval = planChanges > 0 ? .milliseconds(planChanges) : nil
         reconcileSubscriptionMaxAge = .seconds(max(0, reader.int(forKey: "billing.reconcile.subscription.max.age.seconds", default: 86_400)))
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Billing
 import BillingStore
 import Logging
@@ -54,6 +55,26 @@ struct ReconciliationService: Service {
                 } catch {
                     logger.warning("reconciliation with Stripe failed; the next pass tries again", metadata: ["error": "\(error)"])
                 }
+            }
+        }
+    }
+}
+
+/// Applies pending plan changes (downgrades at the period's end) every `interval`.
+struct PlanChangeService: Service {
+    let api: BillingAPI
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    _ = try await api.applyDuePlanChanges(now: Date(), logger: logger)
+                } catch {
+                    logger.warning("the plan-change job failed; the next run tries again", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: interval)
             }
         }
     }

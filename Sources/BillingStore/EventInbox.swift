@@ -321,6 +321,19 @@ extension EventInbox {
         }
     }
 
+    /// Tenants whose pending plan change is due by `now` (ids only).
+    public func planChangesDue(now: Date, limit: Int) async throws(StoreError) -> [UUID] {
+        do {
+            var found: [UUID] = []
+            let rows = try await database.client.query(
+                "SELECT * FROM billing.pending_plan_changes_due(\(now), \(limit)::int)", logger: database.logger)
+            for try await tenant in rows.decode(UUID.self) { found.append(tenant) }
+            return found
+        } catch {
+            throw StoreError.wrap(error, operation: "plan changes due")
+        }
+    }
+
     /// Live current subscriptions no event has touched since `before`, across tenants (ids only).
     public func subscriptionsToRefresh(before: Date, limit: Int) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
         do {

@@ -216,6 +216,23 @@ extension TenantTransaction {
         return try await decodeSubscriptions(rows).first
     }
 
+    /// Records (or clears, with nil) a plan change that waits for the period's end.
+    public func setPendingChange(_ subscriptionID: String, plan: String?, interval: String?, now: Date) async throws {
+        try await connection.query("""
+            UPDATE billing.subscriptions SET pending_plan = \(plan), pending_interval = \(interval), updated_at = \(now)
+            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID)
+            """, logger: logger)
+    }
+
+    /// The tenant's current subscription's pending plan change, if any.
+    public func pendingChange() async throws -> (plan: String, interval: String?)? {
+        let rows = try await connection.query(
+            "SELECT pending_plan, pending_interval FROM billing.subscriptions WHERE tenant_id = \(tenant) AND is_current AND pending_plan IS NOT NULL",
+            logger: logger)
+        for try await (plan, interval) in rows.decode((String, String?).self) { return (plan, interval) }
+        return nil
+    }
+
     /// The tenant's current subscription, locked.
     public func currentSubscription() async throws -> SubscriptionRecord? {
         let rows = try await connection.query("""

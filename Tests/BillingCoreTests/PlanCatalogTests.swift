@@ -153,3 +153,16 @@ func defaultCatalog() throws -> PlanCatalog {
         #expect(!after.entitled)
     }
 }
+
+@Suite struct PlanChangeDirectionTests {
+    @Test func rankDecidesAndMonthToYearIsAnUpgrade() throws {
+        let catalog = try defaultCatalog()
+        let pro = try catalog.plan(named: "pro"), team = try catalog.plan(named: "team")
+        #expect(PlanChangeDirection(from: pro, .month, to: team, .month) == .upgrade)
+        #expect(PlanChangeDirection(from: team, .year, to: pro, .year) == .downgrade)
+        #expect(PlanChangeDirection(from: team, .month, to: pro, .year) == .downgrade)
+        #expect(PlanChangeDirection(from: pro, .month, to: pro, .year) == .upgrade)
+        #expect(PlanChangeDirection(from: pro, .year, to: pro, .month) == .downgrade)
+        #expect(PlanChangeDirection(from: team, .month, to: team, .month) == .same)
+    }
+}

@@ -1,4 +1,6 @@
+import Billing
 import BillingCore
+import BillingStore
 import BillingTestSupport
 import Foundation
 import HummingbirdTesting
@@ -168,5 +170,76 @@ import Testing
 extension JSONValue {
     subscript(index: Int) -> JSONValue? {
         if case .array(let items) = self, items.indices.contains(index) { items[index] } else { nil }
+    }
+}
+
+@Suite struct PlanChangeTests {
+    @Test func anUpgradeAppliesNowADowngradeAtThePeriodsEnd() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "pro")
+
+            // Upgrade by alias: now, and pro's single seat becomes team's minimum.
+            let upgraded = try await client.rpc("billing.changePlan", ["plan": "archon"], token: admin)
+            #expect(upgraded["result"]?["plan"] == "team", "\(upgraded)")
+            #expect(upgraded["result"]?["seats"] == 3)
+            #expect(upgraded["result"]?["pendingChange"] == .null)
+            _ = try await client.rpc("billing.updateSeats", ["seats": 7], token: admin)
+            // Month to year is an upgrade too.
+            let yearly = try await client.rpc("billing.changePlan", ["plan": "team", "interval": "year"], token: admin)
+            #expect(yearly["result"]?["interval"] == "year")
+            #expect(yearly["result"]?["seats"] == 7)
+            try await harness.deliverStandInEvents()
+
+            // A downgrade waits: visible as the pending change, effective at the period's end.
+            let downgraded = try await client.rpc("billing.changePlan", ["plan": "strategos", "interval": "year"], token: admin)
+            #expect(downgraded["result"]?["plan"] == "team")
+            #expect(downgraded["result"]?["pendingChange"]?["plan"] == "pro")
+            #expect(downgraded["result"]?["pendingChange"]?["effectiveAt"] == downgraded["result"]?["currentPeriodEnd"])
+            let periodEnd = try #require(downgraded["result"]?["currentPeriodEnd"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) })
+
+            let catalog = try TestServer.configuration(server.database).loadCatalog()
+            let job = { (now: Date) in
+                try await server.database.withAppClient { database in
+                    try await BillingAPI(
+                        catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
+                        stripe: StripeSettings(client: server.stripe!, publicURL: TestServer.publicURL), openRPC: .null
+                    ).applyDuePlanChanges(now: now, logger: Logger(label: "job"))
+                }
+            }
+            // Not before the period's end.
+            #expect(try await job(periodEnd.addingTimeInterval(-60)).isEmpty)
+            #expect(try await job(periodEnd.addingTimeInterval(1)) == [tenant])
+            let after = try await client.rpc("billing.status", token: admin)
+            #expect(after["result"]?["plan"] == "pro")
+            #expect(after["result"]?["seats"] == 1)
+            #expect(after["result"]?["pendingChange"] == .null)
+            // Stripe has the change: its own events agree.
+            try await harness.deliverStandInEvents()
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["plan"] == "pro")
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.audit_events WHERE action = 'plan.downgraded' AND actor_type = 'system'") == 1)
+        }
+    }
+
+    @Test func movingToFreeCancelsAtThePeriodsEndAndChangingBackDropsAPendingChange() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "team", seats: 4)
+            let scheduled = try await client.rpc("billing.changePlan", ["plan": "pro"], token: admin)
+            #expect(scheduled["result"]?["pendingChange"]?["plan"] == "pro")
+            let back = try await client.rpc("billing.changePlan", ["plan": "team"], token: admin)
+            #expect(back["result"]?["pendingChange"] == .null)
+            let free = try await client.rpc("billing.changePlan", ["plan": "free"], token: admin)
+            #expect(free["result"]?["cancelAtPeriodEnd"] == true)
+            #expect(free["result"]?["pendingChange"]?["plan"] == "free")
+            let none = try await client.rpc("billing.changePlan", ["plan": "team"], token: try await server.token(.admin, tenant: try await server.provision(client)))
+            #expect(none.errorName == "PRECONDITION_FAILED")
+            let unknown = try await client.rpc("billing.changePlan", ["plan": "platinum"], token: admin)
+            #expect(unknown["error"]?["data"]?["field"] == "plan")
+        }
     }
 }

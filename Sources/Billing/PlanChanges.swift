@@ -1,0 +1,118 @@
+import BillingCore
+import BillingStore
+import Foundation
+import Logging
+import StripeAPI
+
+public struct ChangePlanParams: Decodable, Sendable {
+    public var plan: String
+    public var interval: String?
+}
+
+extension BillingAPI {
+    /// `billing.changePlan`: an upgrade applies now with proration; a downgrade waits for the period's end (kept as
+    /// the pending change, applied then by the plan-change job without proration); a move to a plan that is never
+    /// bought (free) cancels at the period's end. Team seats are carried over within the new plan's range.
+    func changePlan(_ params: ChangePlanParams, call: TenantCall) async throws -> BillingStatus {
+        let target = try catalog.plan(named: params.plan)
+        let client = try requireStripe()
+        let actor = call.actor
+        let proration = settings.seatProration
+        try await tenants.database.transaction(call.tenantID, operation: "change plan") { transaction in
+            let current = try await liveSubscription(transaction, for: "change")
+            let currentPlan = try catalog.plan(named: current.plan)
+            let currentInterval = BillingInterval(rawValue: current.interval) ?? .month
+            let interval = try params.interval.map { try parseInterval($0) }
+                ?? (target.price(for: currentInterval) != nil ? currentInterval : target.intervals.first ?? .month)
+            guard target.price(for: interval) != nil else {
+                throw BillingError.invalidParams(
+                    field: "interval", "plan '\(target.key)' is offered \(target.intervals.map(\.rawValue).joined(separator: " or ")), not \(interval.rawValue)")
+            }
+            let pending = try await transaction.pendingChange()
+            let before = ["plan": current.plan, "interval": current.interval, "pendingPlan": pending?.plan ?? ""]
+            // A plan that is never bought: leave at the period's end.
+            guard let priceID = try? catalog.stripePriceID(of: target, per: interval) else {
+                if !current.cancelAtPeriodEnd {
+                    let updated = try await client.updateSubscription(
+                        current.stripeSubscriptionID, ["cancel_at_period_end": true],
+                        idempotencyKey: "cancel:\(current.stripeSubscriptionID):\(Self.stamp(current))")
+                    try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.cancel_scheduled")
+                }
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: target.key, interval: nil, now: now())
+                try await transaction.audit(actor: actor, action: "plan.change_scheduled", before: before,
+                                            after: ["plan": current.plan, "pendingPlan": target.key, "effectiveAt": Self.iso(current.currentPeriodEnd)])
+                return
+            }
+            switch PlanChangeDirection(from: currentPlan, currentInterval, to: target, interval) {
+            case .same:
+                // Changing back to what it is: a scheduled change is dropped.
+                if pending != nil {
+                    try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+                    try await transaction.audit(actor: actor, action: "plan.change_dropped", before: before,
+                                                after: ["plan": current.plan, "interval": current.interval, "pendingPlan": ""])
+                }
+            case .upgrade:
+                let seats = target.seats.normalize(current.seats)
+                let item = try await subscriptionItem(current.stripeSubscriptionID, client: client)
+                let updated = try await client.updateSubscription(current.stripeSubscriptionID, [
+                    "items": [["id": .string(item), "price": .string(priceID), "quantity": .int(seats)]],
+                    "proration_behavior": .string(proration),
+                ], idempotencyKey: "plan:\(current.stripeSubscriptionID):\(target.key):\(interval.rawValue):\(Self.stamp(current))")
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+                try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "plan.upgraded")
+            case .downgrade:
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: target.key, interval: interval.rawValue, now: now())
+                try await transaction.audit(actor: actor, action: "plan.change_scheduled", before: before, after: [
+                    "plan": current.plan, "pendingPlan": target.key, "pendingInterval": interval.rawValue,
+                    "effectiveAt": Self.iso(current.currentPeriodEnd),
+                ])
+            }
+        }
+        return try await status(of: call.tenantID)
+    }
+
+    static func iso(_ date: Date?) -> String { date?.formatted(.iso8601) ?? "" }
+
+    /// The plan-change job: applies every pending downgrade whose period has ended, without proration. Returns the
+    /// tenants it changed. One tenant's failure (Stripe down) is logged and retried at the next run.
+    public func applyDuePlanChanges(now: Date, logger: Logger) async throws -> [UUID] {
+        guard let client = stripe.client else { return [] }
+        let inbox = EventInbox(database: tenants.database)
+        var changed: [UUID] = []
+        for tenant in try await inbox.planChangesDue(now: now, limit: 200) {
+            do {
+                if try await applyPendingChange(tenant, now: now, client: client) { changed.append(tenant) }
+            } catch {
+                logger.warning("could not apply a pending plan change; the next run tries again", metadata: [
+                    "tenant": "\(tenant)", "error": "\(error)",
+                ])
+            }
+        }
+        return changed
+    }
+
+    func applyPendingChange(_ tenant: UUID, now: Date, client: StripeClient) async throws -> Bool {
+        try await tenants.database.transaction(tenant, operation: "apply plan change") { transaction in
+            guard let current = try await transaction.currentSubscription(), !current.isTerminal,
+                  let end = current.currentPeriodEnd, end <= now,
+                  let pending = try await transaction.pendingChange()
+            else { return false }
+            let target = try catalog.plan(named: pending.plan)
+            let interval = pending.interval.flatMap(BillingInterval.init(rawValue:)) ?? .month
+            guard let priceID = try? catalog.stripePriceID(of: target, per: interval) else {
+                // A move to free was a cancellation at the period's end: Stripe ends it; nothing to apply here.
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now)
+                return false
+            }
+            let item = try await subscriptionItem(current.stripeSubscriptionID, client: client)
+            let updated = try await client.updateSubscription(current.stripeSubscriptionID, [
+                "items": [["id": .string(item), "price": .string(priceID), "quantity": .int(target.seats.normalize(current.seats))]],
+                "proration_behavior": "none",
+            ], idempotencyKey: "plan:\(current.stripeSubscriptionID):\(target.key):\(interval.rawValue):at:\(Int(end.timeIntervalSince1970))")
+            try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now)
+            try await applyConfirmed(updated, over: current, transaction, actor: AuditActor(kind: .system, id: "plan-change-job"),
+                                     action: "plan.downgraded")
+            return true
+        }
+    }
+}
