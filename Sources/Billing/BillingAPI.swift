@@ -11,10 +11,16 @@ public struct BillingSettings: Sendable {
     public var pastDueGrace: Duration
     /// Stripe's `proration_behavior` for seat changes and upgrades.
     public var seatProration: String
+    /// How long a deleted tenant's data stays (readable to operators) before `billingd tenants purge` removes it.
+    public var tenantRetention: Duration
 
-    public init(pastDueGrace: Duration = .seconds(3 * 24 * 3600), seatProration: String = "create_prorations") {
+    public init(
+        pastDueGrace: Duration = .seconds(3 * 24 * 3600), seatProration: String = "create_prorations",
+        tenantRetention: Duration = .seconds(30 * 86400)
+    ) {
         self.pastDueGrace = pastDueGrace
         self.seatProration = seatProration
+        self.tenantRetention = tenantRetention
     }
 }
 
@@ -85,6 +91,15 @@ public struct BillingAPI: Sendable {
         }
         methods.tenantMethod("billing.resume", .mutation, roles: .managers) { (_: NoParams, call) in
             try await resume(call: call)
+        }
+        methods.tenantMethod("tenants.delete", .mutation, roles: .service) { (_: NoParams, call) in
+            try await deleteTenant(call: call)
+        }
+        methods.platformMethod("tenants.list", .query, roles: .operators) { (params: TenantsListParams, _, _) in
+            try await listTenants(params)
+        }
+        methods.platformMethod("tenants.get", .query, roles: .operators) { (params: TenantIDParams, _, _) in
+            try await getTenant(params)
         }
         methods.tenantMethod("billing.credits", .query, roles: .readers) { (params: CreditsParams, call) in
             try await credits(params, call: call)

@@ -192,7 +192,7 @@ extension BillingAPI {
             return id
         }
         return try await tenants.database.transaction(call.tenantID, operation: "read credits") { transaction in
-            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else { throw Self.unknownTenant(call.tenantID) }
             let balance = try await transaction.creditBalance()
             let entries = try await transaction.ledger(before: before, limit: limit + 1)
             let page = Array(entries.prefix(limit))

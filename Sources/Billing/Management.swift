@@ -8,6 +8,11 @@ public struct PageParams: Decodable, Sendable {
     public var limit: Int?
     public var cursor: String?
 
+    public init(limit: Int?, cursor: String?) {
+        self.limit = limit
+        self.cursor = cursor
+    }
+
     func validatedLimit(default value: Int = 50) throws -> Int {
         let limit = self.limit ?? value
         guard (1...200).contains(limit) else {
@@ -145,7 +150,7 @@ extension BillingAPI {
         let limit = try params.validatedLimit()
         let before = try Self.entryCursor(params.cursor, method: "billing.auditLog")
         return try await tenants.database.transaction(call.tenantID, operation: "read audit log") { transaction in
-            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else { throw Self.unknownTenant(call.tenantID) }
             let records = try await transaction.auditEvents(before: before, limit: limit + 1)
             let page = Array(records.prefix(limit))
             return AuditPage(
@@ -183,7 +188,7 @@ extension BillingAPI {
             return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), String(parts[1]))
         }
         return try await tenants.database.transaction(call.tenantID, operation: "read payments") { transaction in
-            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else { throw Self.unknownTenant(call.tenantID) }
             let records = try await transaction.payments(before: before, limit: limit + 1)
             let page = Array(records.prefix(limit))
             let refunds = Dictionary(grouping: try await transaction.refunds(of: page.map(\.paymentID)), by: \.paymentID)

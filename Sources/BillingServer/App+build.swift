@@ -35,7 +35,9 @@ public func buildApplication(
         sessionsPerMinute: configuration.checkoutSessionsPerMinute)
     let api = BillingAPI(
         catalog: catalog, tenants: TenantStore(database: database),
-        settings: BillingSettings(pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior), stripe: stripe, openRPC: openRPC, now: now)
+        settings: BillingSettings(
+            pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
+            tenantRetention: configuration.tenantRetention), stripe: stripe, openRPC: openRPC, now: now)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
     var rpc = JSONRPCServer(registry: methods)

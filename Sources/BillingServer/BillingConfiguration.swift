@@ -25,6 +25,7 @@ public struct BillingConfiguration: Sendable {
     public var priceOverrides: [String: String]
     public var pastDueGrace: Duration
     public var prorationBehavior: String
+    public var tenantRetention: Duration
     public var logLevel: Logger.Level
     /// nil: no Stripe; money paths say so. `billingd dev` runs the stand-in instead.
     public var stripeSecretKey: String?
@@ -87,6 +88,7 @@ public struct BillingConfiguration: Sendable {
             forKey: "billing.migrations.dir", default: root.appendingPathComponent("migrations").path))
         self.priceOverrides = priceOverrides
         pastDueGrace = .seconds(reader.int(forKey: "billing.grace.period.seconds", default: 3 * 24 * 3600))
+        tenantRetention = .seconds(max(0, reader.int(forKey: "billing.tenant.retention.days", default: 30)) * 86400)
         prorationBehavior = reader.string(forKey: "billing.proration.behavior", default: "create_prorations")
         guard ["create_prorations", "always_invoice", "none"].contains(prorationBehavior) else {
             throw ConfigurationError.invalid("BILLING_PRORATION_BEHAVIOR", "use create_prorations, always_invoice or none")

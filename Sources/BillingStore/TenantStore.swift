@@ -90,6 +90,21 @@ public struct TenantStore: Sendable {
         }
     }
 
+    /// Tenants by name, email (substring, any case), id or Stripe customer id, ordered by id after `after`.
+    public func search(_ query: String?, after: UUID?, limit: Int) async throws(StoreError) -> [TenantListing] {
+        do {
+            var found: [TenantListing] = []
+            let rows = try await database.client.query(
+                "SELECT * FROM billing.search_tenants(\(query), \(after), \(limit)::int)", logger: database.logger)
+            for try await (id, name, email, customer, created, deleted) in rows.decode((UUID, String, String, String?, Date, Date?).self) {
+                found.append(TenantListing(id: id, name: name, email: email, stripeCustomerID: customer, createdAt: created, deletedAt: deleted))
+            }
+            return found
+        } catch {
+            throw StoreError.wrap(error, operation: "search tenants")
+        }
+    }
+
     /// The tenant's status in one database round trip, as a prepared statement (parsed once per connection);
     /// the SQL function scopes itself to the tenant. Nil if the tenant does not exist or was deleted.
     public func status(of tenant: UUID) async throws(StoreError) -> TenantStatusRow? {
@@ -143,5 +158,45 @@ public enum AuditLog {
             INSERT INTO billing.audit_events (tenant_id, actor_type, actor, action, before, after)
             VALUES (\(tenant), \(actor.kind.rawValue), \(actor.id), \(action), \(beforeJSON)::jsonb, \(afterJSON)::jsonb)
             """, logger: logger)
+    }
+}
+
+/// `billingd tenants purge`: removes every row of tenants deleted before a time, as the schema's owner (the server's
+/// own role may delete nothing). Each tenant goes in one transaction scoped to it.
+public enum TenantPurge {
+    /// Tenant tables, children first.
+    static let tables = [
+        "refunds", "disputes", "payments", "stripe_invoices", "top_ups", "checkout_sessions", "credit_ledger", "credit_balances",
+        "audit_events", "subscriptions",
+    ]
+
+    public static func run(ownerURL: DatabaseURL, deletedBefore: Date, logger: Logger) async throws -> [UUID] {
+        try await ownerURL.withConnection(logger: logger) { connection in
+            var due: [UUID] = []
+            for try await id in try await connection.query(
+                "SELECT id FROM billing.tenants_deleted_before(\(deletedBefore))", logger: logger).decode(UUID.self)
+            {
+                due.append(id)
+            }
+            for tenant in due {
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    try await connection.query("SET LOCAL ROLE \(unescaped: Migrator.ownerRole)", logger: logger)
+                    try await connection.query(
+                        "SELECT set_config('app.tenant_id', \(tenant.uuidString.lowercased()), true)", logger: logger)
+                    for table in tables {
+                        try await connection.query("DELETE FROM billing.\(unescaped: table) WHERE tenant_id = \(tenant)", logger: logger)
+                    }
+                    try await connection.query("DELETE FROM billing.stripe_events WHERE tenant_id = \(tenant)", logger: logger)
+                    try await connection.query(
+                        "DELETE FROM billing.tenants WHERE id = \(tenant) AND deleted_at IS NOT NULL", logger: logger)
+                    try await connection.query("COMMIT", logger: logger)
+                } catch {
+                    try? await connection.query("ROLLBACK", logger: logger)
+                    throw StoreError.wrap(error, operation: "purge tenant \(tenant)")
+                }
+            }
+            return due
+        }
     }
 }

@@ -32,10 +32,12 @@ public struct LedgerEntry: Sendable, Equatable {
 }
 
 extension TenantTransaction {
-    /// Whether the tenant exists and is not deleted (no lock: the balance row serializes credit movements).
-    public func tenantIsLive() async throws -> Bool {
+    /// Whether the tenant exists and is not deleted (or, `includingDeleted`, exists at all: operators still read a
+    /// deleted tenant's data until it is purged). No lock: the balance row serializes credit movements.
+    public func tenantIsLive(includingDeleted: Bool = false) async throws -> Bool {
         try await connection.first(
-            "SELECT count(*)::int FROM billing.tenants WHERE id = \(tenant) AND deleted_at IS NULL", as: Int.self, logger: logger) == 1
+            "SELECT count(*)::int FROM billing.tenants WHERE id = \(tenant) AND (deleted_at IS NULL OR \(includingDeleted))",
+            as: Int.self, logger: logger) == 1
     }
 
     /// A credit movement named by `source`, once: a repeat returns the first entry. With `requireBalance`, a movement

@@ -33,7 +33,35 @@ public struct AuditRecord: Sendable, Equatable {
     public var createdAt: Date
 }
 
+/// A tenant as operators see it (deleted ones included until purged).
+public struct TenantListing: Sendable, Equatable {
+    public var id: UUID
+    public var name: String
+    public var email: String
+    public var stripeCustomerID: String?
+    public var createdAt: Date
+    public var deletedAt: Date?
+}
+
 extension TenantTransaction {
+    // MARK: Lifecycle
+
+    /// The tenant, deleted or not, locked; nil when it never existed.
+    public func lockTenantIncludingDeleted() async throws -> TenantListing? {
+        let rows = try await connection.query(
+            "SELECT id, name, email, stripe_customer_id, created_at, deleted_at FROM billing.tenants WHERE id = \(tenant) FOR UPDATE",
+            logger: logger)
+        for try await (id, name, email, customer, created, deleted) in rows.decode((UUID, String, String, String?, Date, Date?).self) {
+            return TenantListing(id: id, name: name, email: email, stripeCustomerID: customer, createdAt: created, deletedAt: deleted)
+        }
+        return nil
+    }
+
+    public func markDeleted(at time: Date) async throws {
+        try await connection.query(
+            "UPDATE billing.tenants SET deleted_at = \(time) WHERE id = \(tenant) AND deleted_at IS NULL", logger: logger)
+    }
+
     // MARK: Payments and refunds
 
     /// Payments newest first, after the keyset `(createdAt, paymentID)` when given.

@@ -243,3 +243,62 @@ extension JSONValue {
         }
     }
 }
+
+@Suite struct TenantLifecycleTests {
+    @Test func aDeletedTenantIsCanceledFirstHiddenFromItsUsersReadableToOperatorsThenPurged() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client, name: "Doomed Corp")
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            try await harness.topUp(tenant, credits: 600)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let service = try await server.token(.service)
+            let operatorToken = try await server.token(.operator)
+
+            let deleted = try await client.rpc("tenants.delete", ["tenantId": .string(tenant.uuidString)], token: service)
+            #expect(deleted["result"]?["deletedAt"]?.stringValue != nil, "\(deleted)")
+            #expect(deleted["result"]?["purgeAfter"]?.stringValue != nil)
+            // The subscription was canceled at Stripe first.
+            let subscriptionID: String? = try await harness.owner {
+                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
+            }
+            #expect(try await server.stripe!.retrieveSubscription(try #require(subscriptionID)).status == "canceled")
+            // Deleting again returns the first deletion.
+            let again = try await client.rpc("tenants.delete", ["tenantId": .string(tenant.uuidString)], token: service)
+            #expect(again["result"]?["deletedAt"] == deleted["result"]?["deletedAt"])
+
+            // Its users get NOT_FOUND; operators still read its data.
+            #expect(try await client.rpc("billing.status", token: admin).errorName == "NOT_FOUND")
+            #expect(try await client.rpc("billing.credits", token: admin).errorName == "NOT_FOUND")
+            let payments = try await client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+            #expect(payments["result"]?["payments"]?[0] != nil, "\(payments)")
+            let audit = try await client.rpc("billing.auditLog", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+            #expect(audit["result"]?["entries"]?[0]?["action"] == "tenant.deleted")
+
+            // Operators find it by name, email and Stripe customer id.
+            for query in ["doomed", "ACME.EXAMPLE", tenant.uuidString] {
+                let found = try await client.rpc("tenants.list", ["query": .string(query)], token: operatorToken)
+                guard case .array(let tenants)? = found["result"]?["tenants"] else { throw TestFailure("\(found)") }
+                #expect(tenants.contains { $0["tenantId"] == .string(tenant.uuidString.lowercased()) }, "\(query)")
+            }
+            let got = try await client.rpc("tenants.get", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+            #expect(got["result"]?["name"] == "Doomed Corp")
+            #expect(got["result"]?["deletedAt"] == deleted["result"]?["deletedAt"])
+            #expect(try await client.rpc("tenants.list", token: admin).errorName == "FORBIDDEN")
+
+            // Purged (retention 0 days): every row of it is gone, other tenants' untouched.
+            let other = try await server.provision(client, name: "Survivor")
+            let (status, output, errors) = try Billingd.run(["tenants", "purge", "--retention-days", "0"], environment: [
+                "DATABASE_URL": server.database.appURL.secretURLString, "DATABASE_OWNER_URL": server.database.ownerURL.secretURLString,
+            ])
+            #expect(status == 0, "\(errors)")
+            #expect(output.contains(tenant.uuidString.lowercased()))
+            for table in ["tenants", "subscriptions", "payments", "credit_ledger", "audit_events", "top_ups", "stripe_events"] {
+                let column = table == "tenants" ? "id" : "tenant_id"
+                #expect(try await harness.count("SELECT count(*)::int FROM billing.\(table) WHERE \(column) = '\(tenant)'") == 0, "\(table)")
+            }
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.tenants WHERE id = '\(other)'") == 1)
+            #expect(try await client.rpc("tenants.get", ["tenantId": .string(tenant.uuidString)], token: operatorToken).errorName == "NOT_FOUND")
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import BillingCore
+import BillingStore
+import Foundation
+import StripeAPI
+
+public struct TenantsListParams: Decodable, Sendable {
+    public var query: String?
+    public var limit: Int?
+    public var cursor: String?
+}
+
+public struct TenantIDParams: Decodable, Sendable {
+    public var tenantId: String
+}
+
+public struct TenantView: Encodable, Sendable {
+    public var tenantId: String
+    public var name: String
+    public var email: String
+    public var stripeCustomerId: String?
+    public var createdAt: Date
+    public var deletedAt: Date?
+    /// When `billingd tenants purge` may remove a deleted tenant's data.
+    public var purgeAfter: Date?
+
+    init(_ listing: TenantListing, retention: Duration) {
+        tenantId = listing.id.lowercased
+        name = listing.name
+        email = listing.email
+        stripeCustomerId = listing.stripeCustomerID
+        createdAt = listing.createdAt
+        deletedAt = listing.deletedAt
+        purgeAfter = listing.deletedAt?.addingTimeInterval(Double(retention.components.seconds))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(tenantId, forKey: .tenantId)
+        try container.encode(name, forKey: .name)
+        try container.encode(email, forKey: .email)
+        try container.encode(stripeCustomerId, forKey: .stripeCustomerId)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(deletedAt, forKey: .deletedAt)
+        try container.encode(purgeAfter, forKey: .purgeAfter)
+    }
+
+    enum CodingKeys: String, CodingKey { case tenantId, name, email, stripeCustomerId, createdAt, deletedAt, purgeAfter }
+}
+
+public struct TenantsPage: Encodable, Sendable {
+    public var tenants: [TenantView]
+    public var nextCursor: String?
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(tenants, forKey: .tenants)
+        try container.encode(nextCursor, forKey: .nextCursor)
+    }
+
+    enum CodingKeys: String, CodingKey { case tenants, nextCursor }
+}
+
+extension BillingAPI {
+    /// `tenants.delete` (service): the Stripe subscription is canceled first, then the tenant is marked deleted. Its
+    /// data stays readable to operators for the retention period; its users' tokens get NOT_FOUND from now on.
+    func deleteTenant(call: TenantCall) async throws -> TenantView {
+        let actor = call.actor
+        let retention = settings.tenantRetention
+        return try await tenants.database.transaction(call.tenantID, operation: "delete tenant") { transaction in
+            guard var tenant = try await transaction.lockTenantIncludingDeleted() else { throw Self.unknownTenant(call.tenantID) }
+            // Deleting twice is harmless: the first deletion stands.
+            if tenant.deletedAt != nil { return TenantView(tenant, retention: retention) }
+            if let current = try await transaction.currentSubscription(), !current.isTerminal {
+                guard let client = stripe.client else {
+                    throw BillingError.preconditionFailed(
+                        "the tenant has a live Stripe subscription and Stripe is not configured here, so it cannot be canceled first; set STRIPE_SECRET_KEY")
+                }
+                let ended = try await client.cancelSubscription(current.stripeSubscriptionID)
+                try await applyConfirmed(ended, over: current, transaction, actor: actor, action: "subscription.canceled")
+            }
+            let time = now()
+            try await transaction.markDeleted(at: time)
+            try await transaction.audit(actor: actor, action: "tenant.deleted", before: ["name": tenant.name, "email": tenant.email],
+                                        after: ["deletedAt": time.formatted(.iso8601)])
+            tenant.deletedAt = time
+            return TenantView(tenant, retention: retention)
+        }
+    }
+
+    /// `tenants.list` (operator): by name, email, id or Stripe customer id; deleted tenants included.
+    func listTenants(_ params: TenantsListParams) async throws -> TenantsPage {
+        let limit = try PageParams(limit: params.limit, cursor: nil).validatedLimit()
+        let after = try params.cursor.map { cursor in
+            guard let id = UUID(uuidString: cursor) else {
+                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier tenants.list answer")
+            }
+            return id
+        }
+        let query = params.query?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let found = try await tenants.search(query?.isEmpty == false ? query : nil, after: after, limit: limit + 1)
+        let page = Array(found.prefix(limit))
+        return TenantsPage(
+            tenants: page.map { TenantView($0, retention: settings.tenantRetention) },
+            nextCursor: found.count > limit ? page.last?.id.lowercased : nil)
+    }
+
+    /// `tenants.get` (operator): one tenant, deleted or not.
+    func getTenant(_ params: TenantIDParams) async throws -> TenantView {
+        guard let id = UUID(uuidString: params.tenantId) else {
+            throw BillingError.invalidParams(field: "tenantId", "'tenantId' must be a UUID string")
+        }
+        guard let found = try await tenants.search(id.lowercased, after: nil, limit: 1).first, found.id == id else {
+            throw BillingError.notFound("there is no tenant \(id.lowercased) (it may have been purged)")
+        }
+        return TenantView(found, retention: settings.tenantRetention)
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import BillingServer
+import BillingStore
+import Foundation
+import Logging
+
+/// `billingd tenants purge`: what remains of tenants deleted longer ago than the retention period, removed.
+struct Tenants: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tenant lifecycle for operators.", subcommands: [Purge.self])
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove every row of tenants deleted more than the retention period ago (as DATABASE_OWNER_URL).")
+
+        @Option(help: "Days a deleted tenant's data is kept (default BILLING_TENANT_RETENTION_DAYS, 30).")
+        var retentionDays: Int?
+
+        func validate() throws {
+            if let retentionDays, retentionDays < 0 { throw ValidationError("--retention-days must be 0 or more") }
+        }
+
+        func run() async throws {
+            bootstrapLogging()
+            let configuration = try await BillingConfiguration.load()
+            guard let owner = configuration.databaseOwnerURL else {
+                throw ConfigurationError.missing("DATABASE_OWNER_URL", "postgres://postgres:PASSWORD@127.0.0.1:5432/billing (the server's role may delete nothing)")
+            }
+            let retention = retentionDays.map { Double($0) * 86400 } ?? Double(configuration.tenantRetention.components.seconds)
+            let purged = try await TenantPurge.run(
+                ownerURL: owner, deletedBefore: Date().addingTimeInterval(-retention), logger: Logger(label: "billingd.tenants"))
+            for tenant in purged { print(tenant.uuidString.lowercased()) }
+            print("purged \(purged.count) tenant(s)")
+        }
+    }
+}
