@@ -59,6 +59,7 @@ let package = Package(
             name: "Billing",
             dependencies: [
                 "BillingCore", "BillingStore", "JSONRPC", "StripeAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -13,11 +13,14 @@ public struct BillingSettings: Sendable {
     public var seatProration: String
     /// How long a deleted tenant's data stays (readable to operators) before `billingd tenants purge` removes it.
     public var tenantRetention: Duration
+    /// Events to the SaaS product (the outbox).
+    public var notifier: Notifier
 
     public init(
         pastDueGrace: Duration = .seconds(3 * 24 * 3600), seatProration: String = "create_prorations",
-        tenantRetention: Duration = .seconds(30 * 86400)
+        tenantRetention: Duration = .seconds(30 * 86400), notifier: Notifier = .disabled
     ) {
+        self.notifier = notifier
         self.pastDueGrace = pastDueGrace
         self.seatProration = seatProration
         self.tenantRetention = tenantRetention

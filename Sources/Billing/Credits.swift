@@ -99,6 +99,8 @@ public struct CreditMovement: Encodable, Sendable, Equatable {
 }
 
 extension BillingAPI {
+    var notifier: Notifier { settings.notifier }
+
     static let maxCreditMovement = 1_000_000_000
 
     func validateMovement(_ params: CreditMovementParams, allowNegative: Bool) throws {
@@ -125,9 +127,14 @@ extension BillingAPI {
         let reason = params.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         let result = try await tenants.database.transaction(call.tenantID, operation: "consume credits") { transaction in
             guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
-            return try await transaction.applyCredits(
+            let result = try await transaction.applyCredits(
                 source: "consume:\(params.idempotencyKey)", kind: "consumption", amount: -params.amount, reason: reason,
                 requireBalance: true)
+            if result.outcome == .applied {
+                try await notifier.creditsChanged(
+                    transaction, available: result.available, frozen: result.frozen, change: -params.amount, kind: "consumption", reason: reason)
+            }
+            return result
         }
         return try movement(result, requested: -params.amount, reason: reason, key: params.idempotencyKey, verb: "consuming")
     }
@@ -142,6 +149,8 @@ extension BillingAPI {
             let result = try await transaction.applyCredits(
                 source: "grant:\(params.idempotencyKey)", kind: "grant", amount: params.amount, reason: reason, requireBalance: false)
             if result.outcome == .applied {
+                try await notifier.creditsChanged(
+                    transaction, available: result.available, frozen: result.frozen, change: params.amount, kind: "grant", reason: reason)
                 try await transaction.audit(actor: actor, action: "credits.granted", before: [
                     "available": String(result.available - params.amount),
                 ], after: [

@@ -1,6 +1,7 @@
 import BillingCore
 import BillingStore
 import Foundation
+import JSONRPC
 import StripeAPI
 
 extension StripeEventProcessor {
@@ -96,6 +97,9 @@ extension StripeEventProcessor {
             try await transaction.updateTopUp(topUp.id, status: "paid", paymentIntentID: paymentIntentID, paidAt: context.created)
         }
         if let balance {
+            try await notifier.creditsChanged(
+                transaction, available: balance, frozen: before.frozen, change: topUp.credits, kind: "topup",
+                reason: "top-up of \(topUp.credits) credits")
             try await context.audit(
                 "credits.topped_up",
                 before: ["available": String(before.available), "topUp": topUp.id.lowercased],
@@ -137,9 +141,17 @@ extension StripeEventProcessor {
                 id: intent.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intent.id)
         else {
             try await context.audit("payment.failed", before: nil, after: ["paymentIntent": intent.id, "failure": failure])
+            try await notifier.paymentFailed(context.transaction, [
+                "paymentIntentId": .string(intent.id), "amount": .integer(intent.amount), "currency": .string(intent.currency),
+                "failure": .string(failure), "purpose": .string(intent.metadata?["purpose"] ?? "other"),
+            ])
             return context.processed()
         }
         try await context.transaction.updateTopUp(topUp.id, status: topUp.status, paymentIntentID: intent.id, lastFailure: failure)
+        try await notifier.paymentFailed(context.transaction, [
+            "paymentIntentId": .string(intent.id), "amount": .integer(intent.amount), "currency": .string(intent.currency),
+            "failure": .string(failure), "purpose": "credit_topup", "topUpId": .string(topUp.id.lowercased),
+        ])
         try await context.audit("topup.payment_failed", before: nil,
                                 after: ["topUp": topUp.id.lowercased, "paymentIntent": intent.id, "failure": failure])
         return context.processed()
@@ -236,7 +248,10 @@ extension StripeEventProcessor {
         let applied = try await context.transaction.appendCredits(
             source: "\(kind):\(payment.paymentID):\(context.event.id)", kind: kind, amount: -takeBackDelta - frozenDelta,
             frozenDelta: frozenDelta, reason: "\(reason) (payment \(payment.paymentID))", stripeEvent: context.event.id)
-        guard applied != nil else { return payment }
+        guard let available = applied else { return payment }
+        try await notifier.creditsChanged(
+            context.transaction, available: available, frozen: try await context.transaction.creditBalance().frozen,
+            change: -takeBackDelta - frozenDelta, frozenChange: frozenDelta, kind: kind, reason: reason)
         payment.creditsTakenBack = takenBack
         payment.creditsFrozen = frozen
         return payment
@@ -349,6 +364,13 @@ extension StripeEventProcessor {
             createdAt: Self.date(invoice.created) ?? context.created), now: Date())
         if invoice.status == "paid", let intent = invoice.paymentIntentID {
             try await transaction.linkPayment(intent, toInvoice: invoice.id)
+        }
+        if context.event.type == "invoice.payment_failed" || context.event.type == "invoice.payment_action_required" {
+            try await notifier.paymentFailed(transaction, [
+                "invoiceId": .string(invoice.id), "amount": .integer(invoice.amountDue ?? 0), "currency": .string(invoice.currency ?? ""),
+                "failure": .string(problem ?? "payment_failed"), "purpose": "subscription",
+                "hostedInvoiceUrl": invoice.hostedInvoiceURL.map(JSONValue.string) ?? .null,
+            ])
         }
         try await context.audit(
             context.event.type, before: nil,

@@ -36,12 +36,14 @@ extension StripeEventProcessor {
             if Self.auditFields(existing) != Self.auditFields(record) {
                 try await context.audit(
                     "subscription.updated", before: Self.auditFields(existing), after: Self.auditFields(record))
+                try await notifier.subscriptionChanged(transaction, before: existing, after: record)
             }
         } else {
             guard try await transaction.insertSubscription(record, now: Date()) else {
                 throw RetryLater("another event inserted \(object.id) at the same moment")
             }
             try await context.audit("subscription.created", before: nil, after: Self.auditFields(record))
+            try await notifier.subscriptionChanged(transaction, before: nil, after: record)
             context.scope.wakeUnresolved()
         }
         return context.processed()
@@ -76,6 +78,7 @@ extension StripeEventProcessor {
             throw RetryLater("another event inserted \(subscriptionID) at the same moment")
         }
         try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })
+        try await notifier.subscriptionChanged(context.transaction, before: nil, after: record)
         context.scope.wakeUnresolved()
         return context.processed()
     }
@@ -106,12 +109,14 @@ extension StripeEventProcessor {
         let transaction = context.transaction
         let ended = try await transaction.liveSubscriptions(customer: customer.id)
         for var subscription in ended {
+            let previous = subscription
             let before = Self.auditFields(subscription)
             subscription.status = "canceled"
             subscription.pastDueSince = nil
             subscription.lastEventAt = max(subscription.lastEventAt ?? context.created, context.created)
             try await transaction.updateSubscription(subscription, now: Date())
             try await context.audit("subscription.ended", before: before, after: Self.auditFields(subscription))
+            try await notifier.subscriptionChanged(transaction, before: previous, after: subscription)
         }
         if try await transaction.unlinkCustomer(customer.id) {
             try await context.audit("customer.unlinked", before: ["customer": customer.id], after: ["customer": ""])

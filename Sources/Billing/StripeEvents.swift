@@ -13,12 +13,15 @@ public struct StripeEventProcessor: Sendable {
     public let stripe: StripeClient?
     /// Whether the server's key is a live one: an event of the other mode is never applied (even when replayed).
     public let liveMode: Bool
+    /// Events to the SaaS product, written with each change.
+    public let notifier: Notifier
     public let logger: Logger
 
-    public init(catalog: PlanCatalog, stripe: StripeClient?, liveMode: Bool, logger: Logger) {
+    public init(catalog: PlanCatalog, stripe: StripeClient?, liveMode: Bool, notifier: Notifier = .disabled, logger: Logger) {
         self.catalog = catalog
         self.stripe = stripe
         self.liveMode = liveMode
+        self.notifier = notifier
         self.logger = logger
     }
 

@@ -37,6 +37,7 @@ extension BillingAPI {
         try await transaction.audit(
             actor: actor, action: action,
             before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
+        try await notifier.subscriptionChanged(transaction, before: current, after: record)
     }
 
     /// `billing.updateSeats`: checked against the plan's seat range, then the Stripe item's quantity, with proration.

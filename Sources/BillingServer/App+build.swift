@@ -37,7 +37,7 @@ public func buildApplication(
         catalog: catalog, tenants: TenantStore(database: database),
         settings: BillingSettings(
             pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
-            tenantRetention: configuration.tenantRetention), stripe: stripe, openRPC: openRPC, now: now)
+            tenantRetention: configuration.tenantRetention, notifier: configuration.notifier), stripe: stripe, openRPC: openRPC, now: now)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
     var rpc = JSONRPCServer(registry: methods)
@@ -102,6 +102,11 @@ func backgroundServices(
         services.append(InboxWorkerService(worker: makeInboxWorker(
             configuration: configuration, inbox: inbox, catalog: catalog, stripe: stripe, metrics: metrics, logger: logger)))
     }
+    if let url = configuration.eventsURL, let secret = configuration.eventsSecret {
+        services.append(OutboxService(deliverer: OutboxDeliverer(
+            outbox: Outbox(database: inbox.database), url: url, secret: secret, retry: configuration.eventsRetry,
+            pollInterval: configuration.eventsPollInterval, logger: logger)))
+    }
     if let stripe, let interval = configuration.reconcileInterval {
         services.append(ReconciliationService(
             reconciler: makeReconciler(configuration: configuration, inbox: inbox, stripe: stripe, logger: logger),
@@ -116,7 +121,8 @@ public func makeInboxWorker(
 ) -> InboxWorker {
     InboxWorker(
         inbox: inbox,
-        processor: StripeEventProcessor(catalog: catalog, stripe: stripe, liveMode: configuration.stripeLiveMode, logger: logger),
+        processor: StripeEventProcessor(
+            catalog: catalog, stripe: stripe, liveMode: configuration.stripeLiveMode, notifier: configuration.notifier, logger: logger),
         settings: .init(
             concurrency: max(1, configuration.inboxWorkers), pollInterval: configuration.inboxPollInterval,
             retry: configuration.inboxRetry),

@@ -1,3 +1,4 @@
+import Billing
 import BillingCore
 import BillingStore
 import Configuration
@@ -50,6 +51,12 @@ public struct BillingConfiguration: Sendable {
     public var reconcileSubscriptionMaxAge: Duration
     /// How often `serve` applies due plan changes (nil: never).
     public var planChangeInterval: Duration?
+    /// Where events to the SaaS product are POSTed (nil: none are written), and the secret that signs them.
+    public var eventsURL: String?
+    public var eventsSecret: String?
+    public var eventsPollInterval: Duration
+    public var eventsRetry: InboxRetryPolicy
+    public var lowCreditsThreshold: Int
 
     public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
 
@@ -118,9 +125,26 @@ public struct BillingConfiguration: Sendable {
         let interval = reader.int(forKey: "billing.reconcile.interval.ms", default: 300_000)
         reconcileInterval = interval > 0 ? .milliseconds(interval) : nil
         reconcileLookback = .seconds(max(0, reader.int(forKey: "billing.reconcile.lookback.seconds", default: 3600)))
+        eventsURL = reader.string(forKey: "billing.events.url").flatMap { $0.isEmpty ? nil : $0 }
+        eventsSecret = reader.string(forKey: "billing.events.secret", isSecret: true).flatMap { $0.isEmpty ? nil : $0 }
+        if eventsURL != nil && (eventsSecret?.count ?? 0) < 16 {
+            throw ConfigurationError.invalid(
+                "BILLING_EVENTS_SECRET", "set it to a secret of 16+ characters: it signs every event sent to BILLING_EVENTS_URL")
+        }
+        eventsPollInterval = .milliseconds(max(1, reader.int(forKey: "billing.events.poll.ms", default: 1000)))
+        eventsRetry = InboxRetryPolicy(
+            initial: .milliseconds(max(1, reader.int(forKey: "billing.events.retry.initial.ms", default: 1000))),
+            maximum: .milliseconds(max(1, reader.int(forKey: "billing.events.retry.max.ms", default: 3_600_000))),
+            maxAttempts: reader.int(forKey: "billing.events.max.attempts", default: 15))
+        lowCreditsThreshold = reader.int(forKey: "billing.credits.low.threshold", default: 100)
         let planChanges = reader.int(forKey: "billing.plan.change.interval.ms", default: 60_000)
         planChangeInterval = planChanges > 0 ? .milliseconds(planChanges) : nil
         reconcileSubscriptionMaxAge = .seconds(max(0, reader.int(forKey: "billing.reconcile.subscription.max.age.seconds", default: 86_400)))
+    }
+
+    /// The outbox's writer: enabled when BILLING_EVENTS_URL is set.
+    public var notifier: Notifier {
+        Notifier(enabled: eventsURL != nil, lowCreditsThreshold: lowCreditsThreshold, grace: pastDueGrace)
     }
 
     /// Whether the Stripe key is a live one: events of the other mode are kept but ignored.

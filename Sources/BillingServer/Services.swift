@@ -79,3 +79,14 @@ struct PlanChangeService: Service {
         }
     }
 }
+
+/// Delivers the outbox to BILLING_EVENTS_URL for as long as the service group runs.
+struct OutboxService: Service {
+    let deliverer: OutboxDeliverer
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await deliverer.run()
+        }
+    }
+}

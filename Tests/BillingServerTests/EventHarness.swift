@@ -25,6 +25,8 @@ struct EventHarness {
 
     let client: any TestClientProtocol
     let server: TestServer
+    /// The configuration the server runs with (the drain processes as it would).
+    var extra: [String: String] = EventHarness.extra
 
     // MARK: Objects
 
@@ -96,7 +98,7 @@ struct EventHarness {
     /// finds nothing due (events an earlier pass made due again included), at most four.
     @discardableResult
     func drain(priceOverrides: [String: String] = [:]) async throws -> [ProcessOutcome] {
-        let configuration = try TestServer.configuration(server.database, extra: Self.extra, priceOverrides: priceOverrides)
+        let configuration = try TestServer.configuration(server.database, extra: extra, priceOverrides: priceOverrides)
         let catalog = try configuration.loadCatalog()
         let stripe = server.stripe
         return try await server.database.withAppClient { database in

@@ -1,0 +1,94 @@
+import Billing
+import BillingTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JSONRPC
+import NIOCore
+import StripeAPI
+import Testing
+
+/// A stand-in for the SaaS product's endpoint: records what arrives; the first delivery of each event is refused.
+actor ProductEndpoint {
+    struct Received: Sendable {
+        var body: [UInt8]
+        var signature: String?
+    }
+    private(set) var received: [Received] = []
+    private var refusedOnce: Set<String> = []
+
+    func accept(_ body: [UInt8], signature: String?) -> Bool {
+        let id = (try? JSONDecoder().decode(JSONValue.self, from: Data(body)))?["id"]?.stringValue ?? ""
+        if refusedOnce.insert(id).inserted { return false }
+        received.append(Received(body: body, signature: signature))
+        return true
+    }
+
+    func events() -> [JSONValue] {
+        received.compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.body)) }
+    }
+}
+
+@Suite struct OutboxTests {
+    static let secret = "events-secret-for-tests-0123456789"
+
+    @Test func changesReachTheProductSignedOnceEachAfterRetries() async throws {
+        let endpoint = ProductEndpoint()
+        let router = Router()
+        router.post("/events") { request, _ in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let accepted = await endpoint.accept(Array(body.readableBytesView), signature: request.headers[.init("Billing-Signature")!])
+            return Response(status: accepted ? .noContent : .internalServerError)
+        }
+        try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(.live) { product in
+            var extra = EventHarness.extra
+            extra["BILLING_EVENTS_URL"] = "http://127.0.0.1:\(product.port!)/events"
+            extra["BILLING_EVENTS_SECRET"] = Self.secret
+            extra["BILLING_EVENTS_POLL_MS"] = "20"
+            extra["BILLING_EVENTS_RETRY_INITIAL_MS"] = "1"
+            extra["BILLING_CREDITS_LOW_THRESHOLD"] = "50"
+            let configured = extra
+            try await TestServer.run(extra: configured) { client, server in
+                let harness = EventHarness(client: client, server: server, extra: configured)
+                let tenant = try await harness.tenant(customer: "cus_outbox")
+                _ = try await client.rpc("credits.grant", [
+                    "tenantId": .string(tenant.uuidString), "amount": 80, "reason": "welcome", "idempotencyKey": "g",
+                ], token: try await server.token(.operator))
+                _ = try await client.rpc("credits.consume", [
+                    "tenantId": .string(tenant.uuidString), "amount": 40, "reason": "export", "idempotencyKey": "c",
+                ], token: try await server.token(.service))
+                try await harness.deliverInTurn([
+                    EventHarness.event("evt_ob_1", "customer.subscription.created",
+                                       EventHarness.subscription("sub_ob", customer: "cus_outbox"), created: harness.now - 20),
+                    EventHarness.event("evt_ob_2", "customer.subscription.updated",
+                                       EventHarness.subscription("sub_ob", customer: "cus_outbox", status: "unpaid"), created: harness.now - 10),
+                    EventHarness.event("evt_ob_3", "invoice.payment_failed", EventHarness.object("invoice", [
+                        "id": "in_ob", "customer": "cus_outbox", "status": "open", "amount_due": 4500, "currency": "usd",
+                    ]), created: harness.now),
+                ])
+                // Free to active keeps the tenant entitled; unpaid ends it: one entitlement change.
+                let expected = ["credits.changed", "credits.changed", "credits.low", "subscription.changed",
+                                "subscription.changed", "entitlement.changed", "payment.failed"]
+                #expect(try await DurabilityTests.eventually(seconds: 15) { await endpoint.events().count >= expected.count })
+                try await Task.sleep(for: .milliseconds(200))
+                let events = await endpoint.events()
+                #expect(events.compactMap { $0["type"]?.stringValue }.sorted() == expected.sorted(), "\(events)")
+                #expect(Set(events.compactMap { $0["id"]?.stringValue }).count == events.count)
+                #expect(events.allSatisfy { $0["tenantId"] == .string(tenant.uuidString.lowercased()) })
+                let low = events.first { $0["type"] == "credits.low" }
+                #expect(low?["data"]?["available"] == 40)
+                let entitlement = events.filter { $0["type"] == "entitlement.changed" }.map { $0["data"]?["entitled"] }
+                #expect(entitlement.contains(.bool(false)))
+                // Every delivery is signed as Stripe signs: the product verifies it with the shared secret.
+                for delivery in await endpoint.received {
+                    #expect(throws: Never.self) {
+                        try WebhookSignature.verify(
+                            header: delivery.signature, body: delivery.body, secrets: [Self.secret], now: Date(), tolerance: .seconds(300))
+                    }
+                }
+                #expect(try await harness.count(
+                    "SELECT count(*)::int FROM billing.outbox_events WHERE status = 'delivered' AND attempts = 2") == expected.count)
+            }
+        }
+    }
+}
