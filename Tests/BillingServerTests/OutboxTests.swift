@@ -1,4 +1,5 @@
 import Billing
+import BillingStore
 import BillingTestSupport
 import Foundation
 import Hummingbird
@@ -85,6 +86,18 @@ actor ProductEndpoint {
                         try WebhookSignature.verify(
                             header: delivery.signature, body: delivery.body, secrets: [Self.secret], now: Date(), tolerance: .seconds(300))
                     }
+                }
+                // ... and Stripe's own library verifies it unchanged.
+                if let python = ProcessInfo.processInfo.environment["BILLING_TEST_PYTHON"], !python.isEmpty,
+                   let delivery = await endpoint.received.first, let signature = delivery.signature
+                {
+                    let bodyFile = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-\(UUID()).json")
+                    defer { try? FileManager.default.removeItem(at: bodyFile) }
+                    try Data(delivery.body).write(to: bodyFile)
+                    let script = "import stripe,sys; stripe.WebhookSignature.verify_header(open(sys.argv[1]).read(), sys.argv[2], sys.argv[3], 300)"
+                    #expect(try ChildProcess.spawn([python, "-c", script, bodyFile.path, signature, Self.secret], stdoutPath: "/dev/null").wait() == 0)
+                } else {
+                    Issue.record("BILLING_TEST_PYTHON is not set: run the tests with `make test`")
                 }
                 #expect(try await harness.count(
                     "SELECT count(*)::int FROM billing.outbox_events WHERE status = 'delivered' AND attempts = 2") == expected.count)
