@@ -125,6 +125,7 @@ extension BillingAPI {
     func consume(_ params: CreditMovementParams, call: TenantCall) async throws -> CreditMovement {
         try validateMovement(params, allowNegative: false)
         let reason = params.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        let actor = call.actor
         let result = try await tenants.database.transaction(call.tenantID, operation: "consume credits") { transaction in
             guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
             let result = try await transaction.applyCredits(
@@ -133,6 +134,12 @@ extension BillingAPI {
             if result.outcome == .applied {
                 try await notifier.creditsChanged(
                     transaction, available: result.available, frozen: result.frozen, change: -params.amount, kind: "consumption", reason: reason)
+                try await transaction.audit(actor: actor, action: "credits.consumed", before: [
+                    "available": String(result.available + params.amount),
+                ], after: [
+                    "available": String(result.available), "amount": String(params.amount), "reason": reason,
+                    "idempotencyKey": params.idempotencyKey,
+                ])
             }
             return result
         }

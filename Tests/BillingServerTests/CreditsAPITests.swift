@@ -45,6 +45,13 @@ import Testing
             #expect(short["error"]?["data"]?["available"] == 70)
             #expect(short["error"]?["data"]?["requested"] == 71)
             #expect(short.errorMessage.contains("billing.topUp"))
+            // Each debit is in the audit trail once, the refused and repeated ones not at all.
+            let consumed = try await server.database.withOwnerClient { connection in
+                try await connection.first(
+                    "SELECT count(*)::int FROM billing.audit_events WHERE action = 'credits.consumed' AND actor_type = 'service' AND tenant_id = \(tenant)",
+                    as: Int.self, logger: .init(label: "t"))
+            }
+            #expect(consumed == 1)
             // The refused key is not spent: once there is enough, it debits.
             _ = try await grant(client, server, tenant, 1, key: "g2")
             #expect(try await consume(client, server, tenant, 71, key: "job-2")["result"]?["balance"]?["available"] == 0)
