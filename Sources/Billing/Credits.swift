@@ -34,10 +34,10 @@ public struct CreditEntry: Encodable, Sendable, Equatable {
     public var amount: Int
     public var frozenDelta: Int
     public var balanceAfter: Int
-    public var reason: String?
+    @OrNull public var reason: String?
     /// What made it: `topup:<id>`, `consume:<key>`, `grant:<key>`, `refund:...`, `dispute_...`.
     public var source: String
-    public var stripeEventId: String?
+    @OrNull public var stripeEventId: String?
     public var createdAt: Date
 
     init(_ entry: LedgerEntry) {
@@ -51,23 +51,6 @@ public struct CreditEntry: Encodable, Sendable, Equatable {
         stripeEventId = entry.stripeEventID
         createdAt = entry.createdAt
     }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(kind, forKey: .kind)
-        try container.encode(amount, forKey: .amount)
-        try container.encode(frozenDelta, forKey: .frozenDelta)
-        try container.encode(balanceAfter, forKey: .balanceAfter)
-        try container.encode(reason, forKey: .reason)
-        try container.encode(source, forKey: .source)
-        try container.encode(stripeEventId, forKey: .stripeEventId)
-        try container.encode(createdAt, forKey: .createdAt)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, kind, amount, frozenDelta, balanceAfter, reason, source, stripeEventId, createdAt
-    }
 }
 
 /// `billing.credits`.
@@ -75,16 +58,7 @@ public struct CreditsPage: Encodable, Sendable {
     public var balance: CreditBalance
     public var entries: [CreditEntry]
     /// Pass as `cursor` for the next (older) page; null on the last page.
-    public var nextCursor: String?
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(balance, forKey: .balance)
-        try container.encode(entries, forKey: .entries)
-        try container.encode(nextCursor, forKey: .nextCursor)
-    }
-
-    enum CodingKeys: String, CodingKey { case balance, entries, nextCursor }
+    @OrNull public var nextCursor: String?
 }
 
 /// `credits.consume` and `credits.grant`.

@@ -29,27 +29,12 @@ public struct Entitlements: Encodable, Sendable {
     public var plan: String
     public var status: String
     public var entitled: Bool
-    public var graceEndsAt: Date?
+    @OrNull public var graceEndsAt: Date?
     public var seats: Int
     /// Whose features and limits apply now: `plan` while entitled, the default plan otherwise.
     public var featuresPlan: String
     public var features: [String]
     public var limits: [String: Int]
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(tenantId, forKey: .tenantId)
-        try container.encode(plan, forKey: .plan)
-        try container.encode(status, forKey: .status)
-        try container.encode(entitled, forKey: .entitled)
-        try container.encode(graceEndsAt, forKey: .graceEndsAt)
-        try container.encode(seats, forKey: .seats)
-        try container.encode(featuresPlan, forKey: .featuresPlan)
-        try container.encode(features, forKey: .features)
-        try container.encode(limits, forKey: .limits)
-    }
-
-    enum CodingKeys: String, CodingKey { case tenantId, plan, status, entitled, graceEndsAt, seats, featuresPlan, features, limits }
 }
 
 public struct AuditEntry: Encodable, Sendable {
@@ -64,15 +49,7 @@ public struct AuditEntry: Encodable, Sendable {
 
 public struct AuditPage: Encodable, Sendable {
     public var entries: [AuditEntry]
-    public var nextCursor: String?
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(entries, forKey: .entries)
-        try container.encode(nextCursor, forKey: .nextCursor)
-    }
-
-    enum CodingKeys: String, CodingKey { case entries, nextCursor }
+    @OrNull public var nextCursor: String?
 }
 
 public struct RefundView: Encodable, Sendable, Equatable {
@@ -81,7 +58,7 @@ public struct RefundView: Encodable, Sendable, Equatable {
     public var amount: Int
     public var currency: String
     public var status: String
-    public var reason: String?
+    @OrNull public var reason: String?
     public var createdAt: Date
     /// True when this call repeated an earlier identical one.
     public var replayed: Bool?
@@ -100,8 +77,8 @@ public struct RefundView: Encodable, Sendable, Equatable {
 
 public struct PaymentView: Encodable, Sendable {
     public var paymentId: String
-    public var paymentIntentId: String?
-    public var chargeId: String?
+    @OrNull public var paymentIntentId: String?
+    @OrNull public var chargeId: String?
     public var amount: Int
     public var amountRefunded: Int
     public var amountRefundable: Int
@@ -115,15 +92,7 @@ public struct PaymentView: Encodable, Sendable {
 
 public struct PaymentsPage: Encodable, Sendable {
     public var payments: [PaymentView]
-    public var nextCursor: String?
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(payments, forKey: .payments)
-        try container.encode(nextCursor, forKey: .nextCursor)
-    }
-
-    enum CodingKeys: String, CodingKey { case payments, nextCursor }
+    @OrNull public var nextCursor: String?
 }
 
 public struct RefundParams: Decodable, Sendable {

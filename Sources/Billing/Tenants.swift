@@ -17,11 +17,11 @@ public struct TenantView: Encodable, Sendable {
     public var tenantId: String
     public var name: String
     public var email: String
-    public var stripeCustomerId: String?
+    @OrNull public var stripeCustomerId: String?
     public var createdAt: Date
-    public var deletedAt: Date?
+    @OrNull public var deletedAt: Date?
     /// When `billingd tenants purge` may remove a deleted tenant's data.
-    public var purgeAfter: Date?
+    @OrNull public var purgeAfter: Date?
 
     init(_ listing: TenantListing, retention: Duration) {
         tenantId = listing.id.lowercased
@@ -32,32 +32,11 @@ public struct TenantView: Encodable, Sendable {
         deletedAt = listing.deletedAt
         purgeAfter = listing.deletedAt?.addingTimeInterval(Double(retention.components.seconds))
     }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(tenantId, forKey: .tenantId)
-        try container.encode(name, forKey: .name)
-        try container.encode(email, forKey: .email)
-        try container.encode(stripeCustomerId, forKey: .stripeCustomerId)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(deletedAt, forKey: .deletedAt)
-        try container.encode(purgeAfter, forKey: .purgeAfter)
-    }
-
-    enum CodingKeys: String, CodingKey { case tenantId, name, email, stripeCustomerId, createdAt, deletedAt, purgeAfter }
 }
 
 public struct TenantsPage: Encodable, Sendable {
     public var tenants: [TenantView]
-    public var nextCursor: String?
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(tenants, forKey: .tenants)
-        try container.encode(nextCursor, forKey: .nextCursor)
-    }
-
-    enum CodingKeys: String, CodingKey { case tenants, nextCursor }
+    @OrNull public var nextCursor: String?
 }
 
 extension BillingAPI {
