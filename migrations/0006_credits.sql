@@ -48,22 +48,42 @@ GRANT EXECUTE ON FUNCTION apply_credit_entry(uuid, text, text, bigint, text, boo
 ALTER TABLE refunds ADD COLUMN request_key text;
 CREATE UNIQUE INDEX refunds_request ON refunds (tenant_id, payment_id, request_key) WHERE request_key IS NOT NULL;
 
--- Downgrades wait for the period's end: the job finds them across tenants (ids only), then works in each tenant.
-GRANT SELECT (pending_plan, current_period_end) ON subscriptions TO billing_resolver;
+-- A downgrade takes effect at the end of the period in which it was asked for: that time is kept with it (the live
+-- current_period_end moves on at renewal), and the job applies it shortly before, so the renewal bills the new price.
+ALTER TABLE subscriptions ADD COLUMN pending_effective_at timestamptz;
+-- When the end of a past-due grace period was announced (entitlement.changed), so it is announced once.
+ALTER TABLE subscriptions ADD COLUMN grace_notified_at timestamptz;
+
+-- The jobs find their work across tenants (ids only), then work in each tenant's scope.
+GRANT SELECT (pending_plan, pending_effective_at, past_due_since, grace_notified_at) ON subscriptions TO billing_resolver;
 SET LOCAL ROLE billing_resolver;
 
-CREATE FUNCTION pending_plan_changes_due(p_now timestamptz, p_limit integer)
+CREATE FUNCTION pending_plan_changes_due(p_by timestamptz, p_limit integer)
 RETURNS TABLE (tenant_id uuid)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
     SELECT s.tenant_id FROM subscriptions s
-    WHERE s.is_current AND s.pending_plan IS NOT NULL AND s.current_period_end <= p_now
+    WHERE s.is_current AND s.pending_plan IS NOT NULL AND s.pending_effective_at <= p_by
       AND s.status NOT IN ('canceled', 'incomplete_expired')
-    ORDER BY s.current_period_end
+    ORDER BY s.pending_effective_at
     LIMIT p_limit
 $$;
 REVOKE ALL ON FUNCTION pending_plan_changes_due(timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pending_plan_changes_due(timestamptz, integer) TO billing_rw;
+
+-- Past-due subscriptions whose grace ended before p_since and was not announced yet.
+CREATE FUNCTION grace_periods_ended(p_since timestamptz, p_limit integer)
+RETURNS TABLE (tenant_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = billing, pg_temp
+AS $$
+    SELECT s.tenant_id FROM subscriptions s
+    WHERE s.is_current AND s.status = 'past_due' AND s.past_due_since <= p_since AND s.grace_notified_at IS NULL
+    ORDER BY s.past_due_since
+    LIMIT p_limit
+$$;
+REVOKE ALL ON FUNCTION grace_periods_ended(timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION grace_periods_ended(timestamptz, integer) TO billing_rw;
 
 SET LOCAL ROLE billing_owner;

@@ -28,6 +28,6 @@ AS $$
     SELECT t.id FROM tenants t WHERE t.deleted_at IS NOT NULL AND t.deleted_at < p_before ORDER BY t.deleted_at
 $$;
 REVOKE ALL ON FUNCTION tenants_deleted_before(timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tenants_deleted_before(timestamptz) TO billing_rw, billing_owner;
+GRANT EXECUTE ON FUNCTION tenants_deleted_before(timestamptz) TO billing_owner;
 
 SET LOCAL ROLE billing_owner;

@@ -5,7 +5,8 @@ CREATE TABLE outbox_events (
     tenant_id uuid NOT NULL REFERENCES tenants (id),
     event_id uuid NOT NULL,
     type text NOT NULL,
-    payload jsonb NOT NULL,
+    -- The body exactly as it is sent and signed.
+    payload text NOT NULL,
     status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts integer NOT NULL DEFAULT 0,
     last_error text,
@@ -35,7 +36,7 @@ RETURNS TABLE (tenant_id uuid, event_id uuid, type text, payload text, attempts 
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
-    SELECT o.tenant_id, o.event_id, o.type, o.payload::text, o.attempts FROM outbox_events o
+    SELECT o.tenant_id, o.event_id, o.type, o.payload, o.attempts FROM outbox_events o
     WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp()
     ORDER BY o.created_at, o.event_id
     LIMIT 1

@@ -43,8 +43,12 @@ public enum BillingError: Error, CustomStringConvertible {
             return nil
         case let error as StripeError:
             switch error {
-            case .unavailable, .indeterminate:
-                return RPCError(.SERVICE_UNAVAILABLE, "Stripe is unavailable right now; nothing was charged. Try again in a moment.")
+            case .unavailable:
+                return RPCError(.SERVICE_UNAVAILABLE, "Stripe is unavailable right now; nothing was changed. Try again in a moment.")
+            case .indeterminate:
+                return RPCError(
+                    .SERVICE_UNAVAILABLE,
+                    "Stripe did not answer in time; the request may have been carried out. Sending the same request again is safe: it is not carried out twice.")
             case .refused(let refusal):
                 let message = "Stripe refused the request: \(refusal.message ?? refusal.type)"
                 switch refusal.httpStatus {

@@ -1,5 +1,6 @@
 import BillingCore
 import BillingStore
+import Crypto
 import Foundation
 import JSONRPC
 import StripeAPI
@@ -132,6 +133,11 @@ extension BillingAPI {
         }
     }
 
+    /// A refund request's name: the same tenant, payment, amount and reason give the same name.
+    static func refundRequestID(tenant: UUID, payment: String, requestKey: String) -> String {
+        SHA256.hash(data: Array("\(tenant.lowercased):\(payment):\(requestKey)".utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
     static func json(_ text: String?) -> JSONValue {
         guard let text, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return .null }
         return value
@@ -184,11 +190,13 @@ extension BillingAPI {
         let client = try requireStripe()
         let actor = call.actor
         return try await tenants.database.transaction(call.tenantID, operation: "refund") { transaction in
-            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            // Operators refund a deleted tenant's payments too, until it is purged.
+            guard try await transaction.tenantIsLive(includingDeleted: true) else { throw Self.unknownTenant(call.tenantID) }
             guard let payment = try await transaction.lockPayment(params.paymentId) else {
                 throw BillingError.notFound("this tenant has no payment \(params.paymentId); list them with billing.payments")
             }
-            let requestKey = "\(params.amount.map(String.init) ?? "rest"):\(reason ?? "")"
+            let requestKey = Self.refundRequestID(
+                tenant: call.tenantID, payment: payment.paymentID, requestKey: "\(params.amount.map(String.init) ?? "rest"):\(reason ?? "")")
             if let earlier = try await transaction.refund(paymentID: payment.paymentID, requestKey: requestKey) {
                 return RefundView(earlier, replayed: true)
             }
@@ -202,17 +210,18 @@ extension BillingAPI {
                 throw BillingError.invalidParams(
                     field: "amount", "amount must be from 1 to \(refundable) \(payment.currency), what remains refundable of payment \(payment.paymentID) (got \(amount))")
             }
-            var form: FormParameters = ["amount": .int(amount), "metadata": [
-                "tenant_id": .string(call.tenantID.lowercased), "requested_by": .string(actor.id),
-            ]]
+            // The request names the refund everywhere: in Stripe's idempotency key (hashed, so a long reason fits) and in
+            // its metadata, from which the webhook records it, so a retry finds it even when this transaction was lost.
+            let request = requestKey
+            var metadata: [(String, FormValue)] = [
+                ("tenant_id", .string(call.tenantID.lowercased)), ("requested_by", .string(actor.id)), ("billing_request", .string(request)),
+            ]
+            if let reason, !reason.isEmpty { metadata.append(("reason", .string(String(reason.prefix(500))))) }
+            var form: FormParameters = ["amount": .int(amount), "metadata": .fields(metadata)]
             if let intent = payment.paymentIntentID { form["payment_intent"] = .string(intent) } else if let charge = payment.chargeID {
                 form["charge"] = .string(charge)
             }
-            if let reason, !reason.isEmpty { form["metadata"] = .fields([
-                ("tenant_id", .string(call.tenantID.lowercased)), ("requested_by", .string(actor.id)), ("reason", .string(reason)),
-            ]) }
-            let created = try await client.createRefund(
-                form, idempotencyKey: "refund:\(call.tenantID.lowercased):\(payment.paymentID):\(refunded):\(requestKey)")
+            let created = try await client.createRefund(form, idempotencyKey: "refund:\(request)")
             _ = try await transaction.upsertRefund(
                 id: created.id, paymentID: payment.paymentID, amount: created.amount, currency: created.currency ?? payment.currency,
                 status: created.status ?? "pending", reason: reason, createdAt: created.created.map { Date(timeIntervalSince1970: Double($0)) } ?? now(),

@@ -70,6 +70,10 @@ public struct Notifier: Sendable {
             try await emit(transaction, "entitlement.changed", [
                 "entitled": .bool(verdict(after)), "plan": .string(after.plan), "status": .string(after.status),
             ])
+            // A past-due subscription already out of grace: said now, so the grace job does not say it again.
+            if !verdict(after), after.status == "past_due" {
+                _ = try await transaction.markGraceNotified(pastDueSince: now, now: now)
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 import BillingCore
 import BillingStore
 import Foundation
+import JSONRPC
 import Logging
 import StripeAPI
 
@@ -19,7 +20,7 @@ extension BillingAPI {
         let actor = call.actor
         let proration = settings.seatProration
         try await tenants.database.transaction(call.tenantID, operation: "change plan") { transaction in
-            let current = try await liveSubscription(transaction, for: "change")
+            var current = try await liveSubscription(transaction, for: "change")
             let currentPlan = try catalog.plan(named: current.plan)
             let currentInterval = BillingInterval(rawValue: current.interval) ?? .month
             let interval = try params.interval.map { try parseInterval($0) }
@@ -30,18 +31,35 @@ extension BillingAPI {
             }
             let pending = try await transaction.pendingChange()
             let before = ["plan": current.plan, "interval": current.interval, "pendingPlan": pending?.plan ?? ""]
-            // A plan that is never bought: leave at the period's end.
-            guard let priceID = try? catalog.stripePriceID(of: target, per: interval) else {
+            // A plan nothing is paid for: leave at the period's end.
+            if target.isFree {
                 if !current.cancelAtPeriodEnd {
                     let updated = try await client.updateSubscription(
                         current.stripeSubscriptionID, ["cancel_at_period_end": true],
                         idempotencyKey: "cancel:\(current.stripeSubscriptionID):\(Self.stamp(current))")
                     try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.cancel_scheduled")
                 }
-                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: target.key, interval: nil, now: now())
+                try await transaction.setPendingChange(
+                    current.stripeSubscriptionID, plan: target.key, interval: nil, effectiveAt: current.currentPeriodEnd, now: now())
                 try await transaction.audit(actor: actor, action: "plan.change_scheduled", before: before,
                                             after: ["plan": current.plan, "pendingPlan": target.key, "effectiveAt": Self.iso(current.currentPeriodEnd)])
                 return
+            }
+            let priceID: String
+            do {
+                priceID = try catalog.stripePriceID(of: target, per: interval)
+            } catch {
+                throw BillingError.preconditionFailed(
+                    "plan '\(target.key)' has no Stripe price configured for \(interval.rawValue) on this server; set STRIPE_PRICE_\(target.key.uppercased())_\(interval.rawValue.uppercased())")
+            }
+            // Choosing a paid plan again after asking to leave for free undoes that cancellation.
+            if let pending, (try? catalog.plan(named: pending.plan))?.isFree == true, current.cancelAtPeriodEnd {
+                let updated = try await client.updateSubscription(
+                    current.stripeSubscriptionID, ["cancel_at_period_end": false],
+                    idempotencyKey: "resume:\(current.stripeSubscriptionID):\(Self.stamp(current))")
+                try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.resumed")
+                guard let refreshed = try await transaction.currentSubscription() else { return }
+                current = refreshed
             }
             switch PlanChangeDirection(from: currentPlan, currentInterval, to: target, interval) {
             case .same:
@@ -61,7 +79,9 @@ extension BillingAPI {
                 try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
                 try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "plan.upgraded")
             case .downgrade:
-                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: target.key, interval: interval.rawValue, now: now())
+                try await transaction.setPendingChange(
+                    current.stripeSubscriptionID, plan: target.key, interval: interval.rawValue, effectiveAt: current.currentPeriodEnd,
+                    now: now())
                 try await transaction.audit(actor: actor, action: "plan.change_scheduled", before: before, after: [
                     "plan": current.plan, "pendingPlan": target.key, "pendingInterval": interval.rawValue,
                     "effectiveAt": Self.iso(current.currentPeriodEnd),
@@ -73,15 +93,17 @@ extension BillingAPI {
 
     static func iso(_ date: Date?) -> String { date?.formatted(.iso8601) ?? "" }
 
-    /// The plan-change job: applies every pending downgrade whose period has ended, without proration. Returns the
-    /// tenants it changed. One tenant's failure (Stripe down) is logged and retried at the next run.
-    public func applyDuePlanChanges(now: Date, logger: Logger) async throws -> [UUID] {
+    /// The plan-change job: applies every pending downgrade whose effective time (the end of the period in which it
+    /// was asked for) is within `lead` of `now`, without proration, so the renewal already bills the new price.
+    /// Returns the tenants it changed. One tenant's failure (Stripe down) is logged and retried at the next run.
+    public func applyDuePlanChanges(now: Date, lead: Duration = .seconds(3600), logger: Logger) async throws -> [UUID] {
         guard let client = stripe.client else { return [] }
         let inbox = EventInbox(database: tenants.database)
+        let by = now.addingTimeInterval(Double(lead.components.seconds))
         var changed: [UUID] = []
-        for tenant in try await inbox.planChangesDue(now: now, limit: 200) {
+        for tenant in try await inbox.planChangesDue(by: by, limit: 200) {
             do {
-                if try await applyPendingChange(tenant, now: now, client: client) { changed.append(tenant) }
+                if try await applyPendingChange(tenant, by: by, now: now, client: client) { changed.append(tenant) }
             } catch {
                 logger.warning("could not apply a pending plan change; the next run tries again", metadata: [
                     "tenant": "\(tenant)", "error": "\(error)",
@@ -91,16 +113,15 @@ extension BillingAPI {
         return changed
     }
 
-    func applyPendingChange(_ tenant: UUID, now: Date, client: StripeClient) async throws -> Bool {
+    func applyPendingChange(_ tenant: UUID, by: Date, now: Date, client: StripeClient) async throws -> Bool {
         try await tenants.database.transaction(tenant, operation: "apply plan change") { transaction in
             guard let current = try await transaction.currentSubscription(), !current.isTerminal,
-                  let end = current.currentPeriodEnd, end <= now,
-                  let pending = try await transaction.pendingChange()
+                  let pending = try await transaction.pendingChange(), let effective = pending.effectiveAt, effective <= by
             else { return false }
             let target = try catalog.plan(named: pending.plan)
             let interval = pending.interval.flatMap(BillingInterval.init(rawValue:)) ?? .month
-            guard let priceID = try? catalog.stripePriceID(of: target, per: interval) else {
-                // A move to free was a cancellation at the period's end: Stripe ends it; nothing to apply here.
+            guard !target.isFree, let priceID = try? catalog.stripePriceID(of: target, per: interval), !current.cancelAtPeriodEnd else {
+                // A move to free is the cancellation at the period's end (Stripe ends it), as is any scheduled one.
                 try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now)
                 return false
             }
@@ -108,11 +129,32 @@ extension BillingAPI {
             let updated = try await client.updateSubscription(current.stripeSubscriptionID, [
                 "items": [["id": .string(item), "price": .string(priceID), "quantity": .int(target.seats.normalize(current.seats))]],
                 "proration_behavior": "none",
-            ], idempotencyKey: "plan:\(current.stripeSubscriptionID):\(target.key):\(interval.rawValue):at:\(Int(end.timeIntervalSince1970))")
+            ], idempotencyKey: "plan:\(current.stripeSubscriptionID):\(target.key):\(interval.rawValue):at:\(Int(effective.timeIntervalSince1970))")
             try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now)
             try await applyConfirmed(updated, over: current, transaction, actor: AuditActor(kind: .system, id: "plan-change-job"),
                                      action: "plan.downgraded")
             return true
         }
+    }
+
+    /// The grace job: announces (entitlement.changed) every past-due subscription whose grace period has run out,
+    /// once; nothing in the row changes then, so no webhook would. Returns the tenants it announced.
+    public func announceEndedGracePeriods(now: Date, logger: Logger) async throws -> [UUID] {
+        guard notifier.enabled else { return [] }
+        let inbox = EventInbox(database: tenants.database)
+        let since = now.addingTimeInterval(-Double(settings.pastDueGrace.components.seconds))
+        var announced: [UUID] = []
+        for tenant in try await inbox.gracePeriodsEnded(since: since, limit: 500) {
+            let done = try await tenants.database.transaction(tenant, operation: "announce grace end") { transaction -> Bool in
+                guard let record = try await transaction.markGraceNotified(pastDueSince: since, now: now) else { return false }
+                try await notifier.emit(transaction, "entitlement.changed", [
+                    "entitled": false, "plan": .string(record.plan), "status": .string(record.status),
+                    "graceEndedAt": .string(record.pastDueSince.map { $0.addingTimeInterval(Double(settings.pastDueGrace.components.seconds)) }?.formatted(.iso8601) ?? ""),
+                ], now: now)
+                return true
+            }
+            if done { announced.append(tenant) }
+        }
+        return announced
     }
 }

@@ -287,8 +287,8 @@ extension StripeEventProcessor {
     func recordRefund(_ refund: Refund, payment: PaymentRecord, _ context: EventContext) async throws {
         let isNew = try await context.transaction.upsertRefund(
             id: refund.id, paymentID: payment.paymentID, amount: refund.amount, currency: refund.currency ?? payment.currency,
-            status: refund.status ?? "succeeded", reason: refund.reason, createdAt: Self.date(refund.created) ?? context.created,
-            now: Date())
+            status: refund.status ?? "succeeded", reason: refund.metadata?["reason"] ?? refund.reason,
+            createdAt: Self.date(refund.created) ?? context.created, now: Date(), requestKey: refund.metadata?["billing_request"])
         if isNew {
             try await context.audit("refund.recorded", before: nil, after: [
                 "refund": refund.id, "payment": payment.paymentID, "amount": String(refund.amount), "status": refund.status ?? "succeeded",

@@ -75,6 +75,10 @@ extension BillingAPI {
         let actor = call.actor
         try await tenants.database.transaction(call.tenantID, operation: "cancel") { transaction in
             let current = try await liveSubscription(transaction, for: "cancel")
+            // A cancellation replaces any plan change scheduled for the period's end.
+            if let pending = try await transaction.pendingChange(), !(try catalog.plan(named: pending.plan)).isFree {
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+            }
             if atPeriodEnd {
                 guard !current.cancelAtPeriodEnd else { return }
                 let updated = try await client.updateSubscription(
@@ -82,7 +86,7 @@ extension BillingAPI {
                     idempotencyKey: "cancel:\(current.stripeSubscriptionID):\(Self.stamp(current))")
                 try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.cancel_scheduled")
             } else {
-                let ended = try await client.cancelSubscription(current.stripeSubscriptionID)
+                let ended = try await endSubscription(current.stripeSubscriptionID, client: client)
                 try await applyConfirmed(ended, over: current, transaction, actor: actor, action: "subscription.canceled")
             }
         }
@@ -106,8 +110,23 @@ extension BillingAPI {
                 current.stripeSubscriptionID, ["cancel_at_period_end": false],
                 idempotencyKey: "resume:\(current.stripeSubscriptionID):\(Self.stamp(current))")
             try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.resumed")
+            // A move to free was this cancellation: it is undone with it.
+            if let pending = try await transaction.pendingChange(), (try? catalog.plan(named: pending.plan))?.isFree == true {
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+            }
         }
         return try await status(of: call.tenantID)
+    }
+
+    /// Cancels now; a subscription Stripe has already ended (a retry, or a webhook not here yet) is read instead.
+    func endSubscription(_ subscriptionID: String, client: StripeClient) async throws -> Subscription {
+        do {
+            return try await client.cancelSubscription(subscriptionID)
+        } catch .refused(let refusal) {
+            let current = try await client.retrieveSubscription(subscriptionID)
+            guard SubscriptionRecord.terminalStatuses.contains(current.status) else { throw StripeError.refused(refusal) }
+            return current
+        }
     }
 
     func subscriptionItem(_ subscriptionID: String, client: StripeClient) async throws -> String {

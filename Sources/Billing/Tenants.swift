@@ -49,13 +49,21 @@ extension BillingAPI {
             guard var tenant = try await transaction.lockTenantIncludingDeleted() else { throw Self.unknownTenant(call.tenantID) }
             // Deleting twice is harmless: the first deletion stands.
             if tenant.deletedAt != nil { return TenantView(tenant, retention: retention) }
-            if let current = try await transaction.currentSubscription(), !current.isTerminal {
+            // Nothing may bill it afterwards: every live subscription is canceled and every open Checkout expired.
+            let live = try await transaction.allLiveSubscriptions()
+            let open = try await transaction.openSessions(now: now())
+            if !live.isEmpty || !open.isEmpty {
                 guard let client = stripe.client else {
                     throw BillingError.preconditionFailed(
-                        "the tenant has a live Stripe subscription and Stripe is not configured here, so it cannot be canceled first; set STRIPE_SECRET_KEY")
+                        "the tenant has live Stripe subscriptions or open checkouts and Stripe is not configured here, so they cannot be ended first; set STRIPE_SECRET_KEY")
                 }
-                let ended = try await client.cancelSubscription(current.stripeSubscriptionID)
-                try await applyConfirmed(ended, over: current, transaction, actor: actor, action: "subscription.canceled")
+                for subscription in live {
+                    let ended = try await endSubscription(subscription.stripeSubscriptionID, client: client)
+                    try await applyConfirmed(ended, over: subscription, transaction, actor: actor, action: "subscription.canceled")
+                }
+                for session in open {
+                    try await expireReplaced(session, client: client, transaction: transaction)
+                }
             }
             let time = now()
             try await transaction.markDeleted(at: time)
@@ -88,7 +96,8 @@ extension BillingAPI {
         guard let id = UUID(uuidString: params.tenantId) else {
             throw BillingError.invalidParams(field: "tenantId", "'tenantId' must be a UUID string")
         }
-        guard let found = try await tenants.search(id.lowercased, after: nil, limit: 1).first, found.id == id else {
+        // The search also matches names and emails that contain the id; the tenant with that id is the one.
+        guard let found = try await tenants.search(id.lowercased, after: nil, limit: 200).first(where: { $0.id == id }) else {
             throw BillingError.notFound("there is no tenant \(id.lowercased) (it may have been purged)")
         }
         return TenantView(found, retention: settings.tenantRetention)

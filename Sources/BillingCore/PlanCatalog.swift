@@ -40,6 +40,9 @@ public struct Plan: Codable, Sendable, Equatable {
 
     public var intervals: [BillingInterval] { prices.map(\.interval) }
 
+    /// Nothing is paid for it (the default plan): moving to it means leaving the paid subscription.
+    public var isFree: Bool { prices.allSatisfy { $0.amount == 0 } }
+
     public func price(for interval: BillingInterval) -> PlanPrice? {
         prices.first { $0.interval == interval }
     }

@@ -80,8 +80,8 @@ public func buildApplication(
     if let owner = configuration.databaseOwnerURL {
         services.append(MigrationService(migrator: Migrator(migrations: migrations, logger: logger), ownerURL: owner, appURL: configuration.databaseURL))
     }
-    if api.stripe.client != nil, let interval = configuration.planChangeInterval {
-        services.append(PlanChangeService(api: api, interval: interval, logger: logger))
+    if let interval = configuration.planChangeInterval {
+        services.append(PlanChangeService(api: api, interval: interval, lead: configuration.planChangeLead, logger: logger))
     }
     services += backgroundServices(
         configuration: configuration, inbox: inbox, catalog: catalog, stripe: stripe.client, metrics: metrics, logger: logger)

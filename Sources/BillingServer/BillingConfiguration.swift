@@ -49,8 +49,10 @@ public struct BillingConfiguration: Sendable {
     public var reconcileInterval: Duration?
     public var reconcileLookback: Duration
     public var reconcileSubscriptionMaxAge: Duration
-    /// How often `serve` applies due plan changes (nil: never).
+    /// How often `serve` applies due plan changes and announces ended grace periods (nil: never), and how long
+    /// before the period's end a downgrade is applied (so the renewal bills the new price).
     public var planChangeInterval: Duration?
+    public var planChangeLead: Duration
     /// Where events to the SaaS product are POSTed (nil: none are written), and the secret that signs them.
     public var eventsURL: String?
     public var eventsSecret: String?
@@ -139,6 +141,7 @@ public struct BillingConfiguration: Sendable {
         lowCreditsThreshold = reader.int(forKey: "billing.credits.low.threshold", default: 100)
         let planChanges = reader.int(forKey: "billing.plan.change.interval.ms", default: 60_000)
         planChangeInterval = planChanges > 0 ? .milliseconds(planChanges) : nil
+        planChangeLead = .seconds(max(0, reader.int(forKey: "billing.plan.change.lead.seconds", default: 3600)))
         reconcileSubscriptionMaxAge = .seconds(max(0, reader.int(forKey: "billing.reconcile.subscription.max.age.seconds", default: 86_400)))
     }
 

@@ -60,19 +60,21 @@ struct ReconciliationService: Service {
     }
 }
 
-/// Applies pending plan changes (downgrades at the period's end) every `interval`.
+/// Applies pending plan changes (downgrades at the period's end) and announces ended grace periods every `interval`.
 struct PlanChangeService: Service {
     let api: BillingAPI
     let interval: Duration
+    let lead: Duration
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    _ = try await api.applyDuePlanChanges(now: Date(), logger: logger)
+                    _ = try await api.applyDuePlanChanges(now: Date(), lead: lead, logger: logger)
+                    _ = try await api.announceEndedGracePeriods(now: Date(), logger: logger)
                 } catch {
-                    logger.warning("the plan-change job failed; the next run tries again", metadata: ["error": "\(error)"])
+                    logger.warning("the plan-change and grace jobs failed; the next run tries again", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: interval)
             }

@@ -321,16 +321,24 @@ extension EventInbox {
         }
     }
 
-    /// Tenants whose pending plan change is due by `now` (ids only).
-    public func planChangesDue(now: Date, limit: Int) async throws(StoreError) -> [UUID] {
+    /// Tenants whose pending plan change takes effect by `by` (ids only).
+    public func planChangesDue(by: Date, limit: Int) async throws(StoreError) -> [UUID] {
+        try await tenantIDs("SELECT * FROM billing.pending_plan_changes_due(\(by), \(limit)::int)", operation: "plan changes due")
+    }
+
+    /// Tenants whose past-due grace ended (past due since before `since`) and was not announced yet (ids only).
+    public func gracePeriodsEnded(since: Date, limit: Int) async throws(StoreError) -> [UUID] {
+        try await tenantIDs("SELECT * FROM billing.grace_periods_ended(\(since), \(limit)::int)", operation: "grace periods ended")
+    }
+
+    func tenantIDs(_ query: PostgresQuery, operation: String) async throws(StoreError) -> [UUID] {
         do {
             var found: [UUID] = []
-            let rows = try await database.client.query(
-                "SELECT * FROM billing.pending_plan_changes_due(\(now), \(limit)::int)", logger: database.logger)
+            let rows = try await database.client.query(query, logger: database.logger)
             for try await tenant in rows.decode(UUID.self) { found.append(tenant) }
             return found
         } catch {
-            throw StoreError.wrap(error, operation: "plan changes due")
+            throw StoreError.wrap(error, operation: operation)
         }
     }
 

@@ -17,7 +17,7 @@ extension TenantTransaction {
     public func emit(id: UUID, type: String, payload: String, at time: Date) async throws {
         try await connection.query("""
             INSERT INTO billing.outbox_events (tenant_id, event_id, type, payload, created_at, next_attempt_at)
-            VALUES (\(tenant), \(id), \(type), \(payload)::jsonb, \(time), \(time))
+            VALUES (\(tenant), \(id), \(type), \(payload), \(time), \(time))
             """, logger: logger)
     }
 }

@@ -167,7 +167,7 @@ public enum TenantPurge {
     /// Tenant tables, children first.
     static let tables = [
         "refunds", "disputes", "payments", "stripe_invoices", "top_ups", "checkout_sessions", "credit_ledger", "credit_balances",
-        "audit_events", "subscriptions",
+        "audit_events", "outbox_events", "subscriptions",
     ]
 
     public static func run(ownerURL: DatabaseURL, deletedBefore: Date, logger: Logger) async throws -> [UUID] {

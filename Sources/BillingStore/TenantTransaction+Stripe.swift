@@ -217,20 +217,45 @@ extension TenantTransaction {
     }
 
     /// Records (or clears, with nil) a plan change that waits for the period's end.
-    public func setPendingChange(_ subscriptionID: String, plan: String?, interval: String?, now: Date) async throws {
+    public func setPendingChange(
+        _ subscriptionID: String, plan: String?, interval: String?, effectiveAt: Date? = nil, now: Date
+    ) async throws {
         try await connection.query("""
-            UPDATE billing.subscriptions SET pending_plan = \(plan), pending_interval = \(interval), updated_at = \(now)
+            UPDATE billing.subscriptions SET pending_plan = \(plan), pending_interval = \(interval),
+                pending_effective_at = \(plan == nil ? nil : effectiveAt), updated_at = \(now)
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID)
             """, logger: logger)
     }
 
+    public struct PendingChange: Sendable, Equatable {
+        public var plan: String
+        public var interval: String?
+        public var effectiveAt: Date?
+    }
+
     /// The tenant's current subscription's pending plan change, if any.
-    public func pendingChange() async throws -> (plan: String, interval: String?)? {
-        let rows = try await connection.query(
-            "SELECT pending_plan, pending_interval FROM billing.subscriptions WHERE tenant_id = \(tenant) AND is_current AND pending_plan IS NOT NULL",
-            logger: logger)
-        for try await (plan, interval) in rows.decode((String, String?).self) { return (plan, interval) }
+    public func pendingChange() async throws -> PendingChange? {
+        let rows = try await connection.query("""
+            SELECT pending_plan, pending_interval, pending_effective_at FROM billing.subscriptions
+            WHERE tenant_id = \(tenant) AND is_current AND pending_plan IS NOT NULL
+            """, logger: logger)
+        for try await (plan, interval, effective) in rows.decode((String, String?, Date?).self) {
+            return PendingChange(plan: plan, interval: interval, effectiveAt: effective)
+        }
         return nil
+    }
+
+    /// Marks the end of the current subscription's grace period as announced; false when it is no longer past due
+    /// since `since` (a newer change already said what there is to say).
+    public func markGraceNotified(pastDueSince since: Date, now: Date) async throws -> SubscriptionRecord? {
+        let rows = try await connection.query("""
+            UPDATE billing.subscriptions SET grace_notified_at = \(now)
+            WHERE tenant_id = \(tenant) AND is_current AND status = 'past_due' AND past_due_since <= \(since)
+              AND grace_notified_at IS NULL
+            RETURNING stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            """, logger: logger)
+        return try await decodeSubscriptions(rows).first
     }
 
     /// The tenant's current subscription, locked.
@@ -241,6 +266,18 @@ extension TenantTransaction {
             FROM billing.subscriptions WHERE tenant_id = \(tenant) AND is_current FOR UPDATE
             """, logger: logger)
         return try await decodeSubscriptions(rows).first
+    }
+
+    /// Every subscription of the tenant that is still live.
+    public func allLiveSubscriptions() async throws -> [SubscriptionRecord] {
+        let rows = try await connection.query("""
+            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
+                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            FROM billing.subscriptions
+            WHERE tenant_id = \(tenant) AND status NOT IN ('canceled', 'incomplete_expired')
+            FOR UPDATE
+            """, logger: logger)
+        return try await decodeSubscriptions(rows)
     }
 
     /// The tenant's subscriptions with this customer that are still live.
@@ -278,7 +315,9 @@ extension TenantTransaction {
                 plan = \(record.plan), billing_interval = \(record.interval), seats = \(record.seats), status = \(record.status),
                 past_due_since = \(record.pastDueSince), current_period_end = \(record.currentPeriodEnd),
                 cancel_at_period_end = \(record.cancelAtPeriodEnd), last_event_at = \(record.lastEventAt),
-                stripe_created_at = coalesce(\(record.stripeCreatedAt), stripe_created_at), updated_at = \(now)
+                stripe_created_at = coalesce(\(record.stripeCreatedAt), stripe_created_at), updated_at = \(now),
+                grace_notified_at = CASE WHEN \(record.status) = 'past_due' AND past_due_since = \(record.pastDueSince)
+                                         THEN grace_notified_at END
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(record.stripeSubscriptionID)
             """, logger: logger)
         try await pickCurrentSubscription()

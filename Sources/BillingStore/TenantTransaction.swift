@@ -56,6 +56,16 @@ public struct TenantTransaction: Sendable {
         return nil
     }
 
+    /// Every Checkout Session of this tenant that may still be paid.
+    public func openSessions(now: Date) async throws -> [String] {
+        var sessions: [String] = []
+        let rows = try await connection.query(
+            "SELECT session_id FROM billing.checkout_sessions WHERE tenant_id = \(tenant) AND status = 'open' AND expires_at > \(now)",
+            logger: logger)
+        for try await id in rows.decode(String.self) { sessions.append(id) }
+        return sessions
+    }
+
     /// How many Checkout Sessions this tenant has recorded, ever: part of the next session's idempotency key, so a
     /// retry after a rolled-back attempt asks Stripe with the same key (and gets the same session back).
     public func sessionsRecorded() async throws -> Int {

@@ -206,12 +206,13 @@ extension JSONValue {
                     try await BillingAPI(
                         catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
                         stripe: StripeSettings(client: server.stripe!, publicURL: TestServer.publicURL), openRPC: .null
-                    ).applyDuePlanChanges(now: now, logger: Logger(label: "job"))
+                    ).applyDuePlanChanges(now: now, lead: .seconds(3600), logger: Logger(label: "job"))
                 }
             }
-            // Not before the period's end.
-            #expect(try await job(periodEnd.addingTimeInterval(-60)).isEmpty)
-            #expect(try await job(periodEnd.addingTimeInterval(1)) == [tenant])
+            // Not earlier than an hour before the period's end; then, before the renewal bills the old price.
+            #expect(try await job(periodEnd.addingTimeInterval(-7200)).isEmpty)
+            #expect(try await job(periodEnd.addingTimeInterval(-60)) == [tenant])
+            #expect(try await job(periodEnd.addingTimeInterval(60)).isEmpty)
             let after = try await client.rpc("billing.status", token: admin)
             #expect(after["result"]?["plan"] == "pro")
             #expect(after["result"]?["seats"] == 1)
@@ -236,6 +237,14 @@ extension JSONValue {
             let free = try await client.rpc("billing.changePlan", ["plan": "free"], token: admin)
             #expect(free["result"]?["cancelAtPeriodEnd"] == true)
             #expect(free["result"]?["pendingChange"]?["plan"] == "free")
+            // Choosing team again undoes the cancellation that leaving for free scheduled.
+            let stay = try await client.rpc("billing.changePlan", ["plan": "team"], token: admin)
+            #expect(stay["result"]?["cancelAtPeriodEnd"] == false, "\(stay)")
+            #expect(stay["result"]?["pendingChange"] == .null)
+            _ = try await client.rpc("billing.changePlan", ["plan": "free"], token: admin)
+            let resumed = try await client.rpc("billing.resume", token: admin)
+            #expect(resumed["result"]?["cancelAtPeriodEnd"] == false)
+            #expect(resumed["result"]?["pendingChange"] == .null)
             let none = try await client.rpc("billing.changePlan", ["plan": "team"], token: try await server.token(.admin, tenant: try await server.provision(client)))
             #expect(none.errorName == "PRECONDITION_FAILED")
             let unknown = try await client.rpc("billing.changePlan", ["plan": "platinum"], token: admin)
@@ -246,11 +255,19 @@ extension JSONValue {
 
 @Suite struct TenantLifecycleTests {
     @Test func aDeletedTenantIsCanceledFirstHiddenFromItsUsersReadableToOperatorsThenPurged() async throws {
-        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
-            let harness = EventHarness(client: client, server: server)
+        // Outbound events are on (to an endpoint that is down), so the tenant has outbox rows to purge too.
+        let extra = EventHarness.extra.merging([
+            "BILLING_EVENTS_URL": "http://127.0.0.1:9/events", "BILLING_EVENTS_SECRET": "events-secret-for-tests-0123",
+        ]) { $1 }
+        try await TestServer.run(extra: extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server, extra: extra)
             let tenant = try await server.provision(client, name: "Doomed Corp")
             try await harness.subscribe(tenant, plan: "team", seats: 3)
             try await harness.topUp(tenant, credits: 600)
+            // An open top-up checkout that must not be payable after the deletion.
+            let pendingTopUp = try await client.rpc("billing.topUp", ["credits": 700], token: try await server.token(.admin, tenant: tenant))
+            let openSession = try #require(pendingTopUp["result"]?["sessionId"]?.stringValue)
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE tenant_id = '\(tenant)'") > 0)
             let admin = try await server.token(.admin, tenant: tenant)
             let service = try await server.token(.service)
             let operatorToken = try await server.token(.operator)
@@ -263,6 +280,7 @@ extension JSONValue {
                 try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
             }
             #expect(try await server.stripe!.retrieveSubscription(try #require(subscriptionID)).status == "canceled")
+            #expect(try await server.stripe!.retrieveCheckoutSession(openSession).status == "expired")
             // Deleting again returns the first deletion.
             let again = try await client.rpc("tenants.delete", ["tenantId": .string(tenant.uuidString)], token: service)
             #expect(again["result"]?["deletedAt"] == deleted["result"]?["deletedAt"])
@@ -293,7 +311,7 @@ extension JSONValue {
             ])
             #expect(status == 0, "\(errors)")
             #expect(output.contains(tenant.uuidString.lowercased()))
-            for table in ["tenants", "subscriptions", "payments", "credit_ledger", "audit_events", "top_ups", "stripe_events"] {
+            for table in ["tenants", "subscriptions", "payments", "credit_ledger", "audit_events", "top_ups", "stripe_events", "outbox_events"] {
                 let column = table == "tenants" ? "id" : "tenant_id"
                 #expect(try await harness.count("SELECT count(*)::int FROM billing.\(table) WHERE \(column) = '\(tenant)'") == 0, "\(table)")
             }

@@ -1,4 +1,5 @@
 import Billing
+import BillingCore
 import BillingStore
 import BillingTestSupport
 import Foundation
@@ -102,6 +103,36 @@ actor ProductEndpoint {
                 #expect(try await harness.count(
                     "SELECT count(*)::int FROM billing.outbox_events WHERE status = 'delivered' AND attempts = 2") == expected.count)
             }
+        }
+    }
+
+    /// The end of a past-due grace period changes no row, so a job announces it: once.
+    @Test func theEndOfAGracePeriodIsAnnouncedOnce() async throws {
+        let extra = EventHarness.extra.merging([
+            "BILLING_EVENTS_URL": "http://127.0.0.1:9/events", "BILLING_EVENTS_SECRET": Self.secret, "BILLING_GRACE_PERIOD_SECONDS": "3600",
+        ]) { $1 }
+        try await TestServer.run(extra: extra) { client, server in
+            let harness = EventHarness(client: client, server: server, extra: extra)
+            let tenant = try await harness.tenant(customer: "cus_grace_job")
+            try await harness.deliver(EventHarness.event(
+                "evt_grace_job", "customer.subscription.updated",
+                EventHarness.subscription("sub_grace_job", customer: "cus_grace_job", status: "past_due"), created: harness.now - 1800))
+            try await harness.drain()
+            let configuration = try TestServer.configuration(server.database, extra: extra)
+            let job = {
+                try await server.database.withAppClient { database in
+                    try await BillingAPI(
+                        catalog: try configuration.loadCatalog(), tenants: TenantStore(database: database),
+                        settings: BillingSettings(pastDueGrace: .seconds(3600), notifier: configuration.notifier), openRPC: .null
+                    ).announceEndedGracePeriods(now: Date().addingTimeInterval(3600), logger: .init(label: "job"))
+                }
+            }
+            // Past due for 30 minutes of a one-hour grace: entitled, nothing said yet; an hour on, said once.
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE type = 'entitlement.changed'") == 0)
+            #expect(try await job() == [tenant])
+            #expect(try await job().isEmpty)
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.outbox_events WHERE tenant_id = '\(tenant)' AND type = 'entitlement.changed' AND payload LIKE '%\"entitled\":false%'") == 1)
         }
     }
 }
