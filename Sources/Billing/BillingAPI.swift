@@ -71,6 +71,9 @@ public struct BillingAPI: Sendable {
         methods.tenantMethod("billing.portal", .mutation, roles: .managers) { (params: PortalParams, call) in
             try await portal(params, call: call)
         }
+        methods.tenantMethod("billing.setupPaymentMethod", .mutation, roles: .managers) { (_: NoParams, call) in
+            try await setupPaymentMethod(call: call)
+        }
         methods.tenantMethod("billing.entitlements", .query, roles: .readers) { (_: NoParams, call) in
             try await entitlements(of: call.tenantID)
         }

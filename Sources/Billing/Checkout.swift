@@ -237,6 +237,39 @@ extension BillingAPI {
         }
     }
 
+    /// `billing.setupPaymentMethod`: a setup-mode Checkout Session that saves a card for invoices this server issues
+    /// and charges off-session. The card is recorded when Stripe confirms it (`setup_intent.succeeded`).
+    func setupPaymentMethod(call: TenantCall) async throws -> CheckoutStarted {
+        let client = try requireStripe()
+        let settings = stripe
+        let now = now()
+        let actor = call.actor
+        let customer = try await customerID(for: call.tenantID, stripe: client)
+        return try await tenants.database.transaction(call.tenantID, operation: "setup payment method") { transaction in
+            let tenant = try await lockedTenant(transaction)
+            try await checkRate(transaction)
+            let tenantID = tenant.id.lowercased
+            let sequence = try await transaction.sessionsRecorded()
+            let metadata: FormValue = ["tenant_id": .string(tenantID), "purpose": "setup"]
+            let session = try await client.createCheckoutSession([
+                "mode": "setup",
+                "customer": .string(customer),
+                "client_reference_id": .string(tenantID),
+                "success_url": .string(settings.returnURL),
+                "cancel_url": .string(settings.returnURL),
+                "payment_method_types": ["card"],
+                "metadata": metadata,
+                "setup_intent_data": ["metadata": metadata],
+            ], idempotencyKey: "setup:\(tenantID):\(sequence)")
+            guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+            try await transaction.recordCheckoutSession(
+                sessionID: session.id, purpose: "setup", url: url, plan: nil, interval: nil, seats: nil,
+                expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
+            try await transaction.audit(actor: actor, action: "payment_method.setup_opened", before: nil, after: ["session": session.id])
+            return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+        }
+    }
+
     /// `billing.portal`: a Customer Portal session; the return URL must be on this server's own origin.
     func portal(_ params: PortalParams, call: TenantCall) async throws -> PortalOpened {
         let returnURL = params.returnUrl ?? "\(stripe.publicURL)/billing"

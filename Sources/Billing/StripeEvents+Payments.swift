@@ -29,9 +29,48 @@ extension StripeEventProcessor {
             return try await fulfilTopUp(
                 id: session.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: session.id,
                 paymentIntentID: session.paymentIntent?.id, amount: amount, currency: currency, context)
+        case "setup":
+            // The card itself arrives with setup_intent.succeeded; reading the SetupIntent here covers that event
+            // arriving late (or being lost until reconciliation).
+            guard let setupID = session.setupIntent?.id, let stripe else {
+                return context.processed("the card is recorded by setup_intent.succeeded")
+            }
+            let intent: SetupIntent
+            do {
+                intent = try await stripe.retrieveSetupIntent(setupID)
+            } catch {
+                throw RetryLater("could not read \(setupID) from Stripe: \(error)")
+            }
+            guard intent.status == "succeeded" else { return context.processed("setup intent \(setupID) is \(intent.status)") }
+            return try await setupSucceeded(intent, context)
         default:
             return context.ignored("checkout session \(session.id) in \(session.mode) mode needs nothing here")
         }
+    }
+
+    /// `setup_intent.succeeded`: the saved card becomes the tenant's default for the invoices this server charges
+    /// (and the customer's default at Stripe). A card saved later is never replaced by an earlier one.
+    func setupSucceeded(_ intent: SetupIntent, _ context: EventContext) async throws -> EventDisposition {
+        guard let method = intent.paymentMethod?.id else {
+            return context.rejected("setup intent \(intent.id) succeeded without a payment method")
+        }
+        let savedAt = Self.date(intent.created) ?? context.created
+        if try await context.transaction.defaultPaymentMethod() == method {
+            return context.processed("\(method) is recorded already")
+        }
+        guard try await context.transaction.setDefaultPaymentMethod(method, savedAt: savedAt) else {
+            return context.stale("a card saved later than \(intent.id)'s is recorded already")
+        }
+        if let stripe, let customer = intent.customer?.id {
+            do {
+                _ = try await stripe.setDefaultPaymentMethod(
+                    customer: customer, paymentMethod: method, idempotencyKey: "default-pm:\(customer):\(method)")
+            } catch {
+                throw RetryLater("could not make \(method) the default of \(customer) at Stripe: \(error)")
+            }
+        }
+        try await context.audit("payment_method.saved", before: nil, after: ["paymentMethod": method, "setupIntent": intent.id])
+        return context.processed()
     }
 
     /// `checkout.session.expired` and `checkout.session.async_payment_failed`: the session's pending top-up is closed.

@@ -37,6 +37,7 @@ public struct StripeEventProcessor: Sendable {
         "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required",
         "invoice.finalized",
         "customer.deleted",
+        "setup_intent.succeeded",
     ]
 
     public func handle(_ event: ClaimedEvent, in scope: EventScope) async throws -> EventDisposition {
@@ -89,6 +90,8 @@ public struct StripeEventProcessor: Sendable {
             return try await invoiceChanged(try Self.decodeObject(Invoice.self, from: payload), context)
         case "customer.deleted":
             return try await customerDeleted(try Self.decodeObject(Customer.self, from: payload), context)
+        case "setup_intent.succeeded":
+            return try await setupSucceeded(try Self.decodeObject(SetupIntent.self, from: payload), context)
         default:
             return try await subscriptionChanged(try Self.decodeObject(Subscription.self, from: payload), context)
         }

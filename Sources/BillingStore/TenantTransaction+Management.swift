@@ -57,6 +57,22 @@ extension TenantTransaction {
         return nil
     }
 
+    /// Saves the card future invoices charge, unless one saved later is recorded. True when saved.
+    public func setDefaultPaymentMethod(_ paymentMethod: String, savedAt time: Date) async throws -> Bool {
+        try await connection.first("""
+            WITH u AS (UPDATE billing.tenants SET default_payment_method = \(paymentMethod), default_payment_method_at = \(time)
+                       WHERE id = \(tenant) AND (default_payment_method_at IS NULL OR default_payment_method_at <= \(time))
+                       RETURNING 1)
+            SELECT count(*)::int FROM u
+            """, as: Int.self, logger: logger) == 1
+    }
+
+    /// The card future invoices charge, if one was saved.
+    public func defaultPaymentMethod() async throws -> String? {
+        try await connection.first(
+            "SELECT default_payment_method FROM billing.tenants WHERE id = \(tenant)", as: String?.self, logger: logger) ?? nil
+    }
+
     public func markDeleted(at time: Date) async throws {
         try await connection.query(
             "UPDATE billing.tenants SET deleted_at = \(time) WHERE id = \(tenant) AND deleted_at IS NULL", logger: logger)

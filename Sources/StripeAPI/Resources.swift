@@ -152,6 +152,18 @@ public struct Refund: Decodable, Sendable, Equatable {
     }
 }
 
+public struct SetupIntent: Decodable, Sendable, Equatable {
+    public var id: String
+    public var status: String
+    public var customer: StripeID?
+    public var paymentMethod: StripeID?
+    public var usage: String?
+    public var metadata: [String: String]?
+    public var created: Int?
+
+    enum CodingKeys: String, CodingKey { case id, status, customer, usage, metadata, created, paymentMethod = "payment_method" }
+}
+
 public struct Charge: Decodable, Sendable, Equatable {
     public var id: String
     public var amount: Int
@@ -273,6 +285,16 @@ extension StripeClient {
 
     public func retrieveCustomer(_ id: String) async throws(StripeError) -> Customer {
         try await send(.get, "/v1/customers/\(id)")
+    }
+
+    /// Makes `paymentMethod` the customer's default for invoices and off-session payments.
+    public func setDefaultPaymentMethod(customer: String, paymentMethod: String, idempotencyKey: String) async throws(StripeError) -> Customer {
+        try await send(.post, "/v1/customers/\(customer)", ["invoice_settings": ["default_payment_method": .string(paymentMethod)]],
+                       idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveSetupIntent(_ id: String) async throws(StripeError) -> SetupIntent {
+        try await send(.get, "/v1/setup_intents/\(id)")
     }
 
     public func createCheckoutSession(_ parameters: FormParameters, idempotencyKey: String) async throws(StripeError) -> CheckoutSession {

@@ -101,6 +101,17 @@ func checkoutPage(_ view: StandInState.CheckoutView, notice: String? = nil) -> S
     guard view.status == "open" else {
         return page("Checkout", "<h1>Checkout</h1>\(notice)<p>This session is \(escape(view.status)).</p>")
     }
+    if view.mode == "setup" {
+        return page("Save a card", """
+            <h1>Save a card for future payments</h1>\(notice)
+            <form method="post" action="/checkout/\(escape(view.id))">
+              <button name="outcome" value="pay" id="pay">Save 4242 4242 4242 4242 (payments succeed)</button>
+              <button name="outcome" value="saveDeclining" id="save-declining">Save 4000 0000 0000 0341 (payments declined)</button>
+              <button name="outcome" value="authenticate" id="authenticate">Save 4000 0027 6000 3184 (payments need authentication)</button>
+              <button name="outcome" value="cancel" id="cancel">Cancel and go back</button>
+            </form>
+            """)
+    }
     return page("Checkout", """
         <h1>Checkout</h1>\(notice)
         <ul>\(lines)</ul>

@@ -14,6 +14,8 @@ extension StandInState {
         case authenticate
         /// The person passed the 3-D Secure challenge.
         case authenticated
+        /// Setup mode: saves a card that is declined when it is charged later.
+        case saveDeclining
         /// The person failed it.
         case authenticationFailed = "authentication_failed"
         case cancel
@@ -67,6 +69,9 @@ extension StandInState {
             return .redirect((session["cancel_url"] as? String) ?? (session["success_url"] as? String ?? "/"))
         case .authenticate:
             return .challenge
+        case .decline where session["mode"] as? String == "setup", .saveDeclining:
+            // Saving a card that is declined when charged succeeds: the decline comes with the first payment.
+            break
         case .decline, .authenticationFailed:
             var intent = paymentIntent(for: session, status: "requires_payment_method")
             intent["last_payment_error"] = outcome == .decline
@@ -103,7 +108,16 @@ extension StandInState {
             emitted = [("checkout.session.completed", Self.public(session)), ("charge.succeeded", charge),
                        ("payment_intent.succeeded", intent)]
         default:
-            emitted = [("checkout.session.completed", Self.public(session))]
+            // Setup mode: the card is saved for later off-session payments. Which test card the person chose decides
+            // how those payments go: one that succeeds, one declined when charged, one that needs authentication.
+            let method = switch outcome {
+            case .authenticated: "pm_card_authenticationRequired"
+            case .saveDeclining: "pm_card_chargeCustomerFail"
+            default: "pm_card_visa"
+            }
+            let intent = setupIntent(for: session, customer: customerID, paymentMethod: method)
+            session["setup_intent"] = intent["id"]
+            emitted = [("setup_intent.succeeded", intent), ("checkout.session.completed", Self.public(session))]
         }
         objects[id] = session
         for (type, object) in emitted { emit(type, object) }
@@ -149,6 +163,19 @@ extension StandInState {
         intent["latest_charge"] = charge["id"]
         objects[intent["id"] as! String] = intent
         return charge
+    }
+
+    /// A succeeded SetupIntent that saved `paymentMethod` to the customer for off-session use.
+    func setupIntent(for session: [String: Any], customer: String, paymentMethod: String) -> [String: Any] {
+        let id = newID("seti")
+        let intent: [String: Any] = [
+            "id": id, "object": "setup_intent", "created": now, "customer": customer, "livemode": false,
+            "payment_method": paymentMethod, "payment_method_types": ["card"], "status": "succeeded", "usage": "off_session",
+            "metadata": (session["_setup_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:],
+            "last_setup_error": NSNull(), "next_action": NSNull(), "client_secret": "\(id)_secret_standin",
+        ]
+        objects[id] = intent
+        return intent
     }
 
     func createSubscription(for session: [String: Any], customer: String) -> [String: Any] {

@@ -18,6 +18,42 @@ extension StandInState {
         }
     }
 
+    /// `POST /v1/customers/:id`: `invoice_settings[default_payment_method]`, `email`, `name`, `metadata`.
+    func updateCustomer(_ id: String, _ params: [String: Any]) -> StandInResponse {
+        guard var customer = objects[id], customer["object"] as? String == "customer" else {
+            return retrieve(id, kind: "customer")
+        }
+        if let settings = params["invoice_settings"] as? [String: Any], let method = settings["default_payment_method"] as? String {
+            var invoiceSettings = customer["invoice_settings"] as? [String: Any] ?? [:]
+            invoiceSettings["default_payment_method"] = method
+            customer["invoice_settings"] = invoiceSettings
+        }
+        if let email = params["email"] as? String { customer["email"] = email }
+        if let name = params["name"] as? String { customer["name"] = name }
+        if let metadata = params["metadata"] as? [String: Any] {
+            customer["metadata"] = (customer["metadata"] as? [String: Any] ?? [:]).merging(metadata) { $1 }
+        }
+        objects[id] = customer
+        emit("customer.updated", customer)
+        return Self.json(customer)
+    }
+
+    /// The test payment methods (`pm_card_visa` and friends) as card objects.
+    func retrievePaymentMethod(_ id: String) -> StandInResponse {
+        guard id.hasPrefix("pm_card_") else {
+            return Self.error(404, type: "invalid_request_error", code: "resource_missing", param: "id", message: "No such PaymentMethod: '\(id)'")
+        }
+        let last4 = switch TestCard(id) {
+        case .succeeds: "4242"
+        case .declines: "0341"
+        case .requiresAuthentication: "3184"
+        }
+        return Self.json([
+            "id": id, "object": "payment_method", "type": "card", "livemode": false,
+            "card": ["brand": "visa", "last4": last4, "exp_month": 12, "exp_year": 2034] as [String: Any],
+        ])
+    }
+
     func createPaymentIntent(_ params: [String: Any]) -> StandInResponse {
         guard let amount = Int(params["amount"] as? String ?? ""), amount > 0 else {
             return Self.missing("amount", "a positive integer in minor units")

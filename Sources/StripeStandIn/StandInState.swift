@@ -108,6 +108,9 @@ public actor StandInState {
         }
         if match("POST", "customers") != nil { return createCustomer(params) }
         if let id = match("GET", "customers/:id") { return retrieve(id, kind: "customer") }
+        if let id = match("POST", "customers/:id") { return updateCustomer(id, params) }
+        if let id = match("GET", "setup_intents/:id") { return retrieve(id, kind: "setup_intent") }
+        if let id = match("GET", "payment_methods/:id") { return retrievePaymentMethod(id) }
         if match("POST", "checkout/sessions") != nil { return createCheckoutSession(params) }
         if let id = match("GET", "checkout/sessions/:id") { return retrieve(id, kind: "checkout.session") }
         if let id = match("POST", "checkout/sessions/:id/expire") { return expireCheckoutSession(id) }
@@ -233,6 +236,8 @@ public actor StandInState {
         session["_line_items"] = items
         session["_payment_intent_data"] = params["payment_intent_data"] as? [String: Any] ?? [:]
         session["_subscription_data"] = params["subscription_data"] as? [String: Any] ?? [:]
+        session["_setup_intent_data"] = params["setup_intent_data"] as? [String: Any] ?? [:]
+        session["setup_intent"] = NSNull()
         objects[id] = session
         return Self.json(Self.public(session))
     }
