@@ -74,6 +74,15 @@ public struct BillingAPI: Sendable {
         methods.tenantMethod("billing.setupPaymentMethod", .mutation, roles: .managers) { (_: NoParams, call) in
             try await setupPaymentMethod(call: call)
         }
+        methods.tenantMethod("billing.subscribeByInvoice", .mutation, roles: .managers) { (params: SubscribeByInvoiceParams, call) in
+            try await subscribeByInvoice(params, call: call)
+        }
+        methods.tenantMethod("billing.addCharge", .mutation, roles: .operators) { (params: AddChargeParams, call) in
+            try await addCharge(params, call: call)
+        }
+        methods.tenantMethod("billing.invoices", .query, roles: .readers) { (params: PageParams, call) in
+            try await invoices(params, call: call)
+        }
         methods.tenantMethod("billing.entitlements", .query, roles: .readers) { (_: NoParams, call) in
             try await entitlements(of: call.tenantID)
         }

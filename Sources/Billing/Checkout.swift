@@ -95,6 +95,10 @@ extension BillingAPI {
     /// `billing.checkout`: a subscription Checkout Session for a plan; the plan changes only when Stripe confirms.
     func checkout(_ params: CheckoutParams, call: TenantCall) async throws -> CheckoutStarted {
         let plan = try catalog.plan(named: params.plan)
+        guard plan.billing == .subscription else {
+            throw BillingError.invalidParams(
+                field: "plan", "plan '\(plan.key)' is billed by invoice: save a card with billing.setupPaymentMethod, then subscribe with billing.subscribeByInvoice")
+        }
         let interval = try parseInterval(params.interval)
         let priceID: String
         do {

@@ -21,6 +21,10 @@ extension BillingAPI {
         let proration = settings.seatProration
         try await tenants.database.transaction(call.tenantID, operation: "change plan") { transaction in
             var current = try await liveSubscription(transaction, for: "change")
+            if current.isInvoiceBilled || target.billing == .invoice {
+                throw BillingError.preconditionFailed(
+                    "moving between invoice billing and Stripe subscriptions is not a plan change: cancel (billing.cancel), then subscribe with billing.checkout or billing.subscribeByInvoice")
+            }
             let currentPlan = try catalog.plan(named: current.plan)
             let currentInterval = BillingInterval(rawValue: current.interval) ?? .month
             let interval = try params.interval.map { try parseInterval($0) }

@@ -40,6 +40,19 @@ extension BillingAPI {
         try await notifier.subscriptionChanged(transaction, before: current, after: record)
     }
 
+    /// A change to a subscription this server bills by invoice: ours to make, audited and announced like Stripe's.
+    func applyLocally(
+        _ current: SubscriptionRecord, _ transaction: TenantTransaction, actor: AuditActor, action: String,
+        _ change: (inout SubscriptionRecord) -> Void
+    ) async throws {
+        var record = current
+        change(&record)
+        try await transaction.updateSubscription(record, now: now())
+        try await transaction.audit(
+            actor: actor, action: action, before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
+        try await notifier.subscriptionChanged(transaction, before: current, after: record)
+    }
+
     /// `billing.updateSeats`: checked against the plan's seat range, then the Stripe item's quantity, with proration.
     func updateSeats(_ params: SeatsParams, call: TenantCall) async throws -> BillingStatus {
         let client = try requireStripe()
@@ -54,6 +67,11 @@ extension BillingAPI {
             }
             try plan.seats.validate(params.seats, plan: plan.key)
             guard params.seats != current.seats else { return }
+            if current.isInvoiceBilled {
+                // Ours to change: the next invoice bills the new count.
+                try await applyLocally(current, transaction, actor: actor, action: "subscription.seats_changed") { $0.seats = params.seats }
+                return
+            }
             let item = try await subscriptionItem(current.stripeSubscriptionID, client: client)
             let updated = try await client.updateSubscription(current.stripeSubscriptionID, [
                 "items": [["id": .string(item), "quantity": .int(params.seats)]],
@@ -78,6 +96,13 @@ extension BillingAPI {
             // A cancellation replaces any plan change scheduled for the period's end.
             if let pending = try await transaction.pendingChange(), !(try catalog.plan(named: pending.plan)).isFree {
                 try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+            }
+            if current.isInvoiceBilled {
+                // Ours: the invoicing job ends it at the period's end instead of starting a new period.
+                try await applyLocally(current, transaction, actor: actor, action: atPeriodEnd ? "subscription.cancel_scheduled" : "subscription.canceled") {
+                    if atPeriodEnd { $0.cancelAtPeriodEnd = true } else { $0.status = "canceled" }
+                }
+                return
             }
             if atPeriodEnd {
                 guard !current.cancelAtPeriodEnd else { return }
@@ -105,6 +130,10 @@ extension BillingAPI {
             if let end = current.currentPeriodEnd, end <= now() {
                 throw BillingError.preconditionFailed(
                     "the period ended \(end.formatted(.iso8601)) and the subscription with it; subscribe again with billing.checkout")
+            }
+            if current.isInvoiceBilled {
+                try await applyLocally(current, transaction, actor: actor, action: "subscription.resumed") { $0.cancelAtPeriodEnd = false }
+                return
             }
             let updated = try await client.updateSubscription(
                 current.stripeSubscriptionID, ["cancel_at_period_end": false],

@@ -59,6 +59,23 @@ public struct Jobs: Sendable {
         }
     }
 
+    /// One run of the invoicing job as of `at`.
+    public func runInvoices(at: Date) async throws -> InvoiceRunReport {
+        let configuration = self.configuration
+        let catalog = try configuration.loadCatalog()
+        let stripe = self.stripe
+        let logger = self.logger
+        return try await withInbox { inbox in
+            let api = BillingAPI(
+                catalog: catalog, tenants: TenantStore(database: inbox.database),
+                settings: BillingSettings(
+                    pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
+                    tenantRetention: configuration.tenantRetention, notifier: configuration.notifier),
+                stripe: StripeSettings(client: stripe, publicURL: configuration.publicURL), openRPC: .null)
+            return try await api.runInvoices(at: at, logger: logger)
+        }
+    }
+
     /// One reconciliation pass.
     public func reconcile() async throws -> Reconciler.Report {
         guard let stripe else {

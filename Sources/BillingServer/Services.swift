@@ -60,7 +60,8 @@ struct ReconciliationService: Service {
     }
 }
 
-/// Applies pending plan changes (downgrades at the period's end) and announces ended grace periods every `interval`.
+/// The billing jobs, every `interval`: pending plan changes (downgrades at the period's end), ended grace periods,
+/// and the invoices of plans billed by invoice.
 struct PlanChangeService: Service {
     let api: BillingAPI
     let interval: Duration
@@ -73,8 +74,9 @@ struct PlanChangeService: Service {
                 do {
                     _ = try await api.applyDuePlanChanges(now: Date(), lead: lead, logger: logger)
                     _ = try await api.announceEndedGracePeriods(now: Date(), logger: logger)
+                    _ = try await api.runInvoices(at: Date(), logger: logger)
                 } catch {
-                    logger.warning("the plan-change and grace jobs failed; the next run tries again", metadata: ["error": "\(error)"])
+                    logger.warning("a billing job failed; the next run tries again", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: interval)
             }

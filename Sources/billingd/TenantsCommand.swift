@@ -1,4 +1,5 @@
 import ArgumentParser
+import Billing
 import BillingServer
 import BillingStore
 import Foundation
@@ -30,6 +31,34 @@ struct Tenants: AsyncParsableCommand {
                 ownerURL: owner, deletedBefore: Date().addingTimeInterval(-retention), logger: Logger(label: "billingd.tenants"))
             for tenant in purged { print(tenant.uuidString.lowercased()) }
             print("purged \(purged.count) tenant(s)")
+        }
+    }
+}
+
+/// `billingd invoices run [--at TIME]`: the invoicing job, for operators and tests (a fixed clock).
+struct Invoices: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The invoices this server issues.", subcommands: [Run.self])
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue every invoice due by --at (default now): one per tenant and period, so a rerun creates nothing new.")
+
+        @Option(help: "The time to run as, ISO 8601 (e.g. 2027-01-01T00:00:00Z).")
+        var at: String?
+
+        func run() async throws {
+            bootstrapLogging()
+            var time = Date()
+            if let at {
+                guard let parsed = try? Date(at, strategy: .iso8601) else {
+                    throw ValidationError("--at must be an ISO 8601 time like 2027-01-01T00:00:00Z (got '\(at)')")
+                }
+                time = parsed
+            }
+            let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
+            let report = try await jobs.runInvoices(at: time)
+            for number in report.created { print(number + (report.paidByCredits.contains(number) ? "\tpaid by credits" : "\topen")) }
+            print("issued \(report.created.count) invoice(s)")
         }
     }
 }

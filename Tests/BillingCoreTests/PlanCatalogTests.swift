@@ -13,7 +13,7 @@ func defaultCatalog() throws -> PlanCatalog {
 @Suite struct PlanCatalogTests {
     @Test func defaultFileHasTheCanonicalPlans() throws {
         let catalog = try defaultCatalog()
-        #expect(catalog.plans.map(\.key) == ["free", "pro", "team"])
+        #expect(catalog.plans.map(\.key) == ["free", "pro", "team", "enterprise"])
         #expect(catalog.defaultPlan == "free")
         for plan in catalog.plans {
             #expect(plan.intervals == [.month, .year])
@@ -30,7 +30,7 @@ func defaultCatalog() throws -> PlanCatalog {
     }
 
     @Test func unknownPlanNamesTheValidKeys() throws {
-        #expect(throws: CatalogError.unknownPlan("gold", known: ["free", "pro", "team"])) {
+        #expect(throws: CatalogError.unknownPlan("gold", known: ["free", "pro", "team", "enterprise"])) {
             try defaultCatalog().plan(named: "gold")
         }
         #expect(CatalogError.unknownPlan("gold", known: ["free", "pro"]).description.contains("use one of: free, pro"))

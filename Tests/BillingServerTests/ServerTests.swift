@@ -152,7 +152,7 @@ import Testing
         try await TestServer.run { client, _ in
             let response = try await client.rpc("billing.plans")
             guard case .array(let plans)? = response["result"]?["plans"] else { Issue.record("no plans: \(response)"); return }
-            #expect(plans.compactMap { $0["key"]?.stringValue } == ["free", "pro", "team"])
+            #expect(plans.compactMap { $0["key"]?.stringValue } == ["free", "pro", "team", "enterprise"])
             #expect(plans[2]["seats"] == ["min": 3, "max": 50, "default": 3])
             #expect(plans[2]["aliases"] == ["archon"])
             let text = String(decoding: try JSONEncoder().encode(response), as: UTF8.self)

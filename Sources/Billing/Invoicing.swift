@@ -1,0 +1,272 @@
+import BillingCore
+import BillingStore
+import Foundation
+import JSONRPC
+import Logging
+
+public struct SubscribeByInvoiceParams: Decodable, Sendable {
+    public var plan: String
+    public var interval: String?
+    public var seats: Int?
+}
+
+public struct AddChargeParams: Decodable, Sendable {
+    public var description: String
+    public var amount: Int
+    public var idempotencyKey: String
+}
+
+public struct ChargeView: Encodable, Sendable {
+    public var chargeId: String
+    public var description: String
+    public var amount: Int
+    public var currency: String
+    /// The invoice that carries it; null until the next invoice is issued.
+    @OrNull public var invoiceId: String?
+}
+
+public struct InvoiceView: Encodable, Sendable {
+    public var id: String
+    /// `billing` (issued by this server) or `stripe` (Stripe Billing's, for subscriptions there).
+    public var source: String
+    @OrNull public var number: String?
+    @OrNull public var status: String?
+    public var amountDue: Int
+    @OrNull public var currency: String?
+    @OrNull public var periodStart: Date?
+    @OrNull public var periodEnd: Date?
+    /// Where a person sees it: `/invoices/{id}` here, or Stripe's hosted invoice page.
+    @OrNull public var url: String?
+    public var createdAt: Date
+}
+
+public struct InvoicesPage: Encodable, Sendable {
+    public var invoices: [InvoiceView]
+    @OrNull public var nextCursor: String?
+}
+
+/// What one run of the invoicing job did.
+public struct InvoiceRunReport: Sendable, Equatable, Encodable {
+    public var created: [String] = []
+    public var paidByCredits: [String] = []
+}
+
+extension SubscriptionRecord {
+    /// A subscription this server bills by invoice (its id is ours, not Stripe's).
+    var isInvoiceBilled: Bool { stripeSubscriptionID.hasPrefix(BillingAPI.invoiceSubscriptionPrefix) }
+}
+
+extension BillingAPI {
+    static let invoiceSubscriptionPrefix = "inv_sub_"
+
+    static let utc: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar
+    }()
+
+    static func periodEnd(from start: Date, interval: BillingInterval) -> Date {
+        utc.date(byAdding: interval == .year ? .year : .month, value: 1, to: start) ?? start.addingTimeInterval(interval == .year ? 31_536_000 : 2_592_000)
+    }
+
+    /// `billing.subscribeByInvoice`: a plan billed by this server's invoices. The first invoice is issued at once
+    /// (credits first, then the saved card); later ones at each period's start.
+    func subscribeByInvoice(_ params: SubscribeByInvoiceParams, call: TenantCall) async throws -> BillingStatus {
+        let plan = try catalog.plan(named: params.plan)
+        guard plan.billing == .invoice else {
+            throw BillingError.invalidParams(field: "plan", "plan '\(plan.key)' is billed through Stripe subscriptions; subscribe with billing.checkout")
+        }
+        let interval = try parseInterval(params.interval)
+        guard plan.price(for: interval) != nil else {
+            throw BillingError.invalidParams(field: "interval", "plan '\(plan.key)' is offered \(plan.intervals.map(\.rawValue).joined(separator: " or "))")
+        }
+        let seats = params.seats ?? plan.seats.default
+        try plan.seats.validate(seats, plan: plan.key)
+        let actor = call.actor
+        let now = now()
+        try await tenants.database.transaction(call.tenantID, operation: "subscribe by invoice") { transaction in
+            _ = try await lockedTenant(transaction)
+            if let live = try await transaction.liveSubscription() {
+                throw BillingError.conflict(
+                    "this tenant already has a \(live.status) '\(live.plan)' subscription; cancel it first (billing.cancel)",
+                    data: ["plan": .string(live.plan), "status": .string(live.status)])
+            }
+            guard try await transaction.defaultPaymentMethod() != nil else {
+                throw BillingError.preconditionFailed(
+                    "plan '\(plan.key)' is billed by invoice and charged to a saved card; save one first with billing.setupPaymentMethod")
+            }
+            let id = Self.invoiceSubscriptionPrefix + newID().lowercased.replacingOccurrences(of: "-", with: "")
+            try await transaction.insertInvoiceSubscription(
+                id: id, plan: plan.key, interval: interval.rawValue, seats: seats, periodStart: now,
+                periodEnd: Self.periodEnd(from: now, interval: interval), now: now)
+            try await transaction.audit(actor: actor, action: "subscription.created", before: nil, after: [
+                "subscription": id, "plan": plan.key, "interval": interval.rawValue, "seats": String(seats), "billing": "invoice",
+            ])
+            _ = try await issueDueInvoices(transaction, at: now)
+        }
+        return try await status(of: call.tenantID)
+    }
+
+    /// `billing.addCharge` (operator): a one-off charge the tenant's next invoice carries, once per key.
+    func addCharge(_ params: AddChargeParams, call: TenantCall) async throws -> ChargeView {
+        let description = params.description.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...200).contains(description.count) else {
+            throw BillingError.invalidParams(field: "description", "description must be 1 to 200 characters, as it appears on the invoice")
+        }
+        guard (1...100_000_000).contains(params.amount) else {
+            throw BillingError.invalidParams(field: "amount", "amount must be from 1 to 100000000 minor units (got \(params.amount))")
+        }
+        guard (1...255).contains(params.idempotencyKey.count) else {
+            throw BillingError.invalidParams(field: "idempotencyKey", "idempotencyKey must be 1 to 255 characters")
+        }
+        let currency = catalog.credits.currency
+        let actor = call.actor
+        return try await tenants.database.transaction(call.tenantID, operation: "add charge") { transaction in
+            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            let charge = try await transaction.addCharge(
+                id: newID(), description: description, amount: params.amount, currency: currency, key: params.idempotencyKey, now: now())
+            guard charge.amount == params.amount, charge.description == description else {
+                throw BillingError.conflict(
+                    "idempotencyKey '\(params.idempotencyKey)' was used for a charge of \(charge.amount) ('\(charge.description)'); use a new key",
+                    data: ["amount": .integer(charge.amount), "description": .string(charge.description)])
+            }
+            try await transaction.audit(actor: actor, action: "charge.added", before: nil, after: [
+                "charge": charge.id.lowercased, "amount": String(charge.amount), "description": charge.description,
+            ])
+            return ChargeView(
+                chargeId: charge.id.lowercased, description: charge.description, amount: charge.amount, currency: charge.currency,
+                invoiceId: charge.invoiceID?.lowercased)
+        }
+    }
+
+    /// The invoicing job: every invoice-billed tenant gets exactly one invoice per period that has started by `at`
+    /// (a rerun creates nothing new); periods that ended roll over.
+    public func runInvoices(at: Date, logger: Logger) async throws -> InvoiceRunReport {
+        var report = InvoiceRunReport()
+        for tenant in try await EventInbox(database: tenants.database).invoiceBilledTenants(at: at) {
+            do {
+                let issued = try await tenants.database.transaction(tenant, operation: "issue invoices") { transaction in
+                    try await issueDueInvoices(transaction, at: at)
+                }
+                for invoice in issued {
+                    report.created.append(invoice.number)
+                    if invoice.status == "paid" { report.paidByCredits.append(invoice.number) }
+                }
+            } catch {
+                logger.warning("could not issue a tenant's invoices; the next run tries again", metadata: [
+                    "tenant": "\(tenant)", "error": "\(error)",
+                ])
+            }
+        }
+        return report
+    }
+
+    /// Within the tenant's transaction: the invoice of every period started by `at` that has none yet.
+    func issueDueInvoices(_ transaction: TenantTransaction, at: Date) async throws -> [InvoiceRecord] {
+        var issued: [InvoiceRecord] = []
+        guard var (subscription, start) = try await transaction.invoiceSubscription() else { return issued }
+        guard let plan = try? catalog.plan(named: subscription.plan),
+              let interval = BillingInterval(rawValue: subscription.interval), let price = plan.price(for: interval)
+        else { return issued }
+        // A bound on the loop: a job that was stopped for a long time catches up at most a year of months at once.
+        for _ in 0..<13 {
+            guard start <= at, !subscription.isTerminal else { break }
+            var end = subscription.currentPeriodEnd ?? Self.periodEnd(from: start, interval: interval)
+            if !(try await transaction.invoiceExists(subscriptionID: subscription.stripeSubscriptionID, periodStart: start)) {
+                issued.append(try await issueInvoice(transaction, subscription: subscription, plan: plan, price: price, start: start, end: end, at: at))
+            }
+            guard end <= at else { break }
+            if subscription.cancelAtPeriodEnd {
+                var ended = subscription
+                ended.status = "canceled"
+                try await transaction.updateSubscription(ended, now: at)
+                break
+            }
+            start = end
+            end = Self.periodEnd(from: start, interval: interval)
+            try await transaction.advancePeriod(subscription.stripeSubscriptionID, start: start, end: end, now: at)
+            subscription.currentPeriodEnd = end
+        }
+        return issued
+    }
+
+    func issueInvoice(
+        _ transaction: TenantTransaction, subscription: SubscriptionRecord, plan: Plan, price: PlanPrice, start: Date, end: Date, at: Date
+    ) async throws -> InvoiceRecord {
+        let day = Date.ISO8601FormatStyle().year().month().day()
+        var lines = [InvoiceRecord.Line(
+            description: "\(plan.name), \(subscription.seats) seat\(subscription.seats == 1 ? "" : "s"), \(start.formatted(day)) to \(end.formatted(day))",
+            quantity: subscription.seats, unitAmount: price.amount)]
+        let charges = try await transaction.pendingCharges(upTo: at)
+        lines += charges.map { InvoiceRecord.Line(description: $0.description, quantity: 1, unitAmount: $0.amount) }
+        let subtotal = lines.reduce(0) { $0 + $1.amount }
+        let id = newID()
+        // Wallet credits first, at the catalog's value per credit; what they do not cover is charged to the card.
+        let unit = catalog.credits.unitAmount
+        let available = max(0, try await transaction.creditBalance().available)
+        let creditsUsed = min(available, subtotal / unit)
+        var creditAmount = creditsUsed * unit
+        if creditsUsed > 0 {
+            let applied = try await transaction.applyCredits(
+                source: "invoice:\(id.lowercased)", kind: "invoice", amount: -creditsUsed, reason: "applied to an invoice",
+                requireBalance: true)
+            if applied.outcome == .applied {
+                try await notifier.creditsChanged(
+                    transaction, available: applied.available, frozen: applied.frozen, change: -creditsUsed, kind: "invoice",
+                    reason: "applied to an invoice")
+            } else {
+                creditAmount = 0
+            }
+        }
+        let amountDue = subtotal - creditAmount
+        let invoice = InvoiceRecord(
+            id: id, number: try await transaction.nextInvoiceNumber(), subscriptionID: subscription.stripeSubscriptionID,
+            periodStart: start, periodEnd: end, status: amountDue == 0 ? "paid" : "open", currency: price.currency, subtotal: subtotal,
+            creditsApplied: creditAmount / unit, creditAmount: creditAmount, amountDue: amountDue,
+            nextAttemptAt: amountDue == 0 ? nil : at, paidAt: amountDue == 0 ? at : nil, createdAt: at, lines: lines)
+        try await transaction.insertInvoice(invoice, charges: charges.map(\.id))
+        try await transaction.audit(actor: AuditActor(kind: .system, id: "invoicing"), action: "invoice.issued", before: nil, after: [
+            "invoice": id.lowercased, "number": invoice.number, "subtotal": String(subtotal), "credits": String(invoice.creditsApplied),
+            "amountDue": String(amountDue), "status": invoice.status,
+        ])
+        return invoice
+    }
+
+    /// `billing.invoices`: this server's invoices and Stripe Billing's, newest first, each with its `source`.
+    func invoices(_ params: PageParams, call: TenantCall) async throws -> InvoicesPage {
+        let limit = try params.validatedLimit()
+        let before: (Date, String)? = try params.cursor.map { cursor in
+            let parts = cursor.split(separator: "/", maxSplits: 1)
+            guard parts.count == 2, let micros = Int64(parts[0]) else {
+                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier billing.invoices answer")
+            }
+            return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), String(parts[1]))
+        }
+        let publicURL = stripe.publicURL
+        return try await tenants.database.transaction(call.tenantID, operation: "read invoices") { transaction in
+            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else {
+                throw Self.unknownTenant(call.tenantID)
+            }
+            let found = try await transaction.invoiceSummaries(before: before, limit: limit + 1)
+            let page = Array(found.prefix(limit))
+            return InvoicesPage(
+                invoices: page.map { summary in
+                    InvoiceView(
+                        id: summary.id, source: summary.source, number: summary.number, status: summary.status,
+                        amountDue: summary.amountDue, currency: summary.currency, periodStart: summary.periodStart,
+                        periodEnd: summary.periodEnd,
+                        url: summary.source == "billing" ? "\(publicURL)/invoices/\(summary.id)" : summary.hostedURL,
+                        createdAt: summary.createdAt)
+                },
+                nextCursor: found.count > limit
+                    ? page.last.map { "\(Int64(($0.createdAt.timeIntervalSince1970 * 1_000_000).rounded()))/\($0.id)" } : nil)
+        }
+    }
+
+    /// One of this server's invoices, for its hosted view (`GET /invoices/{id}`).
+    public func invoiceDocument(_ id: UUID, tenant: UUID) async throws -> InvoiceRecord? {
+        try await tenants.database.transaction(tenant, operation: "read invoice") { transaction in
+            try await transaction.invoice(id)
+        }
+    }
+}

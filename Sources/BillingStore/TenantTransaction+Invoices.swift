@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// An invoice this server issued, with its lines.
+public struct InvoiceRecord: Sendable, Equatable {
+    public struct Line: Sendable, Equatable {
+        public var description: String
+        public var quantity: Int
+        public var unitAmount: Int
+        public var amount: Int
+
+        public init(description: String, quantity: Int, unitAmount: Int) {
+            self.description = description
+            self.quantity = quantity
+            self.unitAmount = unitAmount
+            amount = quantity * unitAmount
+        }
+    }
+
+    public var id: UUID
+    public var number: String
+    public var subscriptionID: String
+    public var periodStart: Date
+    public var periodEnd: Date
+    public var status: String
+    public var currency: String
+    public var subtotal: Int
+    public var creditsApplied: Int
+    public var creditAmount: Int
+    public var amountDue: Int
+    public var attempts: Int
+    public var nextAttemptAt: Date?
+    public var paymentLink: String?
+    public var paidAt: Date?
+    public var createdAt: Date
+    public var lines: [Line]
+
+    public init(
+        id: UUID, number: String, subscriptionID: String, periodStart: Date, periodEnd: Date, status: String, currency: String,
+        subtotal: Int, creditsApplied: Int, creditAmount: Int, amountDue: Int, attempts: Int = 0, nextAttemptAt: Date?,
+        paymentLink: String? = nil, paidAt: Date?, createdAt: Date, lines: [Line]
+    ) {
+        self.id = id
+        self.number = number
+        self.subscriptionID = subscriptionID
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+        self.status = status
+        self.currency = currency
+        self.subtotal = subtotal
+        self.creditsApplied = creditsApplied
+        self.creditAmount = creditAmount
+        self.amountDue = amountDue
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt
+        self.paymentLink = paymentLink
+        self.paidAt = paidAt
+        self.createdAt = createdAt
+        self.lines = lines
+    }
+}
+
+/// One row of `billing.invoices`: ours and Stripe Billing's, told apart by `source`.
+public struct InvoiceSummary: Sendable, Equatable {
+    public var id: String
+    public var source: String
+    public var number: String?
+    public var status: String?
+    public var amountDue: Int
+    public var currency: String?
+    public var periodStart: Date?
+    public var periodEnd: Date?
+    public var hostedURL: String?
+    public var createdAt: Date
+}
+
+public struct PendingCharge: Sendable, Equatable {
+    public var id: UUID
+    public var description: String
+    public var amount: Int
+    public var currency: String
+    public var idempotencyKey: String
+    public var invoiceID: UUID?
+}
+
+extension TenantTransaction {
+    // MARK: Invoice-billed subscriptions
+
+    /// Starts a subscription this server bills by invoice; it becomes the tenant's current one.
+    public func insertInvoiceSubscription(
+        id: String, plan: String, interval: String, seats: Int, periodStart: Date, periodEnd: Date, now: Date
+    ) async throws {
+        try await connection.query("""
+            INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, plan, billing_interval, seats, status,
+                current_period_start, current_period_end, billing_mode, is_current, stripe_created_at, created_at, updated_at)
+            VALUES (\(tenant), \(id), \(plan), \(interval), \(seats), 'active', \(periodStart), \(periodEnd), 'invoice', false,
+                \(now), \(now), \(now))
+            """, logger: logger)
+        try await pickCurrentSubscription()
+    }
+
+    /// The current subscription when this server bills it by invoice, with its period's start; locked.
+    public func invoiceSubscription() async throws -> (record: SubscriptionRecord, periodStart: Date)? {
+        guard let current = try await currentSubscription() else { return nil }
+        let start = try await connection.first("""
+            SELECT current_period_start FROM billing.subscriptions
+            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(current.stripeSubscriptionID) AND billing_mode = 'invoice'
+            """, as: Date?.self, logger: logger) ?? nil
+        guard let start else { return nil }
+        return (current, start)
+    }
+
+    public func advancePeriod(_ subscriptionID: String, start: Date, end: Date, now: Date) async throws {
+        try await connection.query("""
+            UPDATE billing.subscriptions SET current_period_start = \(start), current_period_end = \(end), updated_at = \(now)
+            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID)
+            """, logger: logger)
+    }
+
+    // MARK: One-off charges
+
+    /// Records a charge for the next invoice, once per key; returns it (the first one for a repeated key).
+    public func addCharge(id: UUID, description: String, amount: Int, currency: String, key: String, now: Date) async throws -> PendingCharge {
+        try await connection.query("""
+            INSERT INTO billing.invoice_charges (tenant_id, charge_id, description, amount, currency, idempotency_key, created_at)
+            VALUES (\(tenant), \(id), \(description), \(amount), \(currency), \(key), \(now))
+            ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+            """, logger: logger)
+        let rows = try await connection.query("""
+            SELECT charge_id, description, amount, currency, idempotency_key, invoice_id FROM billing.invoice_charges
+            WHERE tenant_id = \(tenant) AND idempotency_key = \(key)
+            """, logger: logger)
+        for try await (id, description, amount, currency, key, invoice) in rows.decode((UUID, String, Int, String, String, UUID?).self) {
+            return PendingCharge(id: id, description: description, amount: amount, currency: currency, idempotencyKey: key, invoiceID: invoice)
+        }
+        throw StoreError.database(operation: "add charge", message: "the charge was not recorded", sqlState: nil)
+    }
+
+    /// Charges no invoice carries yet, oldest first, locked.
+    public func pendingCharges(upTo time: Date) async throws -> [PendingCharge] {
+        let rows = try await connection.query("""
+            SELECT charge_id, description, amount, currency, idempotency_key, invoice_id FROM billing.invoice_charges
+            WHERE tenant_id = \(tenant) AND invoice_id IS NULL AND created_at <= \(time)
+            ORDER BY created_at, charge_id FOR UPDATE
+            """, logger: logger)
+        var charges: [PendingCharge] = []
+        for try await (id, description, amount, currency, key, invoice) in rows.decode((UUID, String, Int, String, String, UUID?).self) {
+            charges.append(PendingCharge(id: id, description: description, amount: amount, currency: currency, idempotencyKey: key, invoiceID: invoice))
+        }
+        return charges
+    }
+
+    // MARK: Invoices
+
+    public func invoiceExists(subscriptionID: String, periodStart: Date) async throws -> Bool {
+        try await connection.first("""
+            SELECT count(*)::int FROM billing.invoices
+            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID) AND period_start = \(periodStart)
+            """, as: Int.self, logger: logger) == 1
+    }
+
+    /// The next number of the platform's gapless sequence, taken in this transaction.
+    public func nextInvoiceNumber() async throws -> String {
+        guard let number = try await connection.first("SELECT billing.next_invoice_number()", as: String.self, logger: logger) else {
+            throw StoreError.database(operation: "invoice number", message: "no number", sqlState: nil)
+        }
+        return number
+    }
+
+    public func insertInvoice(_ invoice: InvoiceRecord, charges: [UUID]) async throws {
+        try await connection.query("""
+            INSERT INTO billing.invoices (tenant_id, invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency,
+                subtotal, credits_applied, credit_amount, amount_due, next_attempt_at, paid_at, created_at)
+            VALUES (\(tenant), \(invoice.id), \(invoice.number), \(invoice.subscriptionID), \(invoice.periodStart), \(invoice.periodEnd),
+                \(invoice.status), \(invoice.currency), \(invoice.subtotal), \(invoice.creditsApplied), \(invoice.creditAmount),
+                \(invoice.amountDue), \(invoice.nextAttemptAt), \(invoice.paidAt), \(invoice.createdAt))
+            """, logger: logger)
+        for (index, line) in invoice.lines.enumerated() {
+            try await connection.query("""
+                INSERT INTO billing.invoice_lines (tenant_id, invoice_id, line_no, description, quantity, unit_amount, amount)
+                VALUES (\(tenant), \(invoice.id), \(index + 1), \(line.description), \(line.quantity), \(line.unitAmount), \(line.amount))
+                """, logger: logger)
+        }
+        if !charges.isEmpty {
+            try await connection.query("""
+                UPDATE billing.invoice_charges SET invoice_id = \(invoice.id) WHERE tenant_id = \(tenant) AND charge_id = ANY(\(charges))
+                """, logger: logger)
+        }
+    }
+
+    /// One of this server's invoices with its lines.
+    public func invoice(_ id: UUID) async throws -> InvoiceRecord? {
+        let rows = try await connection.query("""
+            SELECT invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency, subtotal, credits_applied,
+                   credit_amount, amount_due, attempts, next_attempt_at, payment_link, paid_at, created_at
+            FROM billing.invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id)
+            """, logger: logger)
+        var found: InvoiceRecord?
+        for try await (id, number, subscription, start, end, status, currency, subtotal, credits, creditAmount, due, attempts, next, link, paid, created)
+            in rows.decode((UUID, String, String, Date, Date, String, String, Int, Int, Int, Int, Int, Date?, String?, Date?, Date).self)
+        {
+            found = InvoiceRecord(
+                id: id, number: number, subscriptionID: subscription, periodStart: start, periodEnd: end, status: status, currency: currency,
+                subtotal: subtotal, creditsApplied: credits, creditAmount: creditAmount, amountDue: due, attempts: attempts,
+                nextAttemptAt: next, paymentLink: link, paidAt: paid, createdAt: created, lines: [])
+        }
+        guard var invoice = found else { return nil }
+        let lines = try await connection.query("""
+            SELECT description, quantity, unit_amount FROM billing.invoice_lines WHERE tenant_id = \(tenant) AND invoice_id = \(id)
+            ORDER BY line_no
+            """, logger: logger)
+        for try await (description, quantity, unit) in lines.decode((String, Int, Int).self) {
+            invoice.lines.append(.init(description: description, quantity: quantity, unitAmount: unit))
+        }
+        return invoice
+    }
+
+    /// Ours and Stripe Billing's invoices, newest first, after the keyset `(createdAt, id)` when given.
+    public func invoiceSummaries(before: (Date, String)?, limit: Int) async throws -> [InvoiceSummary] {
+        let rows = try await connection.query("""
+            SELECT id, source, number, status, amount_due, currency, period_start, period_end, hosted_url, created_at FROM (
+                SELECT invoice_id::text AS id, 'billing' AS source, number, status, amount_due, currency, period_start, period_end,
+                       NULL::text AS hosted_url, created_at
+                FROM billing.invoices WHERE tenant_id = \(tenant)
+                UNION ALL
+                SELECT invoice_id, 'stripe', number, status, amount_due, currency, period_start, period_end, hosted_invoice_url, created_at
+                FROM billing.stripe_invoices WHERE tenant_id = \(tenant)
+            ) i
+            WHERE \(before?.0)::timestamptz IS NULL OR (created_at, id) < (\(before?.0)::timestamptz, \(before?.1)::text)
+            ORDER BY created_at DESC, id DESC
+            LIMIT \(limit)
+            """, logger: logger)
+        var summaries: [InvoiceSummary] = []
+        for try await (id, source, number, status, due, currency, start, end, url, created)
+            in rows.decode((String, String, String?, String?, Int, String?, Date?, Date?, String?, Date).self)
+        {
+            summaries.append(InvoiceSummary(
+                id: id, source: source, number: number, status: status, amountDue: due, currency: currency, periodStart: start,
+                periodEnd: end, hostedURL: url, createdAt: created))
+        }
+        return summaries
+    }
+}
+
+extension EventInbox {
+    /// Tenants billed by invoice whose current period has started by `at` (ids only).
+    public func invoiceBilledTenants(at: Date) async throws(StoreError) -> [UUID] {
+        try await tenantIDs("SELECT * FROM billing.invoice_billed_tenants(\(at))", operation: "invoice-billed tenants")
+    }
+}

@@ -1,0 +1,82 @@
+import BillingTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JSONRPC
+import StripeStandIn
+import Testing
+
+/// Plans billed by this server's own invoices: one invoice per tenant and period, credits first, gapless numbers.
+@Suite struct InvoicingTests {
+    @Test func invoicesAreIssuedOncePerPeriodWithCreditsFirstAndAHostedView() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let operatorToken = try await server.token(.operator)
+
+            // Not through Stripe Checkout, and not without a saved card.
+            let viaCheckout = try await client.rpc("billing.checkout", ["plan": "enterprise"], token: admin)
+            #expect(viaCheckout.errorMessage.contains("billing.subscribeByInvoice"))
+            let noCard = try await client.rpc("billing.subscribeByInvoice", ["plan": "enterprise", "seats": 5], token: admin)
+            #expect(noCard.errorName == "PRECONDITION_FAILED")
+            #expect(noCard.errorMessage.contains("billing.setupPaymentMethod"))
+
+            let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
+            _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .pay)
+            try await harness.deliverStandInEvents()
+            _ = try await client.rpc("credits.grant", [
+                "tenantId": .string(tenant.uuidString), "amount": 30000, "reason": "prepaid", "idempotencyKey": "prepaid",
+            ], token: operatorToken)
+
+            // Five seats at 40.00: the first invoice is paid by credits alone.
+            let subscribed = try await client.rpc("billing.subscribeByInvoice", ["plan": "enterprise", "seats": 5], token: admin)
+            #expect(subscribed["result"]?["plan"] == "enterprise", "\(subscribed)")
+            #expect(subscribed["result"]?["creditBalance"] == 10000)
+            let periodEnd = try #require(subscribed["result"]?["currentPeriodEnd"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) })
+            let first = try await client.rpc("billing.invoices", token: try await server.token(.member, tenant: tenant))
+            let invoice = try #require(first["result"]?["invoices"]?[0])
+            #expect(invoice["source"] == "billing")
+            #expect(invoice["status"] == "paid")
+            #expect(invoice["amountDue"] == 0)
+            let number = try #require(invoice["number"]?.stringValue)
+            let url = try #require(invoice["url"]?.stringValue)
+            #expect(url.hasSuffix("/invoices/\(invoice["id"]?.stringValue ?? "")"))
+
+            // The hosted view, for the tenant's admins only.
+            let path = "/invoices/\(invoice["id"]?.stringValue ?? "")"
+            let page = try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer \(admin)"])
+            #expect(page.status == .ok)
+            let html = String(buffer: page.body)
+            #expect(html.contains(number) && html.contains("Enterprise, 5 seats") && html.contains("USD 200.00"))
+            let forMember = try await client.execute(
+                uri: path, method: .get, headers: [.authorization: "Bearer \(try await server.token(.member, tenant: tenant))"])
+            #expect(forMember.status == .forbidden)
+            let otherTenant = try await server.token(.admin, tenant: try await server.provision(client))
+            #expect(try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer \(otherTenant)"]).status == .notFound)
+
+            // A one-off charge rides on the next invoice; the job at the next period issues it, once.
+            _ = try await client.rpc("billing.addCharge", [
+                "tenantId": .string(tenant.uuidString), "description": "Onboarding workshop", "amount": 5000, "idempotencyKey": "workshop",
+            ], token: operatorToken)
+            let environment = ["DATABASE_URL": server.database.appURL.secretURLString]
+            let at = periodEnd.addingTimeInterval(60).formatted(.iso8601)
+            let (status, output, errors) = try Billingd.run(["invoices", "run", "--at", at], environment: environment)
+            #expect(status == 0, "\(errors)")
+            #expect(output.contains("issued 1 invoice(s)"), "\(output)")
+            let (_, rerun, _) = try Billingd.run(["invoices", "run", "--at", at], environment: environment)
+            #expect(rerun.contains("issued 0 invoice(s)"))
+
+            let second = try await client.rpc("billing.invoices", token: admin)
+            let next = try #require(second["result"]?["invoices"]?[0])
+            // 200.00 + 50.00, less the 100.00 of credits left: 150.00 due from the card.
+            #expect(next["amountDue"] == 15000, "\(next)")
+            #expect(next["status"] == "open")
+            let nextNumber = try #require(next["number"]?.stringValue)
+            #expect(Int(nextNumber.dropFirst(4)) == Int(number.dropFirst(4))! + 1)
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["creditBalance"] == 0)
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.invoice_charges WHERE tenant_id = '\(tenant)' AND invoice_id IS NOT NULL") == 1)
+        }
+    }
+}
