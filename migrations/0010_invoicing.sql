@@ -38,6 +38,7 @@ CREATE TABLE invoices (
     next_attempt_at timestamptz,
     payment_link text,
     paid_at timestamptz,
+    overdue_at timestamptz,
     voided_at timestamptz,
     written_off_at timestamptz,
     created_at timestamptz NOT NULL,
@@ -78,6 +79,26 @@ CREATE POLICY tenant_isolation ON invoice_lines
 GRANT SELECT, INSERT, UPDATE ON invoice_charges, invoices TO billing_rw;
 GRANT SELECT, INSERT ON invoice_lines TO billing_rw;
 
+-- Every attempt to collect an invoice: a real PaymentIntent each, keyed by invoice and attempt number, so a crash
+-- between Stripe and our commit charges once (the retry gets Stripe's replay of the same attempt).
+CREATE TABLE invoice_attempts (
+    tenant_id uuid NOT NULL,
+    invoice_id uuid NOT NULL,
+    attempt integer NOT NULL CHECK (attempt > 0),
+    payment_intent_id text,
+    outcome text NOT NULL CHECK (outcome IN ('succeeded', 'declined', 'action_required', 'no_payment_method', 'error')),
+    failure text,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, invoice_id, attempt),
+    FOREIGN KEY (tenant_id, invoice_id) REFERENCES invoices (tenant_id, invoice_id)
+);
+ALTER TABLE invoice_attempts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE invoice_attempts FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON invoice_attempts
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
+GRANT SELECT, INSERT ON invoice_attempts TO billing_rw;
+
 -- Invoice numbers: one platform-wide sequence without gaps (a number is taken in the invoice's own transaction, so
 -- a rolled-back invoice gives its number back). A platform table, reached only through next_invoice_number().
 CREATE TABLE invoice_numbers (
@@ -95,8 +116,10 @@ $$;
 REVOKE ALL ON FUNCTION next_invoice_number() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION next_invoice_number() TO billing_rw;
 
--- The invoicing job finds tenants billed by invoice (ids only), then works in each tenant's scope.
+-- The invoicing job finds tenants billed by invoice, and invoices to collect (ids only), then works in each tenant's scope.
 GRANT SELECT (billing_mode, current_period_start) ON subscriptions TO billing_resolver;
+GRANT SELECT (tenant_id, status, next_attempt_at, overdue_at) ON invoices TO billing_resolver;
+CREATE POLICY resolver_reads ON invoices FOR SELECT TO billing_resolver USING (true);
 SET LOCAL ROLE billing_resolver;
 
 CREATE FUNCTION invoice_billed_tenants(p_at timestamptz) RETURNS TABLE (tenant_id uuid)
@@ -110,6 +133,19 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION invoice_billed_tenants(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invoice_billed_tenants(timestamptz) TO billing_rw;
+
+-- Tenants with an invoice to collect or to write off by p_at (ids only).
+
+CREATE FUNCTION invoices_to_collect(p_at timestamptz, p_overdue_before timestamptz) RETURNS TABLE (tenant_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = billing, pg_temp
+AS $$
+    SELECT DISTINCT i.tenant_id FROM invoices i
+    WHERE (i.status = 'open' AND i.next_attempt_at <= p_at)
+       OR (i.status = 'overdue' AND i.overdue_at <= p_overdue_before)
+$$;
+REVOKE ALL ON FUNCTION invoices_to_collect(timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invoices_to_collect(timestamptz, timestamptz) TO billing_rw;
 
 -- Reconciliation re-reads Stripe's subscriptions only: ours are not at Stripe.
 CREATE OR REPLACE FUNCTION subscriptions_to_refresh(p_before timestamptz, p_limit integer)

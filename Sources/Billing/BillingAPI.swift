@@ -15,12 +15,19 @@ public struct BillingSettings: Sendable {
     public var tenantRetention: Duration
     /// Events to the SaaS product (the outbox).
     public var notifier: Notifier
+    /// Dunning: days after the first failed attempt at which an invoice is tried again; after the last, it is overdue.
+    public var dunningDays: [Int]
+    /// How long an overdue invoice waits before it is written off.
+    public var writeOffAfter: Duration
 
     public init(
         pastDueGrace: Duration = .seconds(3 * 24 * 3600), seatProration: String = "create_prorations",
-        tenantRetention: Duration = .seconds(30 * 86400), notifier: Notifier = .disabled
+        tenantRetention: Duration = .seconds(30 * 86400), notifier: Notifier = .disabled,
+        dunningDays: [Int] = [1, 3, 5, 7], writeOffAfter: Duration = .seconds(30 * 86400)
     ) {
         self.notifier = notifier
+        self.dunningDays = dunningDays.isEmpty ? [1] : dunningDays
+        self.writeOffAfter = writeOffAfter
         self.pastDueGrace = pastDueGrace
         self.seatProration = seatProration
         self.tenantRetention = tenantRetention

@@ -49,6 +49,7 @@ public struct InvoicesPage: Encodable, Sendable {
 public struct InvoiceRunReport: Sendable, Equatable, Encodable {
     public var created: [String] = []
     public var paidByCredits: [String] = []
+    public var collection = CollectionReport()
 }
 
 extension SubscriptionRecord {
@@ -158,6 +159,7 @@ extension BillingAPI {
                 ])
             }
         }
+        report.collection = try await collectInvoices(at: at, logger: logger)
         return report
     }
 
@@ -172,7 +174,9 @@ extension BillingAPI {
         for _ in 0..<13 {
             guard start <= at, !subscription.isTerminal else { break }
             var end = subscription.currentPeriodEnd ?? Self.periodEnd(from: start, interval: interval)
-            if !(try await transaction.invoiceExists(subscriptionID: subscription.stripeSubscriptionID, periodStart: start)) {
+            // A suspended (unpaid) subscription accrues no invoices: its periods pass unbilled until it is paid up.
+            if subscription.status != "unpaid",
+               !(try await transaction.invoiceExists(subscriptionID: subscription.stripeSubscriptionID, periodStart: start)) {
                 issued.append(try await issueInvoice(transaction, subscription: subscription, plan: plan, price: price, start: start, end: end, at: at))
             }
             guard end <= at else { break }

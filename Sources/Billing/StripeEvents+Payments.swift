@@ -160,6 +160,14 @@ extension StripeEventProcessor {
     /// `payment_intent.succeeded`: the payment is recorded; a top-up's credits follow.
     func paymentIntentSucceeded(_ intent: PaymentIntent, _ context: EventContext) async throws -> EventDisposition {
         let amount = intent.amountReceived ?? intent.amount
+        if intent.metadata?["purpose"] == "invoice", let invoiceID = intent.metadata?["invoice_id"].flatMap(UUID.init(uuidString:)) {
+            // One of our invoices, charged by dunning or paid through its payment link: paid, whatever its stage.
+            guard try await notifier.invoicePaid(
+                invoiceID, intent: intent.id, context.transaction, at: context.created, actor: context.actor)
+            else {
+                return context.rejected("payment \(intent.id) names invoice \(invoiceID), which this tenant does not have")
+            }
+        }
         if intent.metadata?["purpose"] == "credit_topup" {
             return try await fulfilTopUp(
                 id: intent.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intent.id,

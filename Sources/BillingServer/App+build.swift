@@ -37,7 +37,8 @@ public func buildApplication(
         catalog: catalog, tenants: TenantStore(database: database),
         settings: BillingSettings(
             pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
-            tenantRetention: configuration.tenantRetention, notifier: configuration.notifier), stripe: stripe, openRPC: openRPC, now: now)
+            tenantRetention: configuration.tenantRetention, notifier: configuration.notifier,
+                    dunningDays: configuration.dunningDays, writeOffAfter: configuration.writeOffAfter), stripe: stripe, openRPC: openRPC, now: now)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
     var rpc = JSONRPCServer(registry: methods)

@@ -59,6 +59,8 @@ public struct BillingConfiguration: Sendable {
     public var eventsPollInterval: Duration
     public var eventsRetry: InboxRetryPolicy
     public var lowCreditsThreshold: Int
+    public var dunningDays: [Int]
+    public var writeOffAfter: Duration
 
     public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
 
@@ -139,6 +141,12 @@ public struct BillingConfiguration: Sendable {
             maximum: .milliseconds(max(1, reader.int(forKey: "billing.events.retry.max.ms", default: 3_600_000))),
             maxAttempts: reader.int(forKey: "billing.events.max.attempts", default: 15))
         lowCreditsThreshold = reader.int(forKey: "billing.credits.low.threshold", default: 100)
+        let schedule = reader.string(forKey: "billing.dunning.schedule.days", default: "1,3,5,7")
+        dunningDays = schedule.split(separator: ",").compactMap { Int($0.trimmedOfSpaces) }
+        guard !dunningDays.isEmpty, dunningDays.allSatisfy({ $0 >= 0 }), dunningDays == dunningDays.sorted() else {
+            throw ConfigurationError.invalid("BILLING_DUNNING_SCHEDULE_DAYS", "give ascending whole days after the first failure, like 1,3,5,7")
+        }
+        writeOffAfter = .seconds(max(0, reader.int(forKey: "billing.invoice.write.off.days", default: 30)) * 86400)
         let planChanges = reader.int(forKey: "billing.plan.change.interval.ms", default: 60_000)
         planChangeInterval = planChanges > 0 ? .milliseconds(planChanges) : nil
         planChangeLead = .seconds(max(0, reader.int(forKey: "billing.plan.change.lead.seconds", default: 3600)))

@@ -70,7 +70,8 @@ public struct Jobs: Sendable {
                 catalog: catalog, tenants: TenantStore(database: inbox.database),
                 settings: BillingSettings(
                     pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
-                    tenantRetention: configuration.tenantRetention, notifier: configuration.notifier),
+                    tenantRetention: configuration.tenantRetention, notifier: configuration.notifier,
+                    dunningDays: configuration.dunningDays, writeOffAfter: configuration.writeOffAfter),
                 stripe: StripeSettings(client: stripe, publicURL: configuration.publicURL), openRPC: .null)
             return try await api.runInvoices(at: at, logger: logger)
         }

@@ -35,6 +35,9 @@ public struct InvoiceRecord: Sendable, Equatable {
     public var paidAt: Date?
     public var createdAt: Date
     public var lines: [Line]
+    /// When collection first failed, and when the last attempt left it overdue.
+    public var firstFailedAt: Date?
+    public var overdueAt: Date?
 
     public init(
         id: UUID, number: String, subscriptionID: String, periodStart: Date, periodEnd: Date, status: String, currency: String,
@@ -192,20 +195,9 @@ extension TenantTransaction {
     /// One of this server's invoices with its lines.
     public func invoice(_ id: UUID) async throws -> InvoiceRecord? {
         let rows = try await connection.query("""
-            SELECT invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency, subtotal, credits_applied,
-                   credit_amount, amount_due, attempts, next_attempt_at, payment_link, paid_at, created_at
-            FROM billing.invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id)
+            \(unescaped: Self.invoiceColumns) WHERE tenant_id = \(tenant) AND invoice_id = \(id) FOR UPDATE
             """, logger: logger)
-        var found: InvoiceRecord?
-        for try await (id, number, subscription, start, end, status, currency, subtotal, credits, creditAmount, due, attempts, next, link, paid, created)
-            in rows.decode((UUID, String, String, Date, Date, String, String, Int, Int, Int, Int, Int, Date?, String?, Date?, Date).self)
-        {
-            found = InvoiceRecord(
-                id: id, number: number, subscriptionID: subscription, periodStart: start, periodEnd: end, status: status, currency: currency,
-                subtotal: subtotal, creditsApplied: credits, creditAmount: creditAmount, amountDue: due, attempts: attempts,
-                nextAttemptAt: next, paymentLink: link, paidAt: paid, createdAt: created, lines: [])
-        }
-        guard var invoice = found else { return nil }
+        guard var invoice = try await decodeInvoices(rows).first else { return nil }
         let lines = try await connection.query("""
             SELECT description, quantity, unit_amount FROM billing.invoice_lines WHERE tenant_id = \(tenant) AND invoice_id = \(id)
             ORDER BY line_no
@@ -214,6 +206,72 @@ extension TenantTransaction {
             invoice.lines.append(.init(description: description, quantity: quantity, unitAmount: unit))
         }
         return invoice
+    }
+
+    static let invoiceColumns = """
+        SELECT invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency, subtotal, credits_applied,
+               credit_amount, amount_due, attempts, next_attempt_at, payment_link, paid_at, created_at, first_failed_at, overdue_at
+        FROM billing.invoices
+        """
+
+    func decodeInvoices(_ rows: PostgresRowSequence) async throws -> [InvoiceRecord] {
+        var invoices: [InvoiceRecord] = []
+        for try await row in rows {
+            let cells = row.makeRandomAccess()
+            var invoice = InvoiceRecord(
+                id: try cells[0].decode(UUID.self), number: try cells[1].decode(String.self),
+                subscriptionID: try cells[2].decode(String.self), periodStart: try cells[3].decode(Date.self),
+                periodEnd: try cells[4].decode(Date.self), status: try cells[5].decode(String.self), currency: try cells[6].decode(String.self),
+                subtotal: try cells[7].decode(Int.self), creditsApplied: try cells[8].decode(Int.self),
+                creditAmount: try cells[9].decode(Int.self), amountDue: try cells[10].decode(Int.self), attempts: try cells[11].decode(Int.self),
+                nextAttemptAt: try cells[12].decode(Date?.self), paymentLink: try cells[13].decode(String?.self),
+                paidAt: try cells[14].decode(Date?.self), createdAt: try cells[15].decode(Date.self), lines: [])
+            invoice.firstFailedAt = try cells[16].decode(Date?.self)
+            invoice.overdueAt = try cells[17].decode(Date?.self)
+            invoices.append(invoice)
+        }
+        return invoices
+    }
+
+    /// Invoices to collect by `at` (open and due) or to write off (overdue since before `overdueBefore`), locked.
+    public func invoicesToCollect(at: Date, overdueBefore: Date) async throws -> [InvoiceRecord] {
+        let rows = try await connection.query("""
+            \(unescaped: Self.invoiceColumns)
+            WHERE tenant_id = \(tenant) AND ((status = 'open' AND next_attempt_at <= \(at)) OR (status = 'overdue' AND overdue_at <= \(overdueBefore)))
+            ORDER BY created_at FOR UPDATE
+            """, logger: logger)
+        return try await decodeInvoices(rows)
+    }
+
+    public func recordAttempt(
+        invoice: UUID, attempt: Int, paymentIntentID: String?, outcome: String, failure: String?, at: Date
+    ) async throws {
+        try await connection.query("""
+            INSERT INTO billing.invoice_attempts (tenant_id, invoice_id, attempt, payment_intent_id, outcome, failure, created_at)
+            VALUES (\(tenant), \(invoice), \(attempt), \(paymentIntentID), \(outcome), \(failure), \(at))
+            ON CONFLICT (tenant_id, invoice_id, attempt) DO NOTHING
+            """, logger: logger)
+    }
+
+    /// Writes an invoice's collection state.
+    public func updateCollection(_ invoice: InvoiceRecord, writtenOffAt: Date? = nil) async throws {
+        try await connection.query("""
+            UPDATE billing.invoices SET status = \(invoice.status), attempts = \(invoice.attempts), next_attempt_at = \(invoice.nextAttemptAt),
+                first_failed_at = \(invoice.firstFailedAt), overdue_at = \(invoice.overdueAt), payment_link = \(invoice.paymentLink),
+                paid_at = \(invoice.paidAt), written_off_at = coalesce(\(writtenOffAt), written_off_at)
+            WHERE tenant_id = \(tenant) AND invoice_id = \(invoice.id)
+            """, logger: logger)
+    }
+
+    /// The outcomes of an invoice's collection attempts, in order.
+    public func attempts(of invoice: UUID) async throws -> [(attempt: Int, outcome: String, paymentIntentID: String?)] {
+        let rows = try await connection.query("""
+            SELECT attempt, outcome, payment_intent_id FROM billing.invoice_attempts
+            WHERE tenant_id = \(tenant) AND invoice_id = \(invoice) ORDER BY attempt
+            """, logger: logger)
+        var found: [(Int, String, String?)] = []
+        for try await (attempt, outcome, intent) in rows.decode((Int, String, String?).self) { found.append((attempt, outcome, intent)) }
+        return found
     }
 
     /// Ours and Stripe Billing's invoices, newest first, after the keyset `(createdAt, id)` when given.
@@ -244,6 +302,11 @@ extension TenantTransaction {
 }
 
 extension EventInbox {
+    /// Tenants with an invoice to collect by `at`, or overdue since before `overdueBefore` (ids only).
+    public func tenantsWithInvoicesToCollect(at: Date, overdueBefore: Date) async throws(StoreError) -> [UUID] {
+        try await tenantIDs("SELECT * FROM billing.invoices_to_collect(\(at), \(overdueBefore))", operation: "invoices to collect")
+    }
+
     /// Tenants billed by invoice whose current period has started by `at` (ids only).
     public func invoiceBilledTenants(at: Date) async throws(StoreError) -> [UUID] {
         try await tenantIDs("SELECT * FROM billing.invoice_billed_tenants(\(at))", operation: "invoice-billed tenants")

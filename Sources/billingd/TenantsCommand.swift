@@ -57,8 +57,14 @@ struct Invoices: AsyncParsableCommand {
             }
             let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
             let report = try await jobs.runInvoices(at: time)
-            for number in report.created { print(number + (report.paidByCredits.contains(number) ? "\tpaid by credits" : "\topen")) }
-            print("issued \(report.created.count) invoice(s)")
+            for number in report.created { print(number + (report.paidByCredits.contains(number) ? "\tissued, paid by credits" : "\tissued")) }
+            let collection = report.collection
+            for (label, numbers) in [("charged", collection.charged), ("declined", collection.declined),
+                                     ("action required", collection.actionRequired), ("overdue", collection.overdue),
+                                     ("written off", collection.writtenOff), ("waiting for a card", collection.waitingForCard)] {
+                for number in numbers { print("\(number)\t\(label)") }
+            }
+            print("issued \(report.created.count) invoice(s), attempted \(collection.charged.count + collection.declined.count + collection.actionRequired.count + collection.overdue.count)")
         }
     }
 }

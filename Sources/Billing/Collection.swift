@@ -1,0 +1,244 @@
+import BillingCore
+import BillingStore
+import Foundation
+import JSONRPC
+import Logging
+import StripeAPI
+
+/// What one collection run did, by invoice number.
+public struct CollectionReport: Sendable, Equatable, Encodable {
+    public var charged: [String] = []
+    public var declined: [String] = []
+    public var actionRequired: [String] = []
+    public var overdue: [String] = []
+    public var writtenOff: [String] = []
+    public var waitingForCard: [String] = []
+
+    public init() {}
+}
+
+extension BillingAPI {
+    /// Collection and dunning, as of `at`: every open invoice due for an attempt is charged off-session to the saved
+    /// card (a real PaymentIntent per attempt, keyed by invoice and attempt, so a crash never charges twice); a decline
+    /// schedules the next attempt by the dunning schedule (days after the first failure), and after the last one the
+    /// invoice is overdue and the tenant not entitled; an invoice overdue for the write-off period is written off.
+    /// An invoice becomes paid only when Stripe says so (`payment_intent.succeeded`).
+    public func collectInvoices(at: Date, logger: Logger) async throws -> CollectionReport {
+        var report = CollectionReport()
+        guard let client = stripe.client else { return report }
+        let overdueBefore = at.addingTimeInterval(-Double(settings.writeOffAfter.components.seconds))
+        let inbox = EventInbox(database: tenants.database)
+        for tenant in try await inbox.tenantsWithInvoicesToCollect(at: at, overdueBefore: overdueBefore) {
+            do {
+                let partial = try await tenants.database.transaction(tenant, operation: "collect invoices") { transaction in
+                    var partial = CollectionReport()
+                    for invoice in try await transaction.invoicesToCollect(at: at, overdueBefore: overdueBefore) {
+                        try await collect(invoice, transaction, at: at, client: client, report: &partial)
+                    }
+                    return partial
+                }
+                report.merge(partial)
+            } catch {
+                logger.warning("could not collect a tenant's invoices; the next run tries again", metadata: [
+                    "tenant": "\(tenant)", "error": "\(error)",
+                ])
+            }
+        }
+        return report
+    }
+
+    func collect(
+        _ invoice: InvoiceRecord, _ transaction: TenantTransaction, at: Date, client: StripeClient, report: inout CollectionReport
+    ) async throws {
+        var invoice = invoice
+        let system = AuditActor(kind: .system, id: "dunning")
+        if invoice.status == "overdue" {
+            invoice.status = "written_off"
+            invoice.nextAttemptAt = nil
+            try await transaction.updateCollection(invoice, writtenOffAt: at)
+            try await transaction.audit(actor: system, action: "invoice.written_off", before: ["status": "overdue"],
+                                        after: ["status": "written_off", "invoice": invoice.number])
+            try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
+            report.writtenOff.append(invoice.number)
+            return
+        }
+        let attempt = invoice.attempts + 1
+        guard let method = try await transaction.defaultPaymentMethod(),
+              let customer = try await transaction.lockTenant()?.stripeCustomerID
+        else {
+            // No card: nothing to try and nothing to remind about; the invoice waits for one (billing.retryInvoice).
+            invoice.nextAttemptAt = nil
+            try await transaction.updateCollection(invoice)
+            try await transaction.recordAttempt(
+                invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: "no_payment_method", failure: nil, at: at)
+            report.waitingForCard.append(invoice.number)
+            return
+        }
+        let metadata: FormValue = [
+            "invoice_id": .string(invoice.id.lowercased), "tenant_id": .string(transaction.tenant.lowercased), "purpose": "invoice",
+            "invoice_number": .string(invoice.number), "attempt": .int(attempt),
+        ]
+        let result: Result<PaymentIntent, StripeError>
+        do {
+            result = .success(try await client.createPaymentIntent([
+                "amount": .int(invoice.amountDue), "currency": .string(invoice.currency), "customer": .string(customer),
+                "payment_method": .string(method), "off_session": true, "confirm": true, "metadata": metadata,
+                "description": .string("Invoice \(invoice.number)"),
+            ], idempotencyKey: "invoice:\(invoice.id.lowercased):attempt:\(attempt)"))
+        } catch {
+            result = .failure(error)
+        }
+        switch result {
+        case .success(let intent) where intent.status == "requires_action":
+            try await requireAction(&invoice, attempt: attempt, intentID: intent.id, transaction, at: at, client: client)
+            report.actionRequired.append(invoice.number)
+        case .success(let intent):
+            // Charged (or processing): paid once Stripe's payment_intent.succeeded arrives; no further attempt.
+            invoice.attempts = attempt
+            invoice.nextAttemptAt = nil
+            try await transaction.updateCollection(invoice)
+            try await transaction.recordAttempt(
+                invoice: invoice.id, attempt: attempt, paymentIntentID: intent.id, outcome: "succeeded", failure: nil, at: at)
+            report.charged.append(invoice.number)
+        case .failure(.refused(let refusal)) where refusal.httpStatus == 402 && refusal.code == "authentication_required":
+            try await requireAction(&invoice, attempt: attempt, intentID: nil, transaction, at: at, client: client)
+            report.actionRequired.append(invoice.number)
+        case .failure(.refused(let refusal)) where refusal.httpStatus == 402:
+            try await declined(&invoice, attempt: attempt, failure: refusal.message ?? refusal.code ?? "declined", transaction, at: at)
+            report.append(invoice.status == "overdue" ? \.overdue : \.declined, invoice.number)
+        case .failure(let error):
+            // Stripe unreachable or refusing for another reason: the same attempt (same key: never charged twice) is
+            // tried again at the next run.
+            throw error
+        }
+    }
+
+    func declined(_ invoice: inout InvoiceRecord, attempt: Int, failure: String, _ transaction: TenantTransaction, at: Date) async throws {
+        let system = AuditActor(kind: .system, id: "dunning")
+        try await transaction.recordAttempt(
+            invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: "declined", failure: failure, at: at)
+        let failures = try await transaction.attempts(of: invoice.id).filter { $0.outcome == "declined" }.count
+        let firstFailed = invoice.firstFailedAt ?? at
+        invoice.attempts = attempt
+        invoice.firstFailedAt = firstFailed
+        let schedule = settings.dunningDays
+        if failures <= schedule.count {
+            invoice.nextAttemptAt = firstFailed.addingTimeInterval(Double(schedule[failures - 1]) * 86400)
+            try await transaction.updateCollection(invoice)
+            try await notifier.markInvoiceSubscription(transaction, status: "past_due", since: firstFailed, at: at)
+            try await notifier.paymentFailed(transaction, [
+                "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "amount": .integer(invoice.amountDue),
+                "currency": .string(invoice.currency), "failure": .string(failure), "purpose": "invoice", "attempt": .integer(attempt),
+                "nextAttemptAt": .string(invoice.nextAttemptAt?.formatted(.iso8601) ?? ""),
+            ])
+            if failures == schedule.count {
+                // The next attempt is the last.
+                try await notifier.invoiceEvent(transaction, "invoice.final_notice", invoice, at: at)
+            }
+        } else {
+            invoice.status = "overdue"
+            invoice.nextAttemptAt = nil
+            invoice.overdueAt = at
+            try await transaction.updateCollection(invoice)
+            try await notifier.markInvoiceSubscription(transaction, status: "unpaid", since: firstFailed, at: at)
+            try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
+        }
+        try await transaction.audit(actor: system, action: "invoice.payment_failed", before: nil, after: [
+            "invoice": invoice.number, "attempt": String(attempt), "failure": failure, "status": invoice.status,
+            "nextAttemptAt": invoice.nextAttemptAt?.formatted(.iso8601) ?? "",
+        ])
+    }
+
+    /// 3-D Secure is needed: no more automatic attempts; a hosted payment link (Checkout for this invoice) instead.
+    func requireAction(
+        _ invoice: inout InvoiceRecord, attempt: Int, intentID: String?, _ transaction: TenantTransaction, at: Date, client: StripeClient
+    ) async throws {
+        let metadata: FormValue = [
+            "invoice_id": .string(invoice.id.lowercased), "tenant_id": .string(transaction.tenant.lowercased), "purpose": "invoice",
+            "invoice_number": .string(invoice.number),
+        ]
+        var parameters: FormParameters = [
+            "mode": "payment",
+            "client_reference_id": .string(transaction.tenant.lowercased),
+            "success_url": .string("\(stripe.publicURL)/invoices/\(invoice.id.lowercased)"),
+            "cancel_url": .string("\(stripe.publicURL)/invoices/\(invoice.id.lowercased)"),
+            "line_items": [[
+                "price_data": ["currency": .string(invoice.currency), "unit_amount": .int(invoice.amountDue),
+                               "product_data": ["name": .string("Invoice \(invoice.number)")]],
+                "quantity": 1,
+            ]],
+            "metadata": metadata,
+            "payment_intent_data": ["metadata": metadata],
+        ]
+        if let customer = try await transaction.lockTenant()?.stripeCustomerID { parameters["customer"] = .string(customer) }
+        let session = try await client.createCheckoutSession(parameters, idempotencyKey: "invoice-link:\(invoice.id.lowercased):\(attempt)")
+        invoice.status = "action_required"
+        invoice.attempts = attempt
+        invoice.nextAttemptAt = nil
+        invoice.paymentLink = session.url
+        try await transaction.updateCollection(invoice)
+        try await transaction.recordAttempt(
+            invoice: invoice.id, attempt: attempt, paymentIntentID: intentID, outcome: "action_required", failure: "authentication required",
+            at: at)
+        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
+                                    after: ["invoice": invoice.number, "paymentLink": session.url ?? ""])
+        try await notifier.invoiceEvent(transaction, "invoice.action_required", invoice, at: at)
+    }
+
+}
+
+/// What invoices change, wherever it happens (the collection job, or Stripe's webhook for a payment).
+extension Notifier {
+    /// `payment_intent.succeeded` for an invoice: paid, at any stage (a late success after the last attempt or a
+    /// write-off too), and the subscription entitled again.
+    func invoicePaid(_ invoiceID: UUID, intent: String, _ transaction: TenantTransaction, at: Date, actor: AuditActor) async throws -> Bool {
+        guard var invoice = try await transaction.invoice(invoiceID) else { return false }
+        guard invoice.status != "paid", invoice.status != "void" else { return true }
+        let before = invoice.status
+        invoice.status = "paid"
+        invoice.paidAt = at
+        invoice.nextAttemptAt = nil
+        try await transaction.updateCollection(invoice)
+        try await markInvoiceSubscription(transaction, status: "active", since: nil, at: at)
+        try await transaction.audit(actor: actor, action: "invoice.paid", before: ["status": before],
+                                    after: ["status": "paid", "invoice": invoice.number, "paymentIntent": intent])
+        try await invoiceEvent(transaction, "invoice.paid", invoice, at: at)
+        return true
+    }
+
+    /// The invoice-billed subscription's status follows its invoices (past due while dunning, unpaid when overdue).
+    func markInvoiceSubscription(_ transaction: TenantTransaction, status: String, since: Date?, at: Date) async throws {
+        guard let (current, _) = try await transaction.invoiceSubscription(), !current.isTerminal, current.status != status else { return }
+        var record = current
+        record.status = status
+        record.pastDueSince = status == "past_due" ? (current.pastDueSince ?? since ?? at) : nil
+        try await transaction.updateSubscription(record, now: at)
+        try await transaction.audit(
+            actor: AuditActor(kind: .system, id: "dunning"), action: "subscription.status_changed",
+            before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
+        try await subscriptionChanged(transaction, before: current, after: record, now: at)
+    }
+
+    func invoiceEvent(_ transaction: TenantTransaction, _ type: String, _ invoice: InvoiceRecord, at: Date) async throws {
+        try await emit(transaction, type, [
+            "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "status": .string(invoice.status),
+            "amountDue": .integer(invoice.amountDue), "currency": .string(invoice.currency),
+            "paymentLink": invoice.paymentLink.map(JSONValue.string) ?? .null,
+        ], now: at)
+    }
+}
+
+extension CollectionReport {
+    mutating func merge(_ other: CollectionReport) {
+        charged += other.charged
+        declined += other.declined
+        actionRequired += other.actionRequired
+        overdue += other.overdue
+        writtenOff += other.writtenOff
+        waitingForCard += other.waitingForCard
+    }
+
+    mutating func append(_ list: WritableKeyPath<CollectionReport, [String]>, _ number: String) {
+        self[keyPath: list].append(number)
+    }
+}

@@ -1,0 +1,174 @@
+import Billing
+import BillingCore
+import BillingStore
+import BillingTestSupport
+import Foundation
+import HummingbirdTesting
+import JSONRPC
+import Logging
+import StripeAPI
+import StripeStandIn
+import Testing
+
+/// Collecting this server's invoices by card, with a fixed clock: declines, 3-D Secure through the payment link,
+/// the dunning schedule, write-off, and a crash between Stripe and our commit.
+struct DunningHarness {
+    let harness: EventHarness
+    let tenant: UUID
+    let admin: String
+
+    var client: any TestClientProtocol { harness.client }
+    var server: TestServer { harness.server }
+
+    /// An enterprise tenant (5 seats, 200.00 a month) with the given card saved and no credits: its first invoice is open.
+    static func start(_ client: any TestClientProtocol, _ server: TestServer, card outcome: StandInState.CheckoutOutcome) async throws -> DunningHarness {
+        let harness = EventHarness(client: client, server: server)
+        let tenant = try await server.provision(client)
+        let admin = try await server.token(.admin, tenant: tenant)
+        let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
+        let session = try #require(setup["result"]?["sessionId"]?.stringValue)
+        if outcome == .authenticated {
+            _ = await server.standIn!.complete(session, outcome: .authenticate)
+        }
+        _ = await server.standIn!.complete(session, outcome: outcome)
+        try await harness.deliverStandInEvents()
+        let subscribed = try await client.rpc("billing.subscribeByInvoice", ["plan": "enterprise", "seats": 5], token: admin)
+        guard subscribed["result"]?["plan"] == "enterprise" else { throw TestFailure("\(subscribed)") }
+        return DunningHarness(harness: harness, tenant: tenant, admin: admin)
+    }
+
+    /// The invoicing job as of `at`, as the server's role.
+    func run(at: Date) async throws -> InvoiceRunReport {
+        let configuration = try TestServer.configuration(server.database, extra: EventHarness.extra)
+        let catalog = try configuration.loadCatalog()
+        let stripe = server.stripe!
+        return try await server.database.withAppClient { database in
+            try await BillingAPI(
+                catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
+                stripe: StripeSettings(client: stripe, publicURL: TestServer.publicURL), openRPC: .null
+            ).runInvoices(at: at, logger: Logger(label: "test.invoices"))
+        }
+    }
+
+    func invoice() async throws -> JSONValue {
+        let page = try await client.rpc("billing.invoices", token: admin)
+        guard let invoice = page["result"]?["invoices"]?[0] else { throw TestFailure("no invoice: \(page)") }
+        return invoice
+    }
+
+    func saveCard(_ outcome: StandInState.CheckoutOutcome) async throws {
+        let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
+        _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: outcome)
+        try await harness.deliverStandInEvents()
+    }
+
+    func status() async throws -> JSONValue {
+        try await client.rpc("billing.status", token: admin)["result"] ?? .null
+    }
+
+    static func day(_ n: Double) -> TimeInterval { n * 86400 }
+}
+
+@Suite struct DunningTests {
+    @Test func paidByCardAfterTwoDeclines() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .saveDeclining)
+            let t0 = Date()
+            #expect(try await dunning.run(at: t0).collection.declined.count == 1)
+            #expect(try await dunning.invoice()["status"] == "open")
+            #expect(try await dunning.status()["status"] == "past_due")
+            #expect(try await dunning.status()["entitled"] == true)
+            // Nothing is tried before the schedule says (one day after the first failure).
+            #expect(try await dunning.run(at: t0.addingTimeInterval(3600)).collection.declined.isEmpty)
+            #expect(try await dunning.run(at: t0.addingTimeInterval(DunningHarness.day(1.01))).collection.declined.count == 1)
+            // The tenant saves a working card; the third attempt (three days after the first failure) is charged.
+            try await dunning.saveCard(.pay)
+            let third = try await dunning.run(at: t0.addingTimeInterval(DunningHarness.day(3.01)))
+            #expect(third.collection.charged.count == 1, "\(third)")
+            // Paid only once Stripe says so.
+            #expect(try await dunning.invoice()["status"] == "open")
+            try await dunning.harness.deliverStandInEvents()
+            #expect(try await dunning.invoice()["status"] == "paid")
+            #expect(try await dunning.status()["status"] == "active")
+            let attempts = try await dunning.harness.count(
+                "SELECT count(*)::int FROM billing.invoice_attempts WHERE tenant_id = '\(dunning.tenant)'")
+            #expect(attempts == 3)
+            // Paid invoices are never tried again.
+            #expect(try await dunning.run(at: t0.addingTimeInterval(DunningHarness.day(9))).collection == CollectionReport())
+        }
+    }
+
+    @Test func aThreeDSecureInvoiceIsPaidThroughItsLink() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .authenticated)
+            let report = try await dunning.run(at: Date())
+            #expect(report.collection.actionRequired.count == 1, "\(report)")
+            let invoiceID = try #require(try await dunning.invoice()["id"]?.stringValue)
+            let link: String? = try await dunning.harness.owner {
+                try await $0.first("SELECT payment_link FROM billing.invoices WHERE invoice_id = '\(invoiceID)'")
+            }
+            let session = try #require(link?.split(separator: "/").last.map(String.init))
+            #expect(try await dunning.invoice()["status"] == "action_required")
+            // The person opens the link and pays (with authentication).
+            _ = await server.standIn!.complete(session, outcome: .pay)
+            try await dunning.harness.deliverStandInEvents()
+            #expect(try await dunning.invoice()["status"] == "paid")
+        }
+    }
+
+    @Test func anInvoiceIsOverdueAfterTheLastAttemptThenWrittenOff() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .saveDeclining)
+            let invoiceID = try #require(try await dunning.invoice()["id"]?.stringValue)
+            let t0 = Date()
+            var outcomes: [String] = []
+            for day in [0.0, 1.01, 3.01, 5.01, 7.01] {
+                let report = try await dunning.run(at: t0.addingTimeInterval(DunningHarness.day(day)))
+                outcomes.append(report.collection.overdue.isEmpty ? "declined" : "overdue")
+            }
+            #expect(outcomes == ["declined", "declined", "declined", "declined", "overdue"])
+            #expect(try await dunning.invoice()["status"] == "overdue")
+            #expect(try await dunning.status()["entitled"] == false)
+            #expect(try await dunning.run(at: t0.addingTimeInterval(DunningHarness.day(20))).collection.writtenOff.isEmpty)
+            #expect(try await dunning.run(at: t0.addingTimeInterval(DunningHarness.day(37.1))).collection.writtenOff.count == 1)
+            let status: String? = try await dunning.harness.owner {
+                try await $0.first("SELECT status FROM billing.invoices WHERE invoice_id = '\(invoiceID)'")
+            }
+            #expect(status == "written_off")
+            #expect(try await dunning.harness.count(
+                "SELECT count(*)::int FROM billing.invoice_attempts WHERE invoice_id = '\(invoiceID)' AND outcome = 'declined'") == 5)
+            // Suspended, the tenant is not billed for the next period.
+            #expect(try await dunning.harness.count("SELECT count(*)::int FROM billing.invoices WHERE tenant_id = '\(dunning.tenant)'") == 1)
+        }
+    }
+
+    /// Stripe charged, then the server died before recording it: the next run's attempt is Stripe's replay.
+    @Test func aCrashBetweenThePaymentIntentAndTheDatabaseDoesNotChargeTwice() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .pay)
+            let invoice = try await dunning.invoice()
+            let invoiceID = try #require(invoice["id"]?.stringValue)
+            let customer: String? = try await dunning.harness.owner {
+                try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(dunning.tenant)'")
+            }
+            // What the crashed run sent, under the key our first attempt uses.
+            let first = try await server.stripe!.createPaymentIntent([
+                "amount": 20000, "currency": "usd", "customer": .string(try #require(customer)), "payment_method": "pm_card_visa",
+                "off_session": true, "confirm": true,
+                "metadata": ["invoice_id": .string(invoiceID), "tenant_id": .string(dunning.tenant.uuidString.lowercased()),
+                             "purpose": "invoice", "invoice_number": .string(invoice["number"]?.stringValue ?? ""), "attempt": 1],
+                "description": .string("Invoice \(invoice["number"]?.stringValue ?? "")"),
+            ], idempotencyKey: "invoice:\(invoiceID):attempt:1")
+            #expect(try await dunning.run(at: Date()).collection.charged.count == 1)
+            let recorded: String? = try await dunning.harness.owner {
+                try await $0.first("SELECT payment_intent_id FROM billing.invoice_attempts WHERE invoice_id = '\(invoiceID)'")
+            }
+            #expect(recorded == first.id)
+            try await dunning.harness.deliverStandInEvents()
+            #expect(try await dunning.invoice()["status"] == "paid")
+            let charges = try await server.stripe!.listEvents().events.filter { $0.type == "payment_intent.succeeded" }
+                .filter { String(decoding: $0.raw, as: UTF8.self).contains(invoiceID) }
+            #expect(charges.count == 1)
+        }
+    }
+}
