@@ -90,6 +90,12 @@ public struct BillingAPI: Sendable {
         methods.tenantMethod("billing.invoices", .query, roles: .readers) { (params: PageParams, call) in
             try await invoices(params, call: call)
         }
+        methods.tenantMethod("billing.voidInvoice", .mutation, roles: .operators) { (params: InvoiceActionParams, call) in
+            try await voidInvoice(params, call: call)
+        }
+        methods.tenantMethod("billing.retryInvoice", .mutation, roles: .operators) { (params: InvoiceActionParams, call) in
+            try await retryInvoice(params, call: call)
+        }
         methods.tenantMethod("billing.entitlements", .query, roles: .readers) { (_: NoParams, call) in
             try await entitlements(of: call.tenantID)
         }

@@ -242,3 +242,72 @@ extension CollectionReport {
         self[keyPath: list].append(number)
     }
 }
+
+public struct InvoiceActionParams: Decodable, Sendable {
+    public var invoiceId: String
+}
+
+extension BillingAPI {
+    func lockedInvoice(_ params: InvoiceActionParams, _ transaction: TenantTransaction) async throws -> InvoiceRecord {
+        guard let id = UUID(uuidString: params.invoiceId) else {
+            throw BillingError.invalidParams(field: "invoiceId", "invoiceId must be the id of one of this server's invoices (billing.invoices, source billing)")
+        }
+        guard let invoice = try await transaction.invoice(id) else {
+            throw BillingError.notFound("this tenant has no invoice \(params.invoiceId); list them with billing.invoices")
+        }
+        return invoice
+    }
+
+    /// `billing.voidInvoice` (operator): an unpaid invoice is voided; the credits applied to it come back.
+    func voidInvoice(_ params: InvoiceActionParams, call: TenantCall) async throws -> InvoiceView {
+        let actor = call.actor
+        let at = now()
+        return try await tenants.database.transaction(call.tenantID, operation: "void invoice") { transaction in
+            var invoice = try await lockedInvoice(params, transaction)
+            guard ["draft", "open", "action_required", "overdue"].contains(invoice.status) else {
+                throw BillingError.preconditionFailed("invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be voided")
+            }
+            let before = invoice.status
+            invoice.status = "void"
+            invoice.nextAttemptAt = nil
+            try await transaction.updateCollection(invoice)
+            if invoice.creditsApplied > 0 {
+                let returned = try await transaction.applyCredits(
+                    source: "invoice-void:\(invoice.id.lowercased)", kind: "invoice_void", amount: invoice.creditsApplied,
+                    reason: "credits applied to voided invoice \(invoice.number)", requireBalance: false)
+                if returned.outcome == .applied {
+                    try await notifier.creditsChanged(
+                        transaction, available: returned.available, frozen: returned.frozen, change: invoice.creditsApplied,
+                        kind: "invoice_void", reason: "voided invoice \(invoice.number)")
+                }
+            }
+            try await transaction.audit(actor: actor, action: "invoice.voided", before: ["status": before],
+                                        after: ["status": "void", "invoice": invoice.number, "creditsReturned": String(invoice.creditsApplied)])
+            try await notifier.invoiceEvent(transaction, "invoice.voided", invoice, at: at)
+            return view(invoice)
+        }
+    }
+
+    /// `billing.retryInvoice` (operator): an attempt now, outside the dunning schedule (a new card was saved, say).
+    func retryInvoice(_ params: InvoiceActionParams, call: TenantCall) async throws -> InvoiceView {
+        let client = try requireStripe()
+        let at = now()
+        return try await tenants.database.transaction(call.tenantID, operation: "retry invoice") { transaction in
+            var invoice = try await lockedInvoice(params, transaction)
+            guard ["open", "action_required", "overdue"].contains(invoice.status) else {
+                throw BillingError.preconditionFailed("invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be retried")
+            }
+            invoice.status = "open"
+            var report = CollectionReport()
+            try await collect(invoice, transaction, at: at, client: client, report: &report)
+            return view(try await transaction.invoice(invoice.id) ?? invoice)
+        }
+    }
+
+    func view(_ invoice: InvoiceRecord) -> InvoiceView {
+        InvoiceView(
+            id: invoice.id.lowercased, source: "billing", number: invoice.number, status: invoice.status, amountDue: invoice.amountDue,
+            currency: invoice.currency, periodStart: invoice.periodStart, periodEnd: invoice.periodEnd,
+            url: "\(stripe.publicURL)/invoices/\(invoice.id.lowercased)", createdAt: invoice.createdAt)
+    }
+}

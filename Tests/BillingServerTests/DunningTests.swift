@@ -172,3 +172,51 @@ struct DunningHarness {
         }
     }
 }
+
+@Suite struct InvoiceOperatorTests {
+    @Test func operatorsRetryAnOverdueInvoiceAfterANewCardAndVoidAnother() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .saveDeclining)
+            let operatorToken = try await server.token(.operator)
+            let invoiceID = try #require(try await dunning.invoice()["id"]?.stringValue)
+            _ = try await dunning.run(at: Date())
+            try await dunning.saveCard(.pay)
+            let retried = try await client.rpc("billing.retryInvoice", [
+                "tenantId": .string(dunning.tenant.uuidString), "invoiceId": .string(invoiceID),
+            ], token: operatorToken)
+            #expect(retried["result"]?["status"] == "open", "\(retried)")
+            try await dunning.harness.deliverStandInEvents()
+            #expect(try await dunning.invoice()["status"] == "paid")
+            let again = try await client.rpc("billing.voidInvoice", [
+                "tenantId": .string(dunning.tenant.uuidString), "invoiceId": .string(invoiceID),
+            ], token: operatorToken)
+            #expect(again.errorName == "PRECONDITION_FAILED")
+            #expect(try await client.rpc("billing.retryInvoice", ["invoiceId": .string(invoiceID)], token: dunning.admin).errorName == "FORBIDDEN")
+        }
+    }
+
+    @Test func voidingGivesTheAppliedCreditsBack() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let operatorToken = try await server.token(.operator)
+            let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
+            _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .saveDeclining)
+            try await harness.deliverStandInEvents()
+            _ = try await client.rpc("credits.grant", [
+                "tenantId": .string(tenant.uuidString), "amount": 5000, "reason": "prepaid", "idempotencyKey": "p",
+            ], token: operatorToken)
+            _ = try await client.rpc("billing.subscribeByInvoice", ["plan": "enterprise", "seats": 5], token: admin)
+            let page = try await client.rpc("billing.invoices", token: admin)
+            let invoice = try #require(page["result"]?["invoices"]?[0])
+            #expect(invoice["amountDue"] == 15000)
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["creditBalance"] == 0)
+            let voided = try await client.rpc("billing.voidInvoice", [
+                "tenantId": .string(tenant.uuidString), "invoiceId": invoice["id"] ?? .null,
+            ], token: operatorToken)
+            #expect(voided["result"]?["status"] == "void", "\(voided)")
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["creditBalance"] == 5000)
+        }
+    }
+}
