@@ -37,7 +37,60 @@ struct Tenants: AsyncParsableCommand {
 
 /// `billingd invoices run [--at TIME]`: the invoicing job, for operators and tests (a fixed clock).
 struct Invoices: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The invoices this server issues.", subcommands: [Run.self])
+    static let configuration = CommandConfiguration(
+        abstract: "The invoices this server issues.", subcommands: [Run.self, List.self, Show.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A tenant's invoices, newest first (ours and Stripe Billing's).")
+
+        @Option(help: "The tenant's UUID.")
+        var tenant: String
+        @Option(help: "At most this many.")
+        var limit: Int = 50
+
+        func run() async throws {
+            guard let tenantID = UUID(uuidString: tenant) else { throw ValidationError("--tenant must be the tenant's UUID") }
+            let limit = self.limit
+            let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
+            let invoices = try await jobs.withInbox { inbox in
+                try await inbox.database.transaction(tenantID, operation: "list invoices") { try await $0.invoiceSummaries(before: nil, limit: limit) }
+            }
+            print(["number", "source", "status", "amount_due", "currency", "period_start", "id"].joined(separator: "\t"))
+            for invoice in invoices {
+                print([invoice.number ?? "-", invoice.source, invoice.status ?? "-", String(invoice.amountDue), invoice.currency ?? "-",
+                       invoice.periodStart?.formatted(.iso8601) ?? "-", invoice.id].joined(separator: "\t"))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One of this server's invoices, with its lines and attempts.")
+
+        @Argument(help: "The invoice id (from billingd invoices list).")
+        var id: String
+        @Option(help: "The tenant's UUID.")
+        var tenant: String
+
+        func run() async throws {
+            guard let tenantID = UUID(uuidString: tenant) else { throw ValidationError("--tenant must be the tenant's UUID") }
+            guard let invoiceID = UUID(uuidString: id) else { throw ValidationError("the invoice id is a UUID (billingd invoices list)") }
+            let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
+            let found = try await jobs.withInbox { inbox in
+                try await inbox.database.transaction(tenantID, operation: "show invoice") { transaction in
+                    guard let invoice = try await transaction.invoice(invoiceID) else { return nil as (InvoiceRecord, [String])? }
+                    let attempts = try await transaction.attempts(of: invoiceID).map { "\($0.attempt)\t\($0.outcome)\t\($0.paymentIntentID ?? "-")" }
+                    return (invoice, attempts)
+                }
+            }
+            guard let (invoice, attempts) = found else { throw ValidationError("tenant \(tenant) has no invoice \(id)") }
+            print("\(invoice.number)\t\(invoice.status)\t\(invoice.currency)")
+            print("period\t\(invoice.periodStart.formatted(.iso8601))\t\(invoice.periodEnd.formatted(.iso8601))")
+            for line in invoice.lines { print("line\t\(line.description)\t\(line.quantity) x \(line.unitAmount)\t\(line.amount)") }
+            print("subtotal\t\(invoice.subtotal)\ncredits\t\(invoice.creditsApplied) (\(invoice.creditAmount))\namount_due\t\(invoice.amountDue)")
+            for attempt in attempts { print("attempt\t\(attempt)") }
+            if let link = invoice.paymentLink { print("payment_link\t\(link)") }
+        }
+    }
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -59,7 +59,10 @@ import Testing
             _ = try await client.rpc("billing.addCharge", [
                 "tenantId": .string(tenant.uuidString), "description": "Onboarding workshop", "amount": 5000, "idempotencyKey": "workshop",
             ], token: operatorToken)
-            let environment = ["DATABASE_URL": server.database.appURL.secretURLString]
+            let environment = [
+                "DATABASE_URL": server.database.appURL.secretURLString, "STRIPE_SECRET_KEY": "sk_test_cli",
+                "STRIPE_API_BASE": server.stripe!.configuration.apiBase,
+            ]
             let at = periodEnd.addingTimeInterval(60).formatted(.iso8601)
             let (status, output, errors) = try Billingd.run(["invoices", "run", "--at", at], environment: environment)
             #expect(status == 0, "\(errors)")
@@ -75,6 +78,18 @@ import Testing
             let nextNumber = try #require(next["number"]?.stringValue)
             #expect(Int(nextNumber.dropFirst(4)) == Int(number.dropFirst(4))! + 1)
             #expect(try await client.rpc("billing.status", token: admin)["result"]?["creditBalance"] == 0)
+            // The same run charged the rest to the card; Stripe's confirmation makes it paid (credits and card).
+            try await harness.deliverStandInEvents()
+            #expect(try await client.rpc("billing.invoices", token: admin)["result"]?["invoices"]?[0]?["status"] == "paid")
+
+            // Operators read them from the command line.
+            let (listed, list, listErrors) = try Billingd.run(["invoices", "list", "--tenant", tenant.uuidString], environment: environment)
+            #expect(listed == 0, "\(listErrors)")
+            #expect(list.contains(number) && list.contains(nextNumber))
+            let nextID = try #require(next["id"]?.stringValue)
+            let (shown, show, _) = try Billingd.run(["invoices", "show", nextID, "--tenant", tenant.uuidString], environment: environment)
+            #expect(shown == 0)
+            #expect(show.contains("Onboarding workshop") && show.contains(nextNumber) && show.contains("paid"))
             #expect(try await harness.count(
                 "SELECT count(*)::int FROM billing.invoice_charges WHERE tenant_id = '\(tenant)' AND invoice_id IS NOT NULL") == 1)
         }
