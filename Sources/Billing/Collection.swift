@@ -38,6 +38,14 @@ extension BillingAPI {
                     return partial
                 }
                 report.merge(partial)
+                for (what, numbers) in [("charged (paid when Stripe confirms)", partial.charged), ("declined; next attempt scheduled", partial.declined),
+                                        ("needs authentication; payment link sent", partial.actionRequired),
+                                        ("overdue after the last attempt; tenant suspended", partial.overdue),
+                                        ("written off", partial.writtenOff), ("not tried: no saved card", partial.waitingForCard)] {
+                    for number in numbers {
+                        logger.notice("invoice \(what)", metadata: ["tenant": "\(tenant)", "invoice": "\(number)"])
+                    }
+                }
             } catch {
                 logger.warning("could not collect a tenant's invoices; the next run tries again", metadata: [
                     "tenant": "\(tenant)", "error": "\(error)",

@@ -167,6 +167,7 @@ extension StripeEventProcessor {
             else {
                 return context.rejected("payment \(intent.id) names invoice \(invoiceID), which this tenant does not have")
             }
+            logger.notice("invoice paid", metadata: ["tenant": "\(context.tenant)", "invoice": "\(invoiceID)", "paymentIntent": "\(intent.id)"])
         }
         if intent.metadata?["purpose"] == "credit_topup" {
             return try await fulfilTopUp(

@@ -21,8 +21,11 @@ struct DunningHarness {
     var server: TestServer { harness.server }
 
     /// An enterprise tenant (5 seats, 200.00 a month) with the given card saved and no credits: its first invoice is open.
-    static func start(_ client: any TestClientProtocol, _ server: TestServer, card outcome: StandInState.CheckoutOutcome) async throws -> DunningHarness {
-        let harness = EventHarness(client: client, server: server)
+    static func start(
+        _ client: any TestClientProtocol, _ server: TestServer, card outcome: StandInState.CheckoutOutcome,
+        extra: [String: String] = EventHarness.extra
+    ) async throws -> DunningHarness {
+        let harness = EventHarness(client: client, server: server, extra: extra)
         let tenant = try await server.provision(client)
         let admin = try await server.token(.admin, tenant: tenant)
         let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
@@ -39,12 +42,15 @@ struct DunningHarness {
 
     /// The invoicing job as of `at`, as the server's role.
     func run(at: Date) async throws -> InvoiceRunReport {
-        let configuration = try TestServer.configuration(server.database, extra: EventHarness.extra)
+        let configuration = try TestServer.configuration(server.database, extra: harness.extra)
         let catalog = try configuration.loadCatalog()
         let stripe = server.stripe!
+        let settings = BillingSettings(
+            pastDueGrace: configuration.pastDueGrace, notifier: configuration.notifier, dunningDays: configuration.dunningDays,
+            writeOffAfter: configuration.writeOffAfter)
         return try await server.database.withAppClient { database in
             try await BillingAPI(
-                catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
+                catalog: catalog, tenants: TenantStore(database: database), settings: settings,
                 stripe: StripeSettings(client: stripe, publicURL: TestServer.publicURL), openRPC: .null
             ).runInvoices(at: at, logger: Logger(label: "test.invoices"))
         }
@@ -117,8 +123,12 @@ struct DunningHarness {
     }
 
     @Test func anInvoiceIsOverdueAfterTheLastAttemptThenWrittenOff() async throws {
-        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
-            let dunning = try await DunningHarness.start(client, server, card: .saveDeclining)
+        // Notifications go to the outbox (the product's endpoint is down here, so they stay there to be read).
+        let extra = EventHarness.extra.merging([
+            "BILLING_EVENTS_URL": "http://127.0.0.1:9/events", "BILLING_EVENTS_SECRET": "events-secret-for-tests-0123",
+        ]) { $1 }
+        try await TestServer.run(extra: extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .saveDeclining, extra: extra)
             let invoiceID = try #require(try await dunning.invoice()["id"]?.stringValue)
             let t0 = Date()
             var outcomes: [String] = []
@@ -137,6 +147,16 @@ struct DunningHarness {
             #expect(status == "written_off")
             #expect(try await dunning.harness.count(
                 "SELECT count(*)::int FROM billing.invoice_attempts WHERE invoice_id = '\(invoiceID)' AND outcome = 'declined'") == 5)
+            // Each step told the product, in order: four failures (the fourth with the final notice: the next attempt is
+            // the last), then the last attempt's failure as the suspension, then the write-off.
+            let notices: String? = try await dunning.harness.owner {
+                try await $0.first("""
+                    SELECT string_agg(type, ' ' ORDER BY created_at, type) FROM billing.outbox_events
+                    WHERE tenant_id = '\(dunning.tenant)' AND (type LIKE 'invoice.%' OR type = 'payment.failed')
+                    """)
+            }
+            #expect(notices == "payment.failed payment.failed payment.failed payment.failed invoice.final_notice invoice.suspended invoice.written_off",
+                    "\(notices ?? "")")
             // Suspended, the tenant is not billed for the next period.
             #expect(try await dunning.harness.count("SELECT count(*)::int FROM billing.invoices WHERE tenant_id = '\(dunning.tenant)'") == 1)
         }
