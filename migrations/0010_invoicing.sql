@@ -27,7 +27,8 @@ CREATE TABLE invoices (
     stripe_subscription_id text NOT NULL,
     period_start timestamptz NOT NULL,
     period_end timestamptz NOT NULL,
-    status text NOT NULL CHECK (status IN ('draft', 'open', 'paid', 'action_required', 'overdue', 'written_off', 'void')),
+    -- processing: charged, waiting for Stripe's confirmation (never charged again, voided or retried meanwhile).
+    status text NOT NULL CHECK (status IN ('draft', 'open', 'processing', 'paid', 'action_required', 'overdue', 'written_off', 'void')),
     currency text NOT NULL,
     subtotal bigint NOT NULL CHECK (subtotal >= 0),
     credits_applied bigint NOT NULL DEFAULT 0 CHECK (credits_applied >= 0),
@@ -111,7 +112,8 @@ CREATE FUNCTION next_invoice_number() RETURNS text
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
-    UPDATE invoice_numbers SET last = last + 1 RETURNING 'INV-' || lpad(last::text, 6, '0')
+    UPDATE invoice_numbers SET last = last + 1
+    RETURNING 'INV-' || CASE WHEN last < 1000000 THEN lpad(last::text, 6, '0') ELSE last::text END
 $$;
 REVOKE ALL ON FUNCTION next_invoice_number() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION next_invoice_number() TO billing_rw;

@@ -18,11 +18,11 @@ public struct CollectionReport: Sendable, Equatable, Encodable {
 }
 
 extension BillingAPI {
-    /// Collection and dunning, as of `at`: every open invoice due for an attempt is charged off-session to the saved
-    /// card (a real PaymentIntent per attempt, keyed by invoice and attempt, so a crash never charges twice); a decline
-    /// schedules the next attempt by the dunning schedule (days after the first failure), and after the last one the
-    /// invoice is overdue and the tenant not entitled; an invoice overdue for the write-off period is written off.
-    /// An invoice becomes paid only when Stripe says so (`payment_intent.succeeded`).
+    /// Collection and dunning, as of `at`: every attempt, notice and write-off due by then, each at its scheduled time.
+    /// An attempt charges the saved card off-session (a real PaymentIntent, keyed by invoice and attempt, so a crash
+    /// never charges twice); a decline schedules the next attempt by the dunning schedule (days after the first
+    /// failure); after the last one the invoice is overdue and the tenant not entitled; an invoice overdue for the
+    /// write-off period is written off. An invoice becomes paid only when Stripe says so (`payment_intent.succeeded`).
     public func collectInvoices(at: Date, logger: Logger) async throws -> CollectionReport {
         var report = CollectionReport()
         guard let client = stripe.client else { return report }
@@ -33,7 +33,7 @@ extension BillingAPI {
                 let partial = try await tenants.database.transaction(tenant, operation: "collect invoices") { transaction in
                     var partial = CollectionReport()
                     for invoice in try await transaction.invoicesToCollect(at: at, overdueBefore: overdueBefore) {
-                        try await collect(invoice, transaction, at: at, client: client, report: &partial)
+                        try await settle(invoice, transaction, at: at, overdueBefore: overdueBefore, client: client, report: &partial)
                     }
                     return partial
                 }
@@ -55,30 +55,46 @@ extension BillingAPI {
         return report
     }
 
-    func collect(
-        _ invoice: InvoiceRecord, _ transaction: TenantTransaction, at: Date, client: StripeClient, report: inout CollectionReport
+    /// Every step of one invoice due by `at`, each at its own scheduled time, so one late run does what the schedule
+    /// said (attempts, then overdue, then write-off) rather than one step.
+    func settle(
+        _ invoice: InvoiceRecord, _ transaction: TenantTransaction, at: Date, overdueBefore: Date, client: StripeClient,
+        report: inout CollectionReport
     ) async throws {
         var invoice = invoice
-        let system = AuditActor(kind: .system, id: "dunning")
-        if invoice.status == "overdue" {
-            invoice.status = "written_off"
-            invoice.nextAttemptAt = nil
-            try await transaction.updateCollection(invoice, writtenOffAt: at)
-            try await transaction.audit(actor: system, action: "invoice.written_off", before: ["status": "overdue"],
-                                        after: ["status": "written_off", "invoice": invoice.number])
-            try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
-            report.writtenOff.append(invoice.number)
-            return
+        for _ in 0..<(settings.dunningDays.count + 3) {
+            if invoice.status == "overdue" {
+                if let overdue = invoice.overdueAt, overdue <= overdueBefore {
+                    try await writeOff(&invoice, transaction, at: overdue.addingTimeInterval(Double(settings.writeOffAfter.components.seconds)))
+                    report.writtenOff.append(invoice.number)
+                }
+                return
+            }
+            guard invoice.status == "open", let due = invoice.nextAttemptAt, due <= at else { return }
+            try await attempt(&invoice, transaction, at: due, client: client, report: &report)
         }
+    }
+
+    func writeOff(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
+        invoice.status = "written_off"
+        invoice.nextAttemptAt = nil
+        try await transaction.updateCollection(invoice, writtenOffAt: at)
+        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.written_off",
+                                    before: ["status": "overdue"], after: ["status": "written_off", "invoice": invoice.number])
+        try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
+    }
+
+    /// One attempt at `at` (its scheduled time).
+    func attempt(
+        _ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date, client: StripeClient, report: inout CollectionReport
+    ) async throws {
         let attempt = invoice.attempts + 1
         guard let method = try await transaction.defaultPaymentMethod(),
               let customer = try await transaction.lockTenant()?.stripeCustomerID
         else {
-            // No card: nothing to try and nothing to remind about; the invoice waits for one (billing.retryInvoice).
+            // No card: nothing to try and nobody to remind; saving a card makes it due again.
             invoice.nextAttemptAt = nil
             try await transaction.updateCollection(invoice)
-            try await transaction.recordAttempt(
-                invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: "no_payment_method", failure: nil, at: at)
             report.waitingForCard.append(invoice.number)
             return
         }
@@ -101,7 +117,9 @@ extension BillingAPI {
             try await requireAction(&invoice, attempt: attempt, intentID: intent.id, transaction, at: at, client: client)
             report.actionRequired.append(invoice.number)
         case .success(let intent):
-            // Charged (or processing): paid once Stripe's payment_intent.succeeded arrives; no further attempt.
+            // Charged (or on its way): paid once Stripe's payment_intent.succeeded arrives. Until then the invoice is
+            // processing: never charged again, voided or retried.
+            invoice.status = "processing"
             invoice.attempts = attempt
             invoice.nextAttemptAt = nil
             try await transaction.updateCollection(invoice)
@@ -112,28 +130,34 @@ extension BillingAPI {
             try await requireAction(&invoice, attempt: attempt, intentID: nil, transaction, at: at, client: client)
             report.actionRequired.append(invoice.number)
         case .failure(.refused(let refusal)) where refusal.httpStatus == 402:
-            try await declined(&invoice, attempt: attempt, failure: refusal.message ?? refusal.code ?? "declined", transaction, at: at)
+            try await failed(&invoice, attempt: attempt, outcome: "declined", failure: refusal.message ?? refusal.code ?? "declined", transaction, at: at)
+            report.append(invoice.status == "overdue" ? \.overdue : \.declined, invoice.number)
+        case .failure(.refused(let refusal)) where refusal.httpStatus != 429 && (400..<500).contains(refusal.httpStatus):
+            // Stripe will never accept this request as it is (a detached card, say): a failed attempt, on the schedule.
+            try await failed(&invoice, attempt: attempt, outcome: "error", failure: refusal.message ?? refusal.code ?? "refused", transaction, at: at)
             report.append(invoice.status == "overdue" ? \.overdue : \.declined, invoice.number)
         case .failure(let error):
-            // Stripe unreachable or refusing for another reason: the same attempt (same key: never charged twice) is
-            // tried again at the next run.
+            // Stripe unreachable, rate limiting or failing: the same attempt (same key: never charged twice) is tried
+            // again at the next run.
             throw error
         }
     }
 
-    func declined(_ invoice: inout InvoiceRecord, attempt: Int, failure: String, _ transaction: TenantTransaction, at: Date) async throws {
-        let system = AuditActor(kind: .system, id: "dunning")
+    /// A failed attempt: the next one by the schedule, or overdue (and the tenant suspended) after the last.
+    func failed(
+        _ invoice: inout InvoiceRecord, attempt: Int, outcome: String, failure: String, _ transaction: TenantTransaction, at: Date
+    ) async throws {
         try await transaction.recordAttempt(
-            invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: "declined", failure: failure, at: at)
-        let failures = try await transaction.attempts(of: invoice.id).filter { $0.outcome == "declined" }.count
+            invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: outcome, failure: failure, at: at)
+        let failures = max(1, try await transaction.attempts(of: invoice.id).filter { $0.outcome == "declined" || $0.outcome == "error" }.count)
         let firstFailed = invoice.firstFailedAt ?? at
         invoice.attempts = attempt
         invoice.firstFailedAt = firstFailed
         let schedule = settings.dunningDays
         if failures <= schedule.count {
+            // The tenant stays entitled until the last attempt fails; the product hears of each failure.
             invoice.nextAttemptAt = firstFailed.addingTimeInterval(Double(schedule[failures - 1]) * 86400)
             try await transaction.updateCollection(invoice)
-            try await notifier.markInvoiceSubscription(transaction, status: "past_due", since: firstFailed, at: at)
             try await notifier.paymentFailed(transaction, [
                 "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "amount": .integer(invoice.amountDue),
                 "currency": .string(invoice.currency), "failure": .string(failure), "purpose": "invoice", "attempt": .integer(attempt),
@@ -148,10 +172,10 @@ extension BillingAPI {
             invoice.nextAttemptAt = nil
             invoice.overdueAt = at
             try await transaction.updateCollection(invoice)
-            try await notifier.markInvoiceSubscription(transaction, status: "unpaid", since: firstFailed, at: at)
+            try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
             try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
         }
-        try await transaction.audit(actor: system, action: "invoice.payment_failed", before: nil, after: [
+        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.payment_failed", before: nil, after: [
             "invoice": invoice.number, "attempt": String(attempt), "failure": failure, "status": invoice.status,
             "nextAttemptAt": invoice.nextAttemptAt?.formatted(.iso8601) ?? "",
         ])
@@ -168,8 +192,8 @@ extension BillingAPI {
         var parameters: FormParameters = [
             "mode": "payment",
             "client_reference_id": .string(transaction.tenant.lowercased),
-            "success_url": .string("\(stripe.publicURL)/invoices/\(invoice.id.lowercased)"),
-            "cancel_url": .string("\(stripe.publicURL)/invoices/\(invoice.id.lowercased)"),
+            "success_url": .string("\(stripe.publicURL)/billing?invoice=\(invoice.id.lowercased)"),
+            "cancel_url": .string("\(stripe.publicURL)/billing?invoice=\(invoice.id.lowercased)"),
             "line_items": [[
                 "price_data": ["currency": .string(invoice.currency), "unit_amount": .int(invoice.amountDue),
                                "product_data": ["name": .string("Invoice \(invoice.number)")]],
@@ -192,37 +216,56 @@ extension BillingAPI {
                                     after: ["invoice": invoice.number, "paymentLink": session.url ?? ""])
         try await notifier.invoiceEvent(transaction, "invoice.action_required", invoice, at: at)
     }
-
 }
 
-/// What invoices change, wherever it happens (the collection job, or Stripe's webhook for a payment).
+/// What invoices change, wherever it happens (the collection job, the API, or Stripe's webhook for a payment).
 extension Notifier {
     /// `payment_intent.succeeded` for an invoice: paid, at any stage (a late success after the last attempt or a
-    /// write-off too), and the subscription entitled again.
-    func invoicePaid(_ invoiceID: UUID, intent: String, _ transaction: TenantTransaction, at: Date, actor: AuditActor) async throws -> Bool {
+    /// write-off too), and the subscription entitled again when no other invoice is overdue. A payment for an
+    /// invoice that was voided or paid already is recorded and reported (the payment itself is kept by the caller).
+    func invoicePaid(
+        _ invoiceID: UUID, intent: String, _ transaction: TenantTransaction, at: Date, actor: AuditActor, logger: Logger
+    ) async throws -> Bool {
         guard var invoice = try await transaction.invoice(invoiceID) else { return false }
-        guard invoice.status != "paid", invoice.status != "void" else { return true }
+        guard invoice.status != "paid", invoice.status != "void" else {
+            logger.error("a payment arrived for an invoice that is already settled; refund it if it is a second payment", metadata: [
+                "tenant": "\(transaction.tenant)", "invoice": "\(invoice.number)", "status": "\(invoice.status)", "paymentIntent": "\(intent)",
+            ])
+            try await transaction.audit(actor: actor, action: "invoice.payment_after_settlement", before: ["status": invoice.status],
+                                        after: ["invoice": invoice.number, "paymentIntent": intent])
+            return true
+        }
         let before = invoice.status
         invoice.status = "paid"
         invoice.paidAt = at
         invoice.nextAttemptAt = nil
+        invoice.paymentLink = nil
         try await transaction.updateCollection(invoice)
-        try await markInvoiceSubscription(transaction, status: "active", since: nil, at: at)
+        try await syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
         try await transaction.audit(actor: actor, action: "invoice.paid", before: ["status": before],
                                     after: ["status": "paid", "invoice": invoice.number, "paymentIntent": intent])
         try await invoiceEvent(transaction, "invoice.paid", invoice, at: at)
         return true
     }
 
-    /// The invoice-billed subscription's status follows its invoices (past due while dunning, unpaid when overdue).
-    func markInvoiceSubscription(_ transaction: TenantTransaction, status: String, since: Date?, at: Date) async throws {
-        guard let (current, _) = try await transaction.invoiceSubscription(), !current.isTerminal, current.status != status else { return }
+    /// The invoice-billed subscription's status follows all its invoices: unpaid while one is overdue, active
+    /// otherwise (a canceled one stays canceled).
+    func syncInvoiceSubscription(_ transaction: TenantTransaction, _ subscriptionID: String, at: Date) async throws {
+        guard let (current, _) = try await transaction.invoiceSubscription(), current.stripeSubscriptionID == subscriptionID,
+              !current.isTerminal
+        else { return }
+        let status = try await transaction.invoiceSubscriptionStatus(subscriptionID)
+        guard status != current.status else { return }
+        try await setInvoiceSubscription(transaction, current, status: status, at: at)
+    }
+
+    func setInvoiceSubscription(_ transaction: TenantTransaction, _ current: SubscriptionRecord, status: String, at: Date) async throws {
         var record = current
         record.status = status
-        record.pastDueSince = status == "past_due" ? (current.pastDueSince ?? since ?? at) : nil
+        record.pastDueSince = nil
         try await transaction.updateSubscription(record, now: at)
         try await transaction.audit(
-            actor: AuditActor(kind: .system, id: "dunning"), action: "subscription.status_changed",
+            actor: AuditActor(kind: .system, id: "invoicing"), action: "subscription.status_changed",
             before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
         try await subscriptionChanged(transaction, before: current, after: record, now: at)
     }
@@ -266,18 +309,32 @@ extension BillingAPI {
         return invoice
     }
 
+    /// A payment link that must no longer be payable: expired at Stripe (whatever Stripe answers, the link is dropped).
+    func retireLink(_ invoice: inout InvoiceRecord, client: StripeClient?) async {
+        guard let link = invoice.paymentLink else { return }
+        if let client, let session = link.split(separator: "/").last.map(String.init), session.hasPrefix("cs_") {
+            _ = try? await client.expireCheckoutSession(session, idempotencyKey: "expire:\(session)")
+        }
+        invoice.paymentLink = nil
+    }
+
     /// `billing.voidInvoice` (operator): an unpaid invoice is voided; the credits applied to it come back.
     func voidInvoice(_ params: InvoiceActionParams, call: TenantCall) async throws -> InvoiceView {
         let actor = call.actor
         let at = now()
+        let client = stripe.client
         return try await tenants.database.transaction(call.tenantID, operation: "void invoice") { transaction in
             var invoice = try await lockedInvoice(params, transaction)
             guard ["draft", "open", "action_required", "overdue"].contains(invoice.status) else {
-                throw BillingError.preconditionFailed("invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be voided")
+                throw BillingError.preconditionFailed(
+                    invoice.status == "processing"
+                        ? "invoice \(invoice.number) was charged and Stripe's confirmation is on its way; refund the payment instead (billing.refund)"
+                        : "invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be voided")
             }
             let before = invoice.status
             invoice.status = "void"
             invoice.nextAttemptAt = nil
+            await retireLink(&invoice, client: client)
             try await transaction.updateCollection(invoice)
             if invoice.creditsApplied > 0 {
                 let returned = try await transaction.applyCredits(
@@ -289,6 +346,7 @@ extension BillingAPI {
                         kind: "invoice_void", reason: "voided invoice \(invoice.number)")
                 }
             }
+            try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
             try await transaction.audit(actor: actor, action: "invoice.voided", before: ["status": before],
                                         after: ["status": "void", "invoice": invoice.number, "creditsReturned": String(invoice.creditsApplied)])
             try await notifier.invoiceEvent(transaction, "invoice.voided", invoice, at: at)
@@ -303,11 +361,15 @@ extension BillingAPI {
         return try await tenants.database.transaction(call.tenantID, operation: "retry invoice") { transaction in
             var invoice = try await lockedInvoice(params, transaction)
             guard ["open", "action_required", "overdue"].contains(invoice.status) else {
-                throw BillingError.preconditionFailed("invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be retried")
+                throw BillingError.preconditionFailed(
+                    invoice.status == "processing"
+                        ? "invoice \(invoice.number) was charged and Stripe's confirmation is on its way; nothing to retry"
+                        : "invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be retried")
             }
             invoice.status = "open"
+            await retireLink(&invoice, client: client)
             var report = CollectionReport()
-            try await collect(invoice, transaction, at: at, client: client, report: &report)
+            try await attempt(&invoice, transaction, at: at, client: client, report: &report)
             return view(try await transaction.invoice(invoice.id) ?? invoice)
         }
     }

@@ -59,12 +59,25 @@ extension SubscriptionRecord {
 
 extension BillingAPI {
     static let invoiceSubscriptionPrefix = "inv_sub_"
+    /// The smallest amount charged to a card (Stripe's minimum for USD and most currencies, in minor units).
+    static let minimumCharge = 50
 
     static let utc: Calendar = {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         return calendar
     }()
+
+    /// The first period boundary after `start`, counted from the subscription's anchor (so Jan 31 gives Feb 28, then
+    /// Mar 31, not Mar 28).
+    static func boundary(after start: Date, anchor: Date, interval: BillingInterval) -> Date {
+        var count = 1
+        while count < 10_000 {
+            if let next = utc.date(byAdding: interval == .year ? .year : .month, value: count, to: anchor), next > start { return next }
+            count += 1
+        }
+        return periodEnd(from: start, interval: interval)
+    }
 
     static func periodEnd(from start: Date, interval: BillingInterval) -> Date {
         utc.date(byAdding: interval == .year ? .year : .month, value: 1, to: start) ?? start.addingTimeInterval(interval == .year ? 31_536_000 : 2_592_000)
@@ -124,6 +137,10 @@ extension BillingAPI {
         let actor = call.actor
         return try await tenants.database.transaction(call.tenantID, operation: "add charge") { transaction in
             guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            guard try await transaction.invoiceSubscription() != nil else {
+                throw BillingError.preconditionFailed(
+                    "one-off charges ride on this server's invoices; this tenant is not on a plan billed by invoice (billing.subscribeByInvoice)")
+            }
             let charge = try await transaction.addCharge(
                 id: newID(), description: description, amount: params.amount, currency: currency, key: params.idempotencyKey, now: now())
             guard charge.amount == params.amount, charge.description == description else {
@@ -181,13 +198,11 @@ extension BillingAPI {
             }
             guard end <= at else { break }
             if subscription.cancelAtPeriodEnd {
-                var ended = subscription
-                ended.status = "canceled"
-                try await transaction.updateSubscription(ended, now: at)
+                try await notifier.setInvoiceSubscription(transaction, subscription, status: "canceled", at: end)
                 break
             }
             start = end
-            end = Self.periodEnd(from: start, interval: interval)
+            end = Self.boundary(after: start, anchor: subscription.stripeCreatedAt ?? start, interval: interval)
             try await transaction.advancePeriod(subscription.stripeSubscriptionID, start: start, end: end, now: at)
             subscription.currentPeriodEnd = end
         }
@@ -208,7 +223,12 @@ extension BillingAPI {
         // Wallet credits first, at the catalog's value per credit; what they do not cover is charged to the card.
         let unit = catalog.credits.unitAmount
         let available = max(0, try await transaction.creditBalance().available)
-        let creditsUsed = min(available, subtotal / unit)
+        var creditsUsed = min(available, subtotal / unit)
+        // Stripe charges no less than its minimum (50 cents in USD): credits never leave less than that to the card.
+        let remainder = subtotal - creditsUsed * unit
+        if remainder > 0 && remainder < Self.minimumCharge {
+            creditsUsed = max(0, (subtotal - Self.minimumCharge) / unit)
+        }
         var creditAmount = creditsUsed * unit
         if creditsUsed > 0 {
             let applied = try await transaction.applyCredits(
@@ -229,6 +249,9 @@ extension BillingAPI {
             creditsApplied: creditAmount / unit, creditAmount: creditAmount, amountDue: amountDue,
             nextAttemptAt: amountDue == 0 ? nil : at, paidAt: amountDue == 0 ? at : nil, createdAt: at, lines: lines)
         try await transaction.insertInvoice(invoice, charges: charges.map(\.id))
+        if invoice.status == "paid" {
+            try await notifier.invoiceEvent(transaction, "invoice.paid", invoice, at: at)
+        }
         try await transaction.audit(actor: AuditActor(kind: .system, id: "invoicing"), action: "invoice.issued", before: nil, after: [
             "invoice": id.lowercased, "number": invoice.number, "subtotal": String(subtotal), "credits": String(invoice.creditsApplied),
             "amountDue": String(amountDue), "status": invoice.status,
@@ -270,7 +293,8 @@ extension BillingAPI {
     /// One of this server's invoices, for its hosted view (`GET /invoices/{id}`).
     public func invoiceDocument(_ id: UUID, tenant: UUID) async throws -> InvoiceRecord? {
         try await tenants.database.transaction(tenant, operation: "read invoice") { transaction in
-            try await transaction.invoice(id)
+            guard try await transaction.tenantIsLive(includingDeleted: true) else { return nil }
+            return try await transaction.invoice(id, lock: false)
         }
     }
 }

@@ -70,6 +70,8 @@ extension StripeEventProcessor {
             }
         }
         try await context.audit("payment_method.saved", before: nil, after: ["paymentMethod": method, "setupIntent": intent.id])
+        // Invoices that waited for a card are due now.
+        _ = try await context.transaction.rescheduleInvoicesWaitingForCard(at: context.created)
         return context.processed()
     }
 
@@ -163,7 +165,7 @@ extension StripeEventProcessor {
         if intent.metadata?["purpose"] == "invoice", let invoiceID = intent.metadata?["invoice_id"].flatMap(UUID.init(uuidString:)) {
             // One of our invoices, charged by dunning or paid through its payment link: paid, whatever its stage.
             guard try await notifier.invoicePaid(
-                invoiceID, intent: intent.id, context.transaction, at: context.created, actor: context.actor)
+                invoiceID, intent: intent.id, context.transaction, at: context.created, actor: context.actor, logger: logger)
             else {
                 return context.rejected("payment \(intent.id) names invoice \(invoiceID), which this tenant does not have")
             }
@@ -184,6 +186,10 @@ extension StripeEventProcessor {
     func paymentIntentFailed(_ intent: PaymentIntent, _ context: EventContext) async throws -> EventDisposition {
         let failure = intent.lastPaymentError.map { [$0.code, $0.declineCode, $0.message].compactMap { $0 }.joined(separator: ": ") }
             ?? "the payment failed"
+        if intent.metadata?["purpose"] == "invoice" {
+            // Dunning recorded and announced this attempt already (or the payment link's page shows the decline).
+            return context.processed("an invoice payment attempt; dunning handles it")
+        }
         guard intent.metadata?["purpose"] == "credit_topup",
               let topUp = try await context.transaction.lockTopUp(
                 id: intent.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intent.id)

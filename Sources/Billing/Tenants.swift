@@ -50,7 +50,12 @@ extension BillingAPI {
             // Deleting twice is harmless: the first deletion stands.
             if tenant.deletedAt != nil { return TenantView(tenant, retention: retention) }
             // Nothing may bill it afterwards: every live subscription is canceled and every open Checkout expired.
-            let live = try await transaction.allLiveSubscriptions()
+            let all = try await transaction.allLiveSubscriptions()
+            // Ours end here; Stripe's are canceled at Stripe.
+            for subscription in all where subscription.isInvoiceBilled {
+                try await applyLocally(subscription, transaction, actor: actor, action: "subscription.canceled") { $0.status = "canceled" }
+            }
+            let live = all.filter { !$0.isInvoiceBilled }
             let open = try await transaction.openSessions(now: now())
             if !live.isEmpty || !open.isEmpty {
                 guard let client = stripe.client else {

@@ -211,7 +211,8 @@ func renderInvoice(_ invoice: InvoiceRecord, tenant: UUID) -> String {
     let lines = invoice.lines.map { line in
         "<tr><td>\(escapeHTML(line.description))</td><td class=\"n\">\(line.quantity)</td><td class=\"n\">\(money(line.unitAmount))</td><td class=\"n\">\(money(line.amount))</td></tr>"
     }.joined()
-    let link = invoice.paymentLink.map { "<p><a href=\"\(escapeHTML($0))\">Pay this invoice</a></p>" } ?? ""
+    let link = invoice.status == "action_required"
+        ? invoice.paymentLink.map { "<p><a href=\"\(escapeHTML($0))\">Pay this invoice</a></p>" } ?? "" : ""
     return invoiceHTML(title: "Invoice \(invoice.number)", body: """
         <h1>Invoice \(escapeHTML(invoice.number))</h1>
         <p>Status: <strong id="status">\(escapeHTML(invoice.status))</strong></p>

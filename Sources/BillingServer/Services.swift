@@ -60,8 +60,8 @@ struct ReconciliationService: Service {
     }
 }
 
-/// The billing jobs, every `interval`: pending plan changes (downgrades at the period's end), ended grace periods,
-/// and the invoices of plans billed by invoice.
+/// The billing jobs, every `interval`, each on its own (one failing holds up none of the others): pending plan
+/// changes (downgrades at the period's end), ended grace periods, and the invoices of plans billed by invoice.
 struct PlanChangeService: Service {
     let api: BillingAPI
     let interval: Duration
@@ -71,15 +71,19 @@ struct PlanChangeService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                do {
-                    _ = try await api.applyDuePlanChanges(now: Date(), lead: lead, logger: logger)
-                    _ = try await api.announceEndedGracePeriods(now: Date(), logger: logger)
-                    _ = try await api.runInvoices(at: Date(), logger: logger)
-                } catch {
-                    logger.warning("a billing job failed; the next run tries again", metadata: ["error": "\(error)"])
-                }
+                await job("plan changes") { _ = try await api.applyDuePlanChanges(now: Date(), lead: lead, logger: logger) }
+                await job("grace periods") { _ = try await api.announceEndedGracePeriods(now: Date(), logger: logger) }
+                await job("invoices") { _ = try await api.runInvoices(at: Date(), logger: logger) }
                 try? await Task.sleep(for: interval)
             }
+        }
+    }
+
+    func job(_ name: String, _ body: () async throws -> Void) async {
+        do {
+            try await body()
+        } catch {
+            logger.warning("a billing job failed; the next run tries again", metadata: ["job": "\(name)", "error": "\(error)"])
         }
     }
 }

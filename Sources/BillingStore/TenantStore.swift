@@ -166,8 +166,8 @@ public enum AuditLog {
 public enum TenantPurge {
     /// Tenant tables, children first.
     static let tables = [
-        "refunds", "disputes", "payments", "stripe_invoices", "top_ups", "checkout_sessions", "credit_ledger", "credit_balances",
-        "audit_events", "outbox_events", "subscriptions",
+        "refunds", "disputes", "payments", "stripe_invoices", "invoice_attempts", "invoice_lines", "invoice_charges", "invoices",
+        "top_ups", "checkout_sessions", "credit_ledger", "credit_balances", "audit_events", "outbox_events", "subscriptions",
     ]
 
     public static func run(ownerURL: DatabaseURL, deletedBefore: Date, logger: Logger) async throws -> [UUID] {

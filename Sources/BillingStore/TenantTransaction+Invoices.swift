@@ -192,10 +192,10 @@ extension TenantTransaction {
         }
     }
 
-    /// One of this server's invoices with its lines.
-    public func invoice(_ id: UUID) async throws -> InvoiceRecord? {
+    /// One of this server's invoices with its lines; locked unless only read (the hosted view).
+    public func invoice(_ id: UUID, lock: Bool = true) async throws -> InvoiceRecord? {
         let rows = try await connection.query("""
-            \(unescaped: Self.invoiceColumns) WHERE tenant_id = \(tenant) AND invoice_id = \(id) FOR UPDATE
+            \(unescaped: Self.invoiceColumns) WHERE tenant_id = \(tenant) AND invoice_id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")
             """, logger: logger)
         guard var invoice = try await decodeInvoices(rows).first else { return nil }
         let lines = try await connection.query("""
@@ -261,6 +261,24 @@ extension TenantTransaction {
                 paid_at = \(invoice.paidAt), written_off_at = coalesce(\(writtenOffAt), written_off_at)
             WHERE tenant_id = \(tenant) AND invoice_id = \(invoice.id)
             """, logger: logger)
+    }
+
+    /// What the subscription's unpaid invoices say its status is: `unpaid` when one is overdue, `active` otherwise.
+    public func invoiceSubscriptionStatus(_ subscriptionID: String) async throws -> String {
+        let overdue = try await connection.first("""
+            SELECT count(*)::int FROM billing.invoices
+            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID) AND status = 'overdue'
+            """, as: Int.self, logger: logger) ?? 0
+        return overdue > 0 ? "unpaid" : "active"
+    }
+
+    /// Open invoices that were waiting for a card are due now (one was just saved). Returns how many.
+    public func rescheduleInvoicesWaitingForCard(at: Date) async throws -> Int {
+        try await connection.first("""
+            WITH u AS (UPDATE billing.invoices SET next_attempt_at = \(at)
+                       WHERE tenant_id = \(tenant) AND status = 'open' AND next_attempt_at IS NULL RETURNING 1)
+            SELECT count(*)::int FROM u
+            """, as: Int.self, logger: logger) ?? 0
     }
 
     /// The outcomes of an invoice's collection attempts, in order.

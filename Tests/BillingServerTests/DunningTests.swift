@@ -82,7 +82,8 @@ struct DunningHarness {
             let t0 = Date()
             #expect(try await dunning.run(at: t0).collection.declined.count == 1)
             #expect(try await dunning.invoice()["status"] == "open")
-            #expect(try await dunning.status()["status"] == "past_due")
+            // Entitled until the last attempt fails.
+            #expect(try await dunning.status()["status"] == "active")
             #expect(try await dunning.status()["entitled"] == true)
             // Nothing is tried before the schedule says (one day after the first failure).
             #expect(try await dunning.run(at: t0.addingTimeInterval(3600)).collection.declined.isEmpty)
@@ -91,8 +92,8 @@ struct DunningHarness {
             try await dunning.saveCard(.pay)
             let third = try await dunning.run(at: t0.addingTimeInterval(DunningHarness.day(3.01)))
             #expect(third.collection.charged.count == 1, "\(third)")
-            // Paid only once Stripe says so.
-            #expect(try await dunning.invoice()["status"] == "open")
+            // Paid only once Stripe says so; meanwhile it is processing (never charged again).
+            #expect(try await dunning.invoice()["status"] == "processing")
             try await dunning.harness.deliverStandInEvents()
             #expect(try await dunning.invoice()["status"] == "paid")
             #expect(try await dunning.status()["status"] == "active")
@@ -162,6 +163,26 @@ struct DunningHarness {
         }
     }
 
+    /// A run long after the fact does every step the schedule said, each at its time: five attempts, overdue, write-off.
+    @Test func oneLateRunDoesEveryStepDueByThen() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .saveDeclining)
+            let invoiceID = try #require(try await dunning.invoice()["id"]?.stringValue)
+            let report = try await dunning.run(at: Date().addingTimeInterval(DunningHarness.day(40)))
+            #expect(report.collection.writtenOff.count == 1, "\(report)")
+            #expect(try await dunning.harness.count(
+                "SELECT count(*)::int FROM billing.invoice_attempts WHERE invoice_id = '\(invoiceID)' AND outcome = 'declined'") == 5)
+            let overdueAt: Date? = try await dunning.harness.owner {
+                try await $0.first("SELECT overdue_at FROM billing.invoices WHERE invoice_id = '\(invoiceID)'")
+            }
+            let issued: Date? = try await dunning.harness.owner {
+                try await $0.first("SELECT created_at FROM billing.invoices WHERE invoice_id = '\(invoiceID)'")
+            }
+            // Overdue at the last attempt's scheduled time (seven days after the first failure), not at the run.
+            #expect(abs((overdueAt ?? .distantPast).timeIntervalSince(issued ?? .distantFuture) - DunningHarness.day(7)) < 1)
+        }
+    }
+
     /// Stripe charged, then the server died before recording it: the next run's attempt is Stripe's replay.
     @Test func aCrashBetweenThePaymentIntentAndTheDatabaseDoesNotChargeTwice() async throws {
         try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
@@ -204,7 +225,7 @@ struct DunningHarness {
             let retried = try await client.rpc("billing.retryInvoice", [
                 "tenantId": .string(dunning.tenant.uuidString), "invoiceId": .string(invoiceID),
             ], token: operatorToken)
-            #expect(retried["result"]?["status"] == "open", "\(retried)")
+            #expect(retried["result"]?["status"] == "processing", "\(retried)")
             try await dunning.harness.deliverStandInEvents()
             #expect(try await dunning.invoice()["status"] == "paid")
             let again = try await client.rpc("billing.voidInvoice", [
