@@ -143,7 +143,7 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
     SELECT DISTINCT i.tenant_id FROM invoices i
-    WHERE (i.status = 'open' AND i.next_attempt_at <= p_at)
+    WHERE (i.status IN ('open', 'action_required') AND i.next_attempt_at <= p_at)
        OR (i.status = 'overdue' AND i.overdue_at <= p_overdue_before)
 $$;
 REVOKE ALL ON FUNCTION invoices_to_collect(timestamptz, timestamptz) FROM PUBLIC;

@@ -70,7 +70,7 @@ extension BillingAPI {
                 }
                 return
             }
-            guard invoice.status == "open", let due = invoice.nextAttemptAt, due <= at else { return }
+            guard invoice.status == "open" || invoice.status == "action_required", let due = invoice.nextAttemptAt, due <= at else { return }
             try await attempt(&invoice, transaction, at: due, client: client, report: &report)
         }
     }
@@ -98,6 +98,8 @@ extension BillingAPI {
             report.waitingForCard.append(invoice.number)
             return
         }
+        // A link from an earlier attempt must not be payable while this one charges the card.
+        await retireLink(&invoice, client: client)
         let metadata: FormValue = [
             "invoice_id": .string(invoice.id.lowercased), "tenant_id": .string(transaction.tenant.lowercased), "purpose": "invoice",
             "invoice_number": .string(invoice.number), "attempt": .int(attempt),
@@ -115,7 +117,7 @@ extension BillingAPI {
         switch result {
         case .success(let intent) where intent.status == "requires_action":
             try await requireAction(&invoice, attempt: attempt, intentID: intent.id, transaction, at: at, client: client)
-            report.actionRequired.append(invoice.number)
+            report.append(invoice.status == "overdue" ? \.overdue : \.actionRequired, invoice.number)
         case .success(let intent):
             // Charged (or on its way): paid once Stripe's payment_intent.succeeded arrives. Until then the invoice is
             // processing: never charged again, voided or retried.
@@ -128,7 +130,7 @@ extension BillingAPI {
             report.charged.append(invoice.number)
         case .failure(.refused(let refusal)) where refusal.httpStatus == 402 && refusal.code == "authentication_required":
             try await requireAction(&invoice, attempt: attempt, intentID: nil, transaction, at: at, client: client)
-            report.actionRequired.append(invoice.number)
+            report.append(invoice.status == "overdue" ? \.overdue : \.actionRequired, invoice.number)
         case .failure(.refused(let refusal)) where refusal.httpStatus == 402:
             try await failed(&invoice, attempt: attempt, outcome: "declined", failure: refusal.message ?? refusal.code ?? "declined", transaction, at: at)
             report.append(invoice.status == "overdue" ? \.overdue : \.declined, invoice.number)
@@ -143,13 +145,16 @@ extension BillingAPI {
         }
     }
 
+    /// Attempts that count against the dunning schedule.
+    static let failedOutcomes: Set<String> = ["declined", "error", "action_required"]
+
     /// A failed attempt: the next one by the schedule, or overdue (and the tenant suspended) after the last.
     func failed(
         _ invoice: inout InvoiceRecord, attempt: Int, outcome: String, failure: String, _ transaction: TenantTransaction, at: Date
     ) async throws {
         try await transaction.recordAttempt(
             invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: outcome, failure: failure, at: at)
-        let failures = max(1, try await transaction.attempts(of: invoice.id).filter { $0.outcome == "declined" || $0.outcome == "error" }.count)
+        let failures = max(1, try await transaction.attempts(of: invoice.id).filter { Self.failedOutcomes.contains($0.outcome) }.count)
         let firstFailed = invoice.firstFailedAt ?? at
         invoice.attempts = attempt
         invoice.firstFailedAt = firstFailed
@@ -204,14 +209,28 @@ extension BillingAPI {
         ]
         if let customer = try await transaction.lockTenant()?.stripeCustomerID { parameters["customer"] = .string(customer) }
         let session = try await client.createCheckoutSession(parameters, idempotencyKey: "invoice-link:\(invoice.id.lowercased):\(attempt)")
-        invoice.status = "action_required"
-        invoice.attempts = attempt
-        invoice.nextAttemptAt = nil
-        invoice.paymentLink = session.url
-        try await transaction.updateCollection(invoice)
         try await transaction.recordAttempt(
             invoice: invoice.id, attempt: attempt, paymentIntentID: intentID, outcome: "action_required", failure: "authentication required",
             at: at)
+        // The dunning clock keeps running: the next scheduled attempt tries again (and makes a fresh link, since
+        // Checkout's expire in a day); after the last, the invoice is overdue like any unpaid one.
+        let failures = try await transaction.attempts(of: invoice.id).filter { Self.failedOutcomes.contains($0.outcome) }.count
+        let firstFailed = invoice.firstFailedAt ?? at
+        invoice.firstFailedAt = firstFailed
+        invoice.attempts = attempt
+        invoice.paymentLink = session.url
+        if failures > settings.dunningDays.count {
+            invoice.status = "overdue"
+            invoice.nextAttemptAt = nil
+            invoice.overdueAt = at
+            try await transaction.updateCollection(invoice)
+            try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
+            try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
+            return
+        }
+        invoice.status = "action_required"
+        invoice.nextAttemptAt = firstFailed.addingTimeInterval(Double(settings.dunningDays[max(1, failures) - 1]) * 86400)
+        try await transaction.updateCollection(invoice)
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
                                     after: ["invoice": invoice.number, "paymentLink": session.url ?? ""])
         try await notifier.invoiceEvent(transaction, "invoice.action_required", invoice, at: at)

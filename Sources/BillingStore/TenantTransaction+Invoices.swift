@@ -237,7 +237,8 @@ extension TenantTransaction {
     public func invoicesToCollect(at: Date, overdueBefore: Date) async throws -> [InvoiceRecord] {
         let rows = try await connection.query("""
             \(unescaped: Self.invoiceColumns)
-            WHERE tenant_id = \(tenant) AND ((status = 'open' AND next_attempt_at <= \(at)) OR (status = 'overdue' AND overdue_at <= \(overdueBefore)))
+            WHERE tenant_id = \(tenant) AND ((status IN ('open', 'action_required') AND next_attempt_at <= \(at))
+                  OR (status = 'overdue' AND overdue_at <= \(overdueBefore)))
             ORDER BY created_at FOR UPDATE
             """, logger: logger)
         return try await decodeInvoices(rows)

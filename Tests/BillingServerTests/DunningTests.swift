@@ -116,8 +116,18 @@ struct DunningHarness {
             }
             let session = try #require(link?.split(separator: "/").last.map(String.init))
             #expect(try await dunning.invoice()["status"] == "action_required")
+            // The dunning clock runs on: a day later the card is tried again, needs authentication again, and the
+            // earlier link is retired for a new one.
+            let second = try await dunning.run(at: Date().addingTimeInterval(DunningHarness.day(1.01)))
+            #expect(second.collection.actionRequired.count == 1, "\(second)")
+            #expect(try await server.stripe!.retrieveCheckoutSession(session).status == "expired")
+            let newLink: String? = try await dunning.harness.owner {
+                try await $0.first("SELECT payment_link FROM billing.invoices WHERE invoice_id = '\(invoiceID)'")
+            }
+            let newSession = try #require(newLink?.split(separator: "/").last.map(String.init))
+            #expect(newSession != session)
             // The person opens the link and pays (with authentication).
-            _ = await server.standIn!.complete(session, outcome: .pay)
+            _ = await server.standIn!.complete(newSession, outcome: .pay)
             try await dunning.harness.deliverStandInEvents()
             #expect(try await dunning.invoice()["status"] == "paid")
         }
