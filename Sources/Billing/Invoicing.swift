@@ -262,13 +262,7 @@ extension BillingAPI {
     /// `billing.invoices`: this server's invoices and Stripe Billing's, newest first, each with its `source`.
     func invoices(_ params: PageParams, call: TenantCall) async throws -> InvoicesPage {
         let limit = try params.validatedLimit()
-        let before: (Date, String)? = try params.cursor.map { cursor in
-            let parts = cursor.split(separator: "/", maxSplits: 1)
-            guard parts.count == 2, let micros = Int64(parts[0]) else {
-                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier billing.invoices answer")
-            }
-            return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), String(parts[1]))
-        }
+        let before = try Self.timeCursor(params.cursor, method: "billing.invoices")
         let publicURL = stripe.publicURL
         return try await tenants.database.transaction(call.tenantID, operation: "read invoices") { transaction in
             guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else {
@@ -285,8 +279,7 @@ extension BillingAPI {
                         url: summary.source == "billing" ? "\(publicURL)/invoices/\(summary.id)" : summary.hostedURL,
                         createdAt: summary.createdAt)
                 },
-                nextCursor: found.count > limit
-                    ? page.last.map { "\(Int64(($0.createdAt.timeIntervalSince1970 * 1_000_000).rounded()))/\($0.id)" } : nil)
+                nextCursor: found.count > limit ? page.last.map { Self.timeCursor(at: $0.createdAt, id: $0.id) } : nil)
         }
     }
 

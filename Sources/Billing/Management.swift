@@ -152,16 +152,25 @@ extension BillingAPI {
         }
     }
 
-    /// `billing.payments`: every successful charge of the tenant, newest first, with its refunds.
-    func payments(_ params: PageParams, call: TenantCall) async throws -> PaymentsPage {
-        let limit = try params.validatedLimit()
-        let before: (Date, String)? = try params.cursor.map { cursor in
+    /// A keyset cursor over (creation time, id), for lists newest first: parsed, or made from the last row of a page.
+    static func timeCursor(_ cursor: String?, method: String) throws -> (Date, String)? {
+        try cursor.map { cursor in
             let parts = cursor.split(separator: "/", maxSplits: 1)
             guard parts.count == 2, let micros = Int64(parts[0]) else {
-                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier billing.payments answer")
+                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier \(method) answer")
             }
             return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), String(parts[1]))
         }
+    }
+
+    static func timeCursor(at date: Date, id: String) -> String {
+        "\(Int64((date.timeIntervalSince1970 * 1_000_000).rounded()))/\(id)"
+    }
+
+    /// `billing.payments`: every successful charge of the tenant, newest first, with its refunds.
+    func payments(_ params: PageParams, call: TenantCall) async throws -> PaymentsPage {
+        let limit = try params.validatedLimit()
+        let before = try Self.timeCursor(params.cursor, method: "billing.payments")
         return try await tenants.database.transaction(call.tenantID, operation: "read payments") { transaction in
             guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else { throw Self.unknownTenant(call.tenantID) }
             let records = try await transaction.payments(before: before, limit: limit + 1)
@@ -175,8 +184,7 @@ extension BillingAPI {
                         currency: payment.currency, purpose: payment.purpose, credits: payment.credits, dispute: payment.disputeStatus,
                         createdAt: payment.createdAt, refunds: (refunds[payment.paymentID] ?? []).map { RefundView($0) })
                 },
-                nextCursor: records.count > limit
-                    ? page.last.map { "\(Int64(($0.createdAt.timeIntervalSince1970 * 1_000_000).rounded()))/\($0.paymentID)" } : nil)
+                nextCursor: records.count > limit ? page.last.map { Self.timeCursor(at: $0.createdAt, id: $0.paymentID) } : nil)
         }
     }
 
