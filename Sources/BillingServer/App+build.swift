@@ -63,6 +63,13 @@ public func buildApplication(
     router.post("/webhooks/stripe") { request, context in
         try await handleWebhook(request, context: context, receiver: webhooks, metrics: metrics)
     }
+    let trpc = TRPCTransport(server: server)
+    router.get("/trpc/{paths}") { request, context in
+        try await handleTRPC(request, context: context, verb: .get, transport: trpc, tokens: tokens)
+    }
+    router.post("/trpc/{paths}") { request, context in
+        try await handleTRPC(request, context: context, verb: .post, transport: trpc, tokens: tokens)
+    }
     router.get("/invoices/{id}") { request, context in
         try await invoicePage(request, context: context, api: api, tokens: tokens)
     }
@@ -238,6 +245,35 @@ func invoiceHTML(title: String, body: String) -> String {
 func escapeHTML(_ text: String) -> String {
     text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
         .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+}
+
+/// `/trpc/*`: tRPC's HTTP transport over the same registry as `/rpc`, with the same bearer tokens.
+func handleTRPC(
+    _ request: Request, context: some RequestContext, verb: TRPCTransport<Caller>.Verb, transport: TRPCTransport<Caller>,
+    tokens: TokenAuthority
+) async throws -> Response {
+    let paths = context.parameters.get("paths") ?? ""
+    let batch = ["1", "true"].contains(request.uri.queryParameters.get("batch") ?? "")
+    var input: [UInt8]?
+    switch verb {
+    case .get:
+        input = request.uri.queryParameters.get("input").map { Array($0.utf8) }
+    case .post:
+        guard let body = try? await request.body.collect(upTo: maxRPCBodyBytes) else {
+            let error = RPCError(.PAYLOAD_TOO_LARGE, "the request body is larger than 1 MiB; split the batch or send less")
+            return trpcResponse(transport.answer([.failure(error)], names: [paths], batch: false))
+        }
+        input = Array(body.readableBytesView)
+    }
+    let caller = Caller(
+        authentication: await tokens.authenticate(header: request.headers[.authorization]), requestID: context.id, logger: context.logger)
+    return trpcResponse(await transport.respond(verb: verb, paths: paths, batch: batch, input: input, context: caller))
+}
+
+func trpcResponse(_ answer: TRPCTransport<Caller>.Answer) -> Response {
+    Response(
+        status: .init(code: answer.status), headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
 }
 
 /// Stripe events are well under this.

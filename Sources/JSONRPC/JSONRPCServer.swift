@@ -86,6 +86,26 @@ public struct JSONRPCServer<Context: Sendable>: Sendable {
         return .success(result, id: id)
     }
 
+    /// One call of a method by name with named params, outside any JSON-RPC envelope (the tRPC transport): the
+    /// encoded result, or the error. Observed and reported as `/rpc` calls are.
+    public func call(_ name: String, params: [String: JSONValue], context: Context) async -> Result<[UInt8], RPCError> {
+        guard let method = registry[name] else { return .failure(.methodNotFound(name)) }
+        let started = ContinuousClock.now
+        let outcome: Result<[UInt8], RPCError>
+        do {
+            outcome = .success(try Self.encodeResult(try await method.handler(RPCParams(fields: params), context)))
+        } catch let error as RPCError {
+            outcome = .failure(error)
+        } catch {
+            reportInternal?(name, error, context)
+            outcome = .failure(.internalError)
+        }
+        if case .failure(let error) = outcome { observe?(name, error, ContinuousClock.now - started) } else {
+            observe?(name, nil, ContinuousClock.now - started)
+        }
+        return outcome
+    }
+
     static func encodeResult(_ value: any Encodable) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
