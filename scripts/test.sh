@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh postgres python
 
 # localstripe (a Stripe server written by others) and Stripe's Python library, pinned, in a virtualenv of ours.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import localstripe, stripe" 2>/dev/null; then
-  echo "== python virtualenv (.venv): localstripe, stripe"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import localstripe, stripe, openapi_spec_validator, schemathesis" 2>/dev/null; then
+  echo "== python virtualenv (.venv): localstripe, stripe, openapi-spec-validator, schemathesis"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
