@@ -129,7 +129,7 @@ public struct BillingAPI: Sendable {
         methods.platformMethod("tenants.get", .query, roles: .operators) { (params: TenantIDParams, _, _) in
             try await getTenant(params)
         }
-        methods.tenantMethod("billing.credits", .query, roles: .readers) { (params: CreditsParams, call) in
+        methods.tenantMethod("billing.credits", .query, roles: .readers) { (params: PageParams, call) in
             try await credits(params, call: call)
         }
         methods.tenantMethod("credits.consume", .mutation, roles: .service) { (params: CreditMovementParams, call) in

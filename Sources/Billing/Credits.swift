@@ -9,11 +9,6 @@ public struct CreditMovementParams: Decodable, Sendable {
     public var idempotencyKey: String
 }
 
-public struct CreditsParams: Decodable, Sendable {
-    public var limit: Int?
-    public var cursor: String?
-}
-
 /// The wallet: what can be spent, what open disputes hold, and what refunds or lost disputes left owing.
 public struct CreditBalance: Encodable, Sendable, Equatable {
     public var available: Int
@@ -97,43 +92,34 @@ extension BillingAPI {
 
     /// `credits.consume`: debits atomically, once per key; too little available credit is PAYMENT_REQUIRED.
     func consume(_ params: CreditMovementParams, call: TenantCall) async throws -> CreditMovement {
-        try validateMovement(params, allowNegative: false)
-        let reason = params.reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        let actor = call.actor
-        let result = try await tenants.database.transaction(call.tenantID, operation: "consume credits") { transaction in
-            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
-            let result = try await transaction.applyCredits(
-                source: "consume:\(params.idempotencyKey)", kind: "consumption", amount: -params.amount, reason: reason,
-                requireBalance: true)
-            if result.outcome == .applied {
-                try await notifier.creditsChanged(
-                    transaction, available: result.available, frozen: result.frozen, change: -params.amount, kind: "consumption", reason: reason)
-                try await transaction.audit(actor: actor, action: "credits.consumed", before: [
-                    "available": String(result.available + params.amount),
-                ], after: [
-                    "available": String(result.available), "amount": String(params.amount), "reason": reason,
-                    "idempotencyKey": params.idempotencyKey,
-                ])
-            }
-            return result
-        }
-        return try movement(result, requested: -params.amount, reason: reason, key: params.idempotencyKey, verb: "consuming")
+        try await move(params, call: call, kind: "consumption", signedAmount: -params.amount, action: "credits.consumed", verb: "consuming")
     }
 
     /// `credits.grant` (operator): adds or removes credits with a reason, once per key, audited.
     func grant(_ params: CreditMovementParams, call: TenantCall) async throws -> CreditMovement {
-        try validateMovement(params, allowNegative: true)
+        try await move(params, call: call, kind: "grant", signedAmount: params.amount, action: "credits.granted", verb: "granting")
+    }
+
+    /// One keyed credit movement: a consumption (negative, refused below zero) or a grant (either sign, allowed below
+    /// zero), announced and audited when it applies, the first result returned when the key repeats.
+    func move(
+        _ params: CreditMovementParams, call: TenantCall, kind: String, signedAmount: Int, action: String, verb: String
+    ) async throws -> CreditMovement {
+        let isConsumption = kind == "consumption"
+        try validateMovement(params, allowNegative: !isConsumption)
         let reason = params.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         let actor = call.actor
-        let result = try await tenants.database.transaction(call.tenantID, operation: "grant credits") { transaction in
+        let prefix = isConsumption ? "consume" : "grant"
+        let result = try await tenants.database.transaction(call.tenantID, operation: "\(prefix) credits") { transaction in
             guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
             let result = try await transaction.applyCredits(
-                source: "grant:\(params.idempotencyKey)", kind: "grant", amount: params.amount, reason: reason, requireBalance: false)
+                source: "\(prefix):\(params.idempotencyKey)", kind: kind, amount: signedAmount, reason: reason,
+                requireBalance: isConsumption)
             if result.outcome == .applied {
                 try await notifier.creditsChanged(
-                    transaction, available: result.available, frozen: result.frozen, change: params.amount, kind: "grant", reason: reason)
-                try await transaction.audit(actor: actor, action: "credits.granted", before: [
-                    "available": String(result.available - params.amount),
+                    transaction, available: result.available, frozen: result.frozen, change: signedAmount, kind: kind, reason: reason)
+                try await transaction.audit(actor: actor, action: action, before: [
+                    "available": String(result.available - signedAmount),
                 ], after: [
                     "available": String(result.available), "amount": String(params.amount), "reason": reason,
                     "idempotencyKey": params.idempotencyKey,
@@ -141,7 +127,7 @@ extension BillingAPI {
             }
             return result
         }
-        return try movement(result, requested: params.amount, reason: reason, key: params.idempotencyKey, verb: "granting")
+        return try movement(result, requested: signedAmount, reason: reason, key: params.idempotencyKey, verb: verb)
     }
 
     func movement(_ result: CreditEntryResult, requested: Int, reason: String, key: String, verb: String) throws -> CreditMovement {
@@ -170,25 +156,16 @@ extension BillingAPI {
     }
 
     /// `billing.credits`: the balance and the ledger, newest first, by cursor.
-    func credits(_ params: CreditsParams, call: TenantCall) async throws -> CreditsPage {
-        let limit = params.limit ?? 50
-        guard (1...200).contains(limit) else {
-            throw BillingError.invalidParams(field: "limit", "limit must be from 1 to 200 (got \(limit))")
-        }
-        let before: Int? = try params.cursor.map { cursor in
-            guard let id = Int(cursor), id > 0 else {
-                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier billing.credits answer")
-            }
-            return id
-        }
+    func credits(_ params: PageParams, call: TenantCall) async throws -> CreditsPage {
+        let limit = try params.validatedLimit()
+        let before = try Self.entryCursor(params.cursor, method: "billing.credits")
         return try await tenants.database.transaction(call.tenantID, operation: "read credits") { transaction in
-            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else { throw Self.unknownTenant(call.tenantID) }
+            try await requireReadable(transaction, call)
             let balance = try await transaction.creditBalance()
-            let entries = try await transaction.ledger(before: before, limit: limit + 1)
-            let page = Array(entries.prefix(limit))
+            let page = Self.page(try await transaction.ledger(before: before, limit: limit + 1), limit: limit) { String($0.id) }
             return CreditsPage(
-                balance: CreditBalance(available: balance.available, frozen: balance.frozen), entries: page.map(CreditEntry.init),
-                nextCursor: entries.count > limit ? page.last.map { String($0.id) } : nil)
+                balance: CreditBalance(available: balance.available, frozen: balance.frozen), entries: page.rows.map(CreditEntry.init),
+                nextCursor: page.next)
         }
     }
 

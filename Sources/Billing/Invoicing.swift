@@ -265,13 +265,12 @@ extension BillingAPI {
         let before = try Self.timeCursor(params.cursor, method: "billing.invoices")
         let publicURL = stripe.publicURL
         return try await tenants.database.transaction(call.tenantID, operation: "read invoices") { transaction in
-            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else {
-                throw Self.unknownTenant(call.tenantID)
+            try await requireReadable(transaction, call)
+            let page = Self.page(try await transaction.invoiceSummaries(before: before, limit: limit + 1), limit: limit) {
+                Self.timeCursor(at: $0.createdAt, id: $0.id)
             }
-            let found = try await transaction.invoiceSummaries(before: before, limit: limit + 1)
-            let page = Array(found.prefix(limit))
             return InvoicesPage(
-                invoices: page.map { summary in
+                invoices: page.rows.map { summary in
                     InvoiceView(
                         id: summary.id, source: summary.source, number: summary.number, status: summary.status,
                         amountDue: summary.amountDue, currency: summary.currency, periodStart: summary.periodStart,
@@ -279,7 +278,7 @@ extension BillingAPI {
                         url: summary.source == "billing" ? "\(publicURL)/invoices/\(summary.id)" : summary.hostedURL,
                         createdAt: summary.createdAt)
                 },
-                nextCursor: found.count > limit ? page.last.map { Self.timeCursor(at: $0.createdAt, id: $0.id) } : nil)
+                nextCursor: page.next)
         }
     }
 

@@ -120,16 +120,15 @@ extension BillingAPI {
         let limit = try params.validatedLimit()
         let before = try Self.entryCursor(params.cursor, method: "billing.auditLog")
         return try await tenants.database.transaction(call.tenantID, operation: "read audit log") { transaction in
-            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else { throw Self.unknownTenant(call.tenantID) }
-            let records = try await transaction.auditEvents(before: before, limit: limit + 1)
-            let page = Array(records.prefix(limit))
+            try await requireReadable(transaction, call)
+            let page = Self.page(try await transaction.auditEvents(before: before, limit: limit + 1), limit: limit) { String($0.id) }
             return AuditPage(
-                entries: page.map { record in
+                entries: page.rows.map { record in
                     AuditEntry(
                         id: String(record.id), actorType: record.actorType, actor: record.actor, action: record.action,
                         before: Self.json(record.before), after: Self.json(record.after), createdAt: record.createdAt)
                 },
-                nextCursor: records.count > limit ? page.last.map { String($0.id) } : nil)
+                nextCursor: page.next)
         }
     }
 
@@ -141,6 +140,19 @@ extension BillingAPI {
     static func json(_ text: String?) -> JSONValue {
         guard let text, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return .null }
         return value
+    }
+
+    /// One page of rows fetched `limit + 1` at a time: the page, and the cursor after its last row when more follow.
+    static func page<Row>(_ rows: [Row], limit: Int, cursor: (Row) -> String) -> (rows: [Row], next: String?) {
+        let page = Array(rows.prefix(limit))
+        return (page, rows.count > limit ? page.last.map(cursor) : nil)
+    }
+
+    /// Reads of a tenant's data: its own users see a live tenant only; operators a deleted one too, until it is purged.
+    func requireReadable(_ transaction: TenantTransaction, _ call: TenantCall) async throws {
+        guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else {
+            throw Self.unknownTenant(call.tenantID)
+        }
     }
 
     static func entryCursor(_ cursor: String?, method: String) throws -> Int? {
@@ -172,19 +184,20 @@ extension BillingAPI {
         let limit = try params.validatedLimit()
         let before = try Self.timeCursor(params.cursor, method: "billing.payments")
         return try await tenants.database.transaction(call.tenantID, operation: "read payments") { transaction in
-            guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else { throw Self.unknownTenant(call.tenantID) }
-            let records = try await transaction.payments(before: before, limit: limit + 1)
-            let page = Array(records.prefix(limit))
-            let refunds = Dictionary(grouping: try await transaction.refunds(of: page.map(\.paymentID)), by: \.paymentID)
+            try await requireReadable(transaction, call)
+            let page = Self.page(try await transaction.payments(before: before, limit: limit + 1), limit: limit) {
+                Self.timeCursor(at: $0.createdAt, id: $0.paymentID)
+            }
+            let refunds = Dictionary(grouping: try await transaction.refunds(of: page.rows.map(\.paymentID)), by: \.paymentID)
             return PaymentsPage(
-                payments: page.map { payment in
+                payments: page.rows.map { payment in
                     PaymentView(
                         paymentId: payment.paymentID, paymentIntentId: payment.paymentIntentID, chargeId: payment.chargeID,
                         amount: payment.amount, amountRefunded: payment.amountRefunded, amountRefundable: payment.amountRefundable,
                         currency: payment.currency, purpose: payment.purpose, credits: payment.credits, dispute: payment.disputeStatus,
                         createdAt: payment.createdAt, refunds: (refunds[payment.paymentID] ?? []).map { RefundView($0) })
                 },
-                nextCursor: records.count > limit ? page.last.map { Self.timeCursor(at: $0.createdAt, id: $0.paymentID) } : nil)
+                nextCursor: page.next)
         }
     }
 

@@ -116,17 +116,6 @@ public struct OutboxDeliverer: Sendable {
         }
     }
 
-    /// Delivers every event due now (for tests and one-off runs).
-    @discardableResult
-    public func drain() async throws -> [(OutboxMessage, Outbox.Delivery)] {
-        var delivered: [(OutboxMessage, Outbox.Delivery)] = []
-        while let next = try await deliverNext() {
-            delivered.append(next)
-            if case .failed = next.1 { break }
-        }
-        return delivered
-    }
-
     func deliverNext() async throws -> (OutboxMessage, Outbox.Delivery)? {
         let (url, secret, timeout, logger) = (self.url, self.secret, self.timeout, self.logger)
         return try await outbox.deliverNext(retry: retry) { message in

@@ -89,11 +89,10 @@ extension BillingAPI {
             return id
         }
         let query = params.query?.trimmingCharacters(in: .whitespacesAndNewlines)
-        let found = try await tenants.search(query?.isEmpty == false ? query : nil, after: after, limit: limit + 1)
-        let page = Array(found.prefix(limit))
-        return TenantsPage(
-            tenants: page.map { TenantView($0, retention: settings.tenantRetention) },
-            nextCursor: found.count > limit ? page.last?.id.lowercased : nil)
+        let page = Self.page(
+            try await tenants.search(query?.isEmpty == false ? query : nil, after: after, limit: limit + 1), limit: limit
+        ) { $0.id.lowercased }
+        return TenantsPage(tenants: page.rows.map { TenantView($0, retention: settings.tenantRetention) }, nextCursor: page.next)
     }
 
     /// `tenants.get` (operator): one tenant, deleted or not.

@@ -79,7 +79,7 @@ public struct InboxRetryPolicy: Sendable, Equatable {
         return overflow ? maximum : min(delay, maximum)
     }
 
-    public static func milliseconds(_ duration: Duration) -> Int64 {
+    static func milliseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }
