@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine with Swift, and nothing that is already there.
-# Usage: scripts/install-deps.sh [postgres] [python] [wrk]
+# Usage: scripts/install-deps.sh [postgres] [python] [browser] [wrk]
 set -euo pipefail
 
 want=("$@")
@@ -17,6 +17,12 @@ for item in "${want[@]}"; do
       command -v python3 >/dev/null 2>&1 || missing+=(python3)
       python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
       command -v curl >/dev/null 2>&1 || missing+=(curl)
+      ;;
+    browser)
+      # Headless Chromium and its WebDriver, for the billing page's browser test; a font so screenshots have text.
+      command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+      [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+      ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
       ;;
     wrk)
       command -v wrk >/dev/null 2>&1 || missing+=(wrk)

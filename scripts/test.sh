@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh postgres python
+scripts/install-deps.sh postgres python browser
 
 # localstripe (a Stripe server written by others) and Stripe's Python library, pinned, in a virtualenv of ours.
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import localstripe, stripe, openapi_spec_validator, schemathesis" 2>/dev/null; then
@@ -41,5 +41,5 @@ done
 export BILLING_TEST_LOCALSTRIPE_URL="http://127.0.0.1:$stripe_port"
 export BILLING_TEST_PYTHON="$PWD/.venv/bin/python"
 
-echo "== test"
+echo "== test (the billing page's browser test saves its screenshots in test-artifacts/billing-page/)"
 swift test --skip-build

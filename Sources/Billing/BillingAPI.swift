@@ -75,6 +75,9 @@ public struct BillingAPI: Sendable {
         methods.tenantMethod("billing.topUp", .mutation, roles: .managers) { (params: TopUpParams, call) in
             try await topUp(params, call: call)
         }
+        methods.tenantMethod("billing.checkoutSession", .query, roles: .readers) { (params: CheckoutSessionParams, call) in
+            try await checkoutSession(params, call: call)
+        }
         methods.tenantMethod("billing.portal", .mutation, roles: .managers) { (params: PortalParams, call) in
             try await portal(params, call: call)
         }

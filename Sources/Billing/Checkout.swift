@@ -23,6 +23,8 @@ public struct StripeSettings: Sendable {
     }
 
     var returnURL: String { "\(publicURL)/billing?checkout={CHECKOUT_SESSION_ID}" }
+    /// Where Checkout's back link goes: the same page, told that nothing was paid.
+    var cancelURL: String { "\(returnURL)&canceled=true" }
 }
 
 public struct CheckoutParams: Decodable, Sendable {
@@ -43,6 +45,34 @@ public struct PortalParams: Decodable, Sendable {
 public struct CheckoutStarted: Encodable, Sendable, Equatable {
     public var checkoutUrl: String
     public var sessionId: String
+}
+
+public struct CheckoutSessionParams: Decodable, Sendable {
+    public var sessionId: String
+}
+
+/// `billing.checkoutSession`: what became of a Checkout Session this tenant opened, as far as Stripe's webhooks
+/// have said. `status` is `open` until Stripe confirms it (`complete`) or it lapses (`expired`).
+public struct CheckoutSessionView: Encodable, Sendable, Equatable {
+    public var sessionId: String
+    public var purpose: String
+    public var status: String
+    @OrNull public var plan: String?
+    @OrNull public var interval: String?
+    @OrNull public var seats: Int?
+    @OrNull public var topUp: TopUpView?
+    public var createdAt: Date
+    public var expiresAt: Date
+
+    public struct TopUpView: Encodable, Sendable, Equatable {
+        public var credits: Int
+        public var amount: Int
+        public var currency: String
+        /// `pending` until the payment is confirmed and credited (`paid`); `expired`, `failed`, or `flagged` (Stripe
+        /// took an amount that does not match: not credited, for an operator to settle).
+        public var status: String
+        @OrNull public var paidAt: Date?
+    }
 }
 
 public struct PortalOpened: Encodable, Sendable, Equatable {
@@ -136,7 +166,7 @@ extension BillingAPI {
                 "customer": .string(customer),
                 "client_reference_id": .string(tenantID),
                 "success_url": .string(settings.returnURL),
-                "cancel_url": .string(settings.returnURL),
+                "cancel_url": .string(settings.cancelURL),
                 "line_items": [["price": .string(priceID), "quantity": .int(seats)]],
                 "metadata": ["tenant_id": .string(tenantID), "plan": .string(plan.key), "interval": .string(interval.rawValue),
                              "seats": .int(seats), "purpose": "subscription"],
@@ -213,7 +243,7 @@ extension BillingAPI {
                 "customer": .string(customer),
                 "client_reference_id": .string(tenantID),
                 "success_url": .string(settings.returnURL),
-                "cancel_url": .string(settings.returnURL),
+                "cancel_url": .string(settings.cancelURL),
                 "line_items": [[
                     "price_data": [
                         "currency": .string(pricing.currency), "unit_amount": .int(pricing.unitAmount),
@@ -260,7 +290,7 @@ extension BillingAPI {
                 "customer": .string(customer),
                 "client_reference_id": .string(tenantID),
                 "success_url": .string(settings.returnURL),
-                "cancel_url": .string(settings.returnURL),
+                "cancel_url": .string(settings.cancelURL),
                 "payment_method_types": ["card"],
                 "metadata": metadata,
                 "setup_intent_data": ["metadata": metadata],
@@ -271,6 +301,26 @@ extension BillingAPI {
                 expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
             try await transaction.audit(actor: actor, action: "payment_method.setup_opened", before: nil, after: ["session": session.id])
             return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+        }
+    }
+
+    /// `billing.checkoutSession`: one of this tenant's Checkout Sessions, read from what its webhooks recorded.
+    func checkoutSession(_ params: CheckoutSessionParams, call: TenantCall) async throws -> CheckoutSessionView {
+        guard !params.sessionId.isEmpty, params.sessionId.count <= 255 else {
+            throw BillingError.invalidParams(field: "sessionId", "sessionId must be the sessionId a checkout, topUp or setupPaymentMethod call returned")
+        }
+        return try await tenants.database.transaction(call.tenantID, operation: "read checkout session") { transaction in
+            try await requireReadable(transaction, call)
+            guard let record = try await transaction.checkoutSession(params.sessionId) else {
+                throw BillingError.notFound("this tenant opened no Checkout Session '\(params.sessionId)'")
+            }
+            return CheckoutSessionView(
+                sessionId: record.sessionID, purpose: record.purpose, status: record.status, plan: record.plan,
+                interval: record.interval, seats: record.seats,
+                topUp: record.topUp.map {
+                    .init(credits: $0.credits, amount: $0.amount, currency: $0.currency, status: $0.status, paidAt: $0.paidAt)
+                },
+                createdAt: record.createdAt, expiresAt: record.expiresAt)
         }
     }
 

@@ -113,7 +113,7 @@ extension StripeEventProcessor {
             return context.processed("top-up \(topUp.id) is flagged; an operator settles it")
         }
         guard amount == topUp.amount, currency.lowercased() == topUp.currency.lowercased() else {
-            let flag = "Stripe took \(amount) \(currency) for a top-up of \(topUp.amount) \(topUp.currency) (\(topUp.credits) credits)"
+            let flag = "Stripe took \(Money(amount: amount, currency: currency).formatted) for a top-up of \(Money(amount: topUp.amount, currency: topUp.currency).formatted) (\(topUp.credits) credits)"
             logger.error("top-up amount mismatch; not credited", metadata: [
                 "tenant": "\(context.tenant)", "topUp": "\(topUp.id)", "event": "\(context.event.id)", "flag": "\(flag)",
             ])
@@ -133,7 +133,7 @@ extension StripeEventProcessor {
         let before = try await transaction.creditBalance()
         let balance = try await transaction.appendCredits(
             source: "topup:\(topUp.id.lowercased)", kind: "topup", amount: topUp.credits,
-            reason: "top-up of \(topUp.credits) credits (\(amount) \(currency))", stripeEvent: context.event.id)
+            reason: "top-up of \(topUp.credits) credits (\(Money(amount: amount, currency: currency).formatted))", stripeEvent: context.event.id)
         if topUp.status != "paid" || topUp.paymentIntentID == nil {
             try await transaction.updateTopUp(topUp.id, status: "paid", paymentIntentID: paymentIntentID, paidAt: context.created)
         }

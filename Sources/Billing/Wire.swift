@@ -88,7 +88,7 @@ public struct PlanList: Encodable, Sendable {
     var plans: [Entry]
     var credits: CreditPricing
 
-    init(_ catalog: PlanCatalog) {
+    public init(_ catalog: PlanCatalog) {
         defaultPlan = catalog.defaultPlan
         credits = catalog.credits
         plans = catalog.plans.map { plan in

@@ -7,4 +7,12 @@ public struct Money: Codable, Sendable, Equatable, Hashable {
         self.amount = amount
         self.currency = currency.lowercased()
     }
+
+    /// As people read it: `USD 19.00` (a two-decimal currency's minor units).
+    public var formatted: String {
+        let sign = amount < 0 ? "-" : ""
+        let magnitude = abs(amount)
+        let cents = magnitude % 100
+        return "\(currency.uppercased()) \(sign)\(magnitude / 100).\(cents < 10 ? "0" : "")\(cents)"
+    }
 }

@@ -70,6 +70,7 @@ public func buildApplication(
     router.post("/trpc/{paths}") { request, context in
         try await handleTRPC(request, context: context, verb: .post, transport: trpc, tokens: tokens)
     }
+    try await BillingPage(directory: configuration.webDirectory, catalog: catalog).addRoutes(to: router)
     router.get("/invoices/{id}") { request, context in
         try await invoicePage(request, context: context, api: api, tokens: tokens)
     }
@@ -211,9 +212,7 @@ func invoicePage(_ request: Request, context: some RequestContext, api: BillingA
 }
 
 func renderInvoice(_ invoice: InvoiceRecord, tenant: UUID) -> String {
-    func money(_ amount: Int) -> String {
-        "\(invoice.currency.uppercased()) \(amount / 100).\(String(format: "%02d", amount % 100))"
-    }
+    func money(_ amount: Int) -> String { Money(amount: amount, currency: invoice.currency).formatted }
     let day = Date.ISO8601FormatStyle().year().month().day()
     let lines = invoice.lines.map { line in
         "<tr><td>\(escapeHTML(line.description))</td><td class=\"n\">\(line.quantity)</td><td class=\"n\">\(money(line.unitAmount))</td><td class=\"n\">\(money(line.amount))</td></tr>"

@@ -63,6 +63,8 @@ public struct BillingConfiguration: Sendable {
     public var writeOffAfter: Duration
 
     public var openRPCFile: URL { resourcesDirectory.appendingPathComponent("api-spec/openrpc.json") }
+    /// The billing page's template, script and styles.
+    public var webDirectory: URL { resourcesDirectory.appendingPathComponent("web") }
 
     /// Environment variables first, then `.env`, then defaults.
     public static func load(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> BillingConfiguration {

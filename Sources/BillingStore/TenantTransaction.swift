@@ -95,6 +95,54 @@ public struct TenantTransaction: Sendable {
             """, logger: logger)
     }
 
+    public struct SessionRecord: Sendable, Equatable {
+        public var sessionID: String
+        public var purpose: String
+        public var status: String
+        public var plan: String?
+        public var interval: String?
+        public var seats: Int?
+        public var expiresAt: Date
+        public var createdAt: Date
+        /// The credits it buys, for a top-up.
+        public var topUp: TopUpOutcome?
+    }
+
+    public struct TopUpOutcome: Sendable, Equatable {
+        public var credits: Int
+        public var amount: Int
+        public var currency: String
+        public var status: String
+        public var paidAt: Date?
+    }
+
+    /// One Checkout Session this tenant opened, with its top-up when it buys credits: what a page returning from
+    /// Checkout waits on.
+    public func checkoutSession(_ sessionID: String) async throws -> SessionRecord? {
+        let rows = try await connection.query("""
+            SELECT s.session_id, s.purpose, s.status, s.plan, s.billing_interval, s.seats, s.expires_at, s.created_at,
+                   t.credits, t.amount, t.currency, t.status, t.paid_at
+            FROM billing.checkout_sessions s
+            LEFT JOIN billing.top_ups t ON t.tenant_id = s.tenant_id AND t.session_id = s.session_id
+            WHERE s.tenant_id = \(tenant) AND s.session_id = \(sessionID)
+            """, logger: logger)
+        for try await row in rows {
+            let columns = row.makeRandomAccess()
+            var record = SessionRecord(
+                sessionID: try columns[0].decode(String.self), purpose: try columns[1].decode(String.self),
+                status: try columns[2].decode(String.self), plan: try columns[3].decode(String?.self),
+                interval: try columns[4].decode(String?.self), seats: try columns[5].decode(Int?.self),
+                expiresAt: try columns[6].decode(Date.self), createdAt: try columns[7].decode(Date.self), topUp: nil)
+            if let credits = try columns[8].decode(Int?.self) {
+                record.topUp = TopUpOutcome(
+                    credits: credits, amount: try columns[9].decode(Int.self), currency: try columns[10].decode(String.self),
+                    status: try columns[11].decode(String.self), paidAt: try columns[12].decode(Date?.self))
+            }
+            return record
+        }
+        return nil
+    }
+
     public struct TopUp: Sendable, Equatable {
         public var topUpID: UUID
         public var credits: Int

@@ -62,6 +62,14 @@ public func buildStandInApplication(
         await state.inject(fault)
         return Response(status: .noContent)
     }
+    router.post("/_stand-in/webhooks/hold") { _, _ -> Response in
+        await state.holdWebhooks()
+        return Response(status: .noContent)
+    }
+    router.post("/_stand-in/webhooks/release") { _, _ -> Response in
+        await state.releaseWebhooks()
+        return Response(status: .noContent)
+    }
     router.delete("/_stand-in/faults") { _, _ -> Response in
         await state.clearFaults()
         return Response(status: .noContent)

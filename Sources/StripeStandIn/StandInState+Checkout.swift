@@ -228,6 +228,8 @@ extension StandInState {
         invoice["amount_remaining"] = 0
         invoice["currency"] = intent["currency"]
         invoice["billing_reason"] = "subscription_create"
+        invoice["period_start"] = now
+        invoice["period_end"] = now
         invoice["payments"] = list([[
             "object": "invoice_payment", "status": "paid", "amount_paid": intent["amount"] as Any, "is_default": true,
             "payment": ["type": "payment_intent", "payment_intent": intent["id"] as Any] as [String: Any],
@@ -265,6 +267,7 @@ extension StandInState {
         let logger = self.logger
         // Stripe delivers each event on its own; a slow or failing endpoint delays nothing else.
         Task.detached { [weak self] in
+            await self?.waitUntilWebhooksFlow()
             for attempt in 1...attempts {
                 var request = HTTPClientRequest(url: url)
                 request.method = .POST

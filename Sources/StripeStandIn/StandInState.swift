@@ -18,6 +18,9 @@ public actor StandInState {
     var faults: [StandInFault] = []
     var delivered: [String: Int] = [:]
     var sequence = 0
+    /// While held, webhook deliveries wait (Stripe being slow to send them); released, they go out.
+    var webhooksHeld = false
+    var heldDeliveries: [CheckedContinuation<Void, Never>] = []
 
     public init(configuration: StandInConfiguration, http: HTTPClient = .shared, logger: Logger = Logger(label: "stand-in")) {
         self.configuration = configuration
@@ -38,6 +41,25 @@ public actor StandInState {
     public func deliveries(of eventID: String) -> Int { delivered[eventID] ?? 0 }
 
     public func eventTypes() -> [String] { events.compactMap { $0["type"] as? String } }
+
+    /// Keeps every webhook from here on waiting until `releaseWebhooks()`, as when Stripe is slow to send them.
+    public func holdWebhooks() { webhooksHeld = true }
+
+    /// Sends the held webhooks (each on its own, in no particular order) and stops holding new ones.
+    public func releaseWebhooks() {
+        webhooksHeld = false
+        let waiting = heldDeliveries
+        heldDeliveries.removeAll()
+        for delivery in waiting { delivery.resume() }
+    }
+
+    /// How many webhook deliveries are waiting for `releaseWebhooks()`.
+    public func heldWebhookCount() -> Int { heldDeliveries.count }
+
+    func waitUntilWebhooksFlow() async {
+        guard webhooksHeld else { return }
+        await withCheckedContinuation { heldDeliveries.append($0) }
+    }
 
     // MARK: API
 

@@ -77,6 +77,8 @@ struct Dev: AsyncParsableCommand {
               demo tenant: \(Self.demoTenant.uuidString.lowercased())
               admin token (7 days): \(token)
 
+              billing page (as the demo admin): \(url)/billing#token=\(token)
+
               curl -s \(url)/rpc -H 'Content-Type: application/json' \\
                 -H 'Authorization: Bearer \(token)' \\
                 -d '{"jsonrpc":"2.0","id":1,"method":"billing.status"}'

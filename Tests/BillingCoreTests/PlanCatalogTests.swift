@@ -166,3 +166,12 @@ func defaultCatalog() throws -> PlanCatalog {
         #expect(PlanChangeDirection(from: team, .month, to: team, .month) == .same)
     }
 }
+
+@Suite struct MoneyTests {
+    @Test func amountsReadAsPeopleWriteThem() {
+        #expect(Money(amount: 1900, currency: "usd").formatted == "USD 19.00")
+        #expect(Money(amount: 7, currency: "eur").formatted == "EUR 0.07")
+        #expect(Money(amount: -1234, currency: "usd").formatted == "USD -12.34")
+        #expect(Money(amount: 0, currency: "usd").formatted == "USD 0.00")
+    }
+}

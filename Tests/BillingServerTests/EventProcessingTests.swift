@@ -121,7 +121,7 @@ extension EventHarness {
             #expect(try await harness.balance(tenant) == (0, 0))
             #expect(try await harness.eventStatus("evt_short") == "processed")
             let flag: String? = try await harness.owner { try await $0.first("SELECT flag FROM billing.top_ups WHERE top_up_id = '\(topUp)'") }
-            #expect(flag?.contains("Stripe took 999 usd for a top-up of 1000 usd") == true)
+            #expect(flag?.contains("Stripe took USD 9.99 for a top-up of USD 10.00") == true)
             // A later event with the right amount does not credit a flagged top-up: an operator settles it.
             let right = EventHarness.topUpIntent("pi_short", tenant: tenant, topUp: topUp, amount: 1000, charge: "ch_short")
             try await harness.deliver(EventHarness.event("evt_right", "payment_intent.succeeded", right, created: harness.now))

@@ -45,7 +45,7 @@ import Testing
                stdoutPath: output.path, stderrPath: output.path).wait()
             let report = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
             #expect(status == 0, "\(report)")
-            #expect(report.contains("6 passed"), "\(report)")
+            #expect(report.contains("9 passed"), "\(report)")
         }
     }
 }

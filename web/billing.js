@@ -1,0 +1,474 @@
+// The billing page's script: reads the tenant's billing from /rpc with the bearer token the product handed over in
+// the URL fragment (#token=...), and lets owners and admins act on it. The token is kept in sessionStorage, sent only
+// in the Authorization header, and removed from the address bar as soon as it is read.
+'use strict';
+
+(function () {
+  const TOKEN_KEY = 'billing.token';
+  const catalog = JSON.parse(document.getElementById('catalog').textContent);
+  const plansByKey = new Map(catalog.plans.map((plan) => [plan.key, plan]));
+  const $ = (id) => document.getElementById(id);
+
+  const STATUS_WORDS = {
+    active: 'Active', trialing: 'Free trial', past_due: 'Payment overdue', unpaid: 'Unpaid', canceled: 'Canceled',
+    incomplete: 'Waiting for the first payment', incomplete_expired: 'Expired before it was paid', paused: 'Paused',
+  };
+  const INVOICE_WORDS = {
+    draft: 'Draft', open: 'Due', processing: 'Payment processing', paid: 'Paid', void: 'Void',
+    uncollectible: 'Written off', overdue: 'Overdue', written_off: 'Written off',
+  };
+  // The API names its own methods in some messages; a person sees the page's words for them.
+  const METHOD_WORDS = {
+    'billing.topUp': '"Buy credits"', 'billing.checkout': '"Change plan"', 'billing.changePlan': '"Change plan"',
+    'billing.setupPaymentMethod': '"Save a card for invoices"', 'billing.updateSeats': '"Change seats"',
+    'billing.portal': '"Payment methods and receipts"', 'billing.resume': '"Keep my subscription"',
+    'billing.cancel': '"Cancel at period end"', 'tenants.provision': 'your product\'s administrator',
+  };
+
+  let token = null;
+  let canManage = false;
+  let current = null; // the last billing.status
+
+  // MARK: the token
+
+  function takeToken() {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    const given = fragment.get('token');
+    if (given) {
+      sessionStorage.setItem(TOKEN_KEY, given);
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  function claimsOf(jwt) {
+    try {
+      const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
+    } catch (error) {
+      return null;
+    }
+  }
+
+  // MARK: talking to the server
+
+  class PageError extends Error {
+    constructor(message, code) {
+      super(message);
+      this.code = code;
+    }
+  }
+
+  let nextID = 1;
+  async function rpc(method, params) {
+    const request = { jsonrpc: '2.0', id: nextID++, method };
+    if (params) request.params = params;
+    let response;
+    try {
+      response = await fetch('/rpc', {
+        method: 'POST', cache: 'no-store', credentials: 'omit',
+        headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + token },
+        body: JSON.stringify(request),
+      });
+    } catch (error) {
+      throw new PageError('The billing server could not be reached. Check your connection and try again.');
+    }
+    let body;
+    try {
+      body = await response.json();
+    } catch (error) {
+      throw new PageError('The billing server answered with an error (HTTP ' + response.status + '). Try again in a minute.');
+    }
+    if (body.error) throw new PageError(explain(body.error), body.error.data && body.error.data.code);
+    return body.result;
+  }
+
+  function explain(error) {
+    const code = error.data && error.data.code;
+    switch (code) {
+      case 'UNAUTHORIZED':
+        sessionStorage.removeItem(TOKEN_KEY);
+        return 'Your sign-in has expired. Open the billing page again from the product to continue.';
+      case 'FORBIDDEN':
+        return 'Your role in this workspace cannot do that. Ask an owner or admin of the workspace.';
+      case 'BAD_REQUEST': case undefined:
+        return sentence((error.data && error.data.reason) || error.message || 'The request was refused.');
+      case 'TOO_MANY_REQUESTS':
+        return 'Too many checkouts were started in the last minute. Wait a minute, then try again.';
+      case 'CONFLICT':
+        return sentence(error.message) + ' The page now shows the latest state; check it and try again.';
+      case 'SERVICE_UNAVAILABLE': case 'BAD_GATEWAY': case 'GATEWAY_TIMEOUT':
+        return 'Payments are unavailable right now: Stripe could not be reached. Nothing was changed; try again in a few minutes.';
+      case 'INTERNAL_SERVER_ERROR':
+        return 'Something went wrong on the billing server. Nothing was changed; try again, and contact support if it keeps happening.';
+      default:
+        return sentence(error.message || 'The request failed.');
+    }
+  }
+
+  function sentence(message) {
+    let text = message;
+    for (const [method, words] of Object.entries(METHOD_WORDS)) text = text.split(method).join(words);
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?)]$/.test(text) ? text : text + '.';
+  }
+
+  // MARK: showing things
+
+  function show(element, visible) {
+    element.hidden = !visible;
+  }
+
+  function notify(message) {
+    const notice = $('notice');
+    notice.textContent = message;
+    show(notice, Boolean(message));
+  }
+
+  function complain(message) {
+    const problem = $('problem');
+    problem.textContent = message;
+    show(problem, Boolean(message));
+    if (message) problem.focus();
+  }
+
+  // As the server writes amounts (USD 19.00): minor units of a two-decimal currency.
+  function money(amount, currency) {
+    const sign = amount < 0 ? '-' : '';
+    return currency.toUpperCase() + ' ' + sign + (Math.abs(amount) / 100).toFixed(2);
+  }
+
+  function day(iso) {
+    return iso ? new Date(iso).toLocaleDateString('en', { year: 'numeric', month: 'long', day: 'numeric' }) : '';
+  }
+
+  function count(n) {
+    return new Intl.NumberFormat('en').format(n);
+  }
+
+  function planName(key) {
+    const plan = plansByKey.get(key);
+    return plan ? plan.name : key;
+  }
+
+  function intervalWords(interval) {
+    return interval === 'year' ? 'billed yearly' : interval === 'month' ? 'billed monthly' : '';
+  }
+
+  function isLive(status) {
+    return status.interval !== null && status.status !== 'canceled' && status.status !== 'incomplete_expired';
+  }
+
+  function renderStatus(status) {
+    current = status;
+    const plan = plansByKey.get(status.plan);
+    const live = isLive(status);
+    $('plan-name').textContent = planName(status.plan) + (live ? ', ' + intervalWords(status.interval) : '');
+    $('plan-status').textContent = (STATUS_WORDS[status.status] || status.status) + (status.entitled ? '' : ' (paid features are off)');
+    $('seats').textContent = String(status.seats);
+    if (plan) {
+      $('seat-range').textContent = plan.seats.min === plan.seats.max
+        ? '(' + plan.name + ' has ' + plan.seats.min + (plan.seats.min === 1 ? ' seat)' : ' seats)')
+        : '(' + plan.seats.min + ' to ' + plan.seats.max + ' on ' + plan.name + ')';
+    }
+    const periodEnd = live && status.currentPeriodEnd;
+    show($('period-label'), Boolean(periodEnd));
+    show($('period-end'), Boolean(periodEnd));
+    $('period-label').textContent = status.cancelAtPeriodEnd ? 'Ends on' : status.status === 'trialing' ? 'Trial ends on' : 'Renews on';
+    $('period-end').textContent = day(status.currentPeriodEnd);
+    const pending = status.pendingChange;
+    document.querySelectorAll('.pending').forEach((element) => show(element, Boolean(pending)));
+    $('pending-change').textContent = pending
+      ? planName(pending.plan) + (pending.interval ? ', ' + intervalWords(pending.interval) : '') + ', from ' + day(pending.effectiveAt)
+      : '';
+
+    const grace = $('grace');
+    if (status.graceEndsAt) {
+      grace.textContent = 'Your last payment failed. Your plan stays on until ' + day(status.graceEndsAt)
+        + '; update your card under "Payment methods and receipts" to keep it.';
+    } else if (!status.entitled) {
+      grace.textContent = 'Your payment failed and the grace period is over: paid features are off until the payment goes through.';
+    } else {
+      grace.textContent = '';
+    }
+    show(grace, Boolean(grace.textContent));
+
+    document.querySelectorAll('.plans li').forEach((item) => item.classList.toggle('current', item.id === 'plan-' + status.plan));
+    if (!canManage) return;
+    const seatsForm = $('seats-form');
+    const adjustable = live && plan && plan.seats.min !== plan.seats.max;
+    show(seatsForm, Boolean(adjustable));
+    if (adjustable) {
+      const input = $('seats-input');
+      input.min = plan.seats.min;
+      input.max = plan.seats.max;
+      input.value = status.seats;
+      $('seats-hint').textContent = plan.name + ' allows ' + plan.seats.min + ' to ' + plan.seats.max + ' seats. Stripe prorates the change.';
+    }
+    $('plan-select').value = status.plan;
+    if (status.interval) $('interval-select').value = status.interval;
+    show($('cancel'), live && !status.cancelAtPeriodEnd);
+    show($('resume'), live && status.cancelAtPeriodEnd);
+  }
+
+  function cell(row, text, className) {
+    const td = row.insertCell();
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function renderCredits(page) {
+    $('credit-balance').textContent = count(page.balance.available);
+    const frozen = $('credit-frozen');
+    frozen.textContent = page.balance.frozen > 0
+      ? count(page.balance.frozen) + ' credits are on hold while a payment dispute is open.' : '';
+    show(frozen, page.balance.frozen > 0);
+    const debt = $('credit-debt');
+    debt.textContent = page.balance.debt > 0
+      ? 'You owe ' + count(page.balance.debt) + ' credits; they are taken from your next top-up.' : '';
+    show(debt, page.balance.debt > 0);
+    const body = $('ledger').tBodies[0];
+    body.replaceChildren();
+    for (const entry of page.entries) {
+      const row = body.insertRow();
+      cell(row, day(entry.createdAt));
+      cell(row, entry.reason || entry.kind);
+      cell(row, (entry.amount > 0 ? '+' : '') + count(entry.amount), 'n');
+      cell(row, count(entry.balanceAfter), 'n');
+    }
+    show($('ledger'), page.entries.length > 0);
+    show($('ledger-empty'), page.entries.length === 0);
+  }
+
+  function renderInvoices(page) {
+    const body = $('invoice-list').tBodies[0];
+    body.replaceChildren();
+    for (const invoice of page.invoices) {
+      const row = body.insertRow();
+      const name = invoice.number || 'Invoice';
+      const first = row.insertCell();
+      // Stripe's hosted invoices open without a sign-in; this server's need the bearer token, so they are not links.
+      if (invoice.source === 'stripe' && invoice.url) {
+        const link = document.createElement('a');
+        link.href = invoice.url;
+        link.rel = 'noopener noreferrer';
+        link.target = '_blank';
+        link.textContent = name;
+        first.append(link);
+      } else {
+        first.textContent = name;
+      }
+      cell(row, invoice.periodStart ? day(invoice.periodStart) + ' to ' + day(invoice.periodEnd) : day(invoice.createdAt));
+      cell(row, money(invoice.amountDue, invoice.currency), 'n');
+      cell(row, INVOICE_WORDS[invoice.status] || invoice.status);
+    }
+    show($('invoice-list'), page.invoices.length > 0);
+    show($('invoices-empty'), page.invoices.length === 0);
+  }
+
+  async function refresh() {
+    const [status, credits, invoices] = await Promise.all([
+      rpc('billing.status'), rpc('billing.credits', { limit: 10 }), rpc('billing.invoices', { limit: 10 }),
+    ]);
+    renderStatus(status);
+    renderCredits(credits);
+    renderInvoices(invoices);
+    ['subscription', 'credits', 'invoices'].forEach((id) => show($(id), true));
+    show($('loading'), false);
+    $('main').setAttribute('aria-busy', 'false');
+    return { status, credits };
+  }
+
+  // MARK: acting
+
+  function randomKey() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');
+  }
+
+  // Runs one action with its control disabled, so a double click cannot start it twice; errors are shown in words.
+  async function act(control, action) {
+    if (control.disabled) return;
+    control.disabled = true;
+    complain('');
+    notify('');
+    try {
+      await action();
+    } catch (error) {
+      complain(error instanceof PageError ? error.message : 'Something went wrong in this page: ' + error.message);
+      if (error.code === 'CONFLICT') await refresh().catch(() => {});
+    } finally {
+      control.disabled = false;
+    }
+  }
+
+  function leaveFor(url) {
+    notify('Opening Stripe…');
+    location.assign(url);
+  }
+
+  function wire() {
+    $('seats-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      act($('seats-submit'), async () => {
+        const seats = Number($('seats-input').value);
+        if (!Number.isInteger(seats)) throw new PageError('Enter the number of seats as a whole number.');
+        renderStatus(await rpc('billing.updateSeats', { seats }));
+        notify('Seats changed to ' + seats + '.');
+      });
+    });
+
+    $('plan-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      act($('plan-submit'), async () => {
+        const plan = plansByKey.get($('plan-select').value);
+        const interval = $('interval-select').value;
+        if (isLive(current)) {
+          if (plan.key === current.plan && interval === current.interval) {
+            throw new PageError('You are already on ' + plan.name + ', ' + intervalWords(interval) + '.');
+          }
+          const status = await rpc('billing.changePlan', { plan: plan.key, interval });
+          renderStatus(status);
+          notify(status.pendingChange
+            ? 'Your plan changes to ' + planName(status.pendingChange.plan) + ' on ' + day(status.pendingChange.effectiveAt) + '.'
+            : 'You are now on ' + planName(status.plan) + '.');
+        } else if (plan.key === catalog.defaultPlan) {
+          throw new PageError('You are already on ' + plan.name + '; it needs no subscription.');
+        } else if (plan.billing === 'invoice') {
+          renderStatus(await rpc('billing.subscribeByInvoice', { plan: plan.key, interval }));
+          notify('You are now on ' + plan.name + '. Invoices are charged to your saved card.');
+        } else {
+          leaveFor((await rpc('billing.checkout', { plan: plan.key, interval })).checkoutUrl);
+        }
+      });
+    });
+
+    $('cancel').addEventListener('click', () => {
+      const ends = day(current.currentPeriodEnd);
+      if (!confirm('Cancel your subscription? It stays on until ' + ends + ', then ends.')) return;
+      act($('cancel'), async () => {
+        renderStatus(await rpc('billing.cancel', { atPeriodEnd: true }));
+        notify('Your subscription ends on ' + ends + '. Until then nothing changes, and you can keep it.');
+        $('resume').focus();
+      });
+    });
+
+    $('resume').addEventListener('click', () => {
+      act($('resume'), async () => {
+        renderStatus(await rpc('billing.resume'));
+        notify('Your subscription continues; it renews on ' + day(current.currentPeriodEnd) + '.');
+        $('cancel').focus();
+      });
+    });
+
+    $('portal').addEventListener('click', () => {
+      act($('portal'), async () => {
+        leaveFor((await rpc('billing.portal', { returnUrl: location.origin + '/billing' })).url);
+      });
+    });
+
+    $('setup-card').addEventListener('click', () => {
+      act($('setup-card'), async () => {
+        leaveFor((await rpc('billing.setupPaymentMethod')).checkoutUrl);
+      });
+    });
+
+    $('topup-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      act($('topup-submit'), async () => {
+        const credits = Number($('topup-credits').value);
+        if (!Number.isInteger(credits)) throw new PageError('Enter the number of credits as a whole number.');
+        const started = await rpc('billing.topUp', { credits, idempotencyKey: 'page-' + randomKey() });
+        leaveFor(started.checkoutUrl);
+      });
+    });
+  }
+
+  // MARK: coming back from Stripe's checkout
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  async function followCheckout(sessionId) {
+    let session = await rpc('billing.checkoutSession', { sessionId });
+    const waiting = (s) => (s.topUp ? s.topUp.status === 'pending' : s.status === 'open')
+      || (s.purpose === 'subscription' && s.status === 'complete' && !isLive(current));
+    notify(session.purpose === 'credit_topup'
+      ? 'Payment processing: waiting for Stripe to confirm your payment of ' + money(session.topUp.amount, session.topUp.currency)
+        + ' for ' + count(session.topUp.credits) + ' credits. Your balance updates here by itself.'
+      : 'Payment processing: waiting for Stripe to confirm your checkout. This page updates by itself.');
+    $('notice').classList.add('processing');
+    const deadline = Date.now() + 3 * 60 * 1000;
+    let pause = 500;
+    while (waiting(session) && Date.now() < deadline) {
+      await sleep(pause);
+      pause = Math.min(pause * 1.5, 5000);
+      session = await rpc('billing.checkoutSession', { sessionId });
+      if (session.purpose === 'subscription' && session.status === 'complete') renderStatus(await rpc('billing.status'));
+    }
+    $('notice').classList.remove('processing');
+    const { status, credits } = await refresh();
+    if (waiting(session)) {
+      notify('Stripe has not confirmed this payment yet. If you paid, it shows here once Stripe confirms it; '
+        + 'if you left the checkout without paying, nothing was charged.');
+      return;
+    }
+    history.replaceState(null, '', location.pathname);
+    const topUp = session.topUp;
+    if (topUp && topUp.status === 'paid') {
+      notify('Payment received: ' + count(topUp.credits) + ' credits were added. Your balance is now '
+        + count(credits.balance.available) + ' credits.');
+    } else if (topUp && topUp.status === 'flagged') {
+      complain('Stripe took a payment that does not match this top-up, so no credits were added. Support has been told and will settle it.');
+    } else if (topUp) {
+      complain('The payment did not go through, so no credits were added and nothing was charged. You can try again.');
+    } else if (session.status === 'expired') {
+      complain('This checkout expired before it was paid; nothing was charged.');
+    } else if (session.purpose === 'setup') {
+      notify('Your card was saved. Invoices are charged to it.');
+    } else {
+      notify('Your subscription to ' + planName(status.plan) + ' is ' + (STATUS_WORDS[status.status] || status.status).toLowerCase() + '.');
+    }
+  }
+
+  // MARK: start
+
+  async function start() {
+    token = takeToken();
+    if (!token) {
+      complain('This page needs a sign-in from the product. Open "Billing" from the product again.');
+      show($('loading'), false);
+      return;
+    }
+    const claims = claimsOf(token) || {};
+    if (!claims.tenant_id) {
+      complain('This page is for a workspace\'s owners, admins and members; this sign-in names no workspace.');
+      show($('loading'), false);
+      return;
+    }
+    canManage = claims.role === 'owner' || claims.role === 'admin';
+    $('who').textContent = 'Workspace ' + claims.tenant_id + (claims.role ? ' · you are ' + (claims.role === 'admin' ? 'an' : 'a') + ' ' + claims.role : '');
+    if (!canManage) {
+      document.querySelectorAll('[data-manage]').forEach((element) => element.remove());
+      show($('read-only'), true);
+    } else {
+      wire();
+    }
+    try {
+      await refresh();
+      const query = new URLSearchParams(location.search);
+      if (query.get('canceled') === 'true') {
+        history.replaceState(null, '', location.pathname);
+        notify('Checkout was cancelled; nothing was charged.');
+      } else if (query.get('checkout')) {
+        await followCheckout(query.get('checkout'));
+      }
+    } catch (error) {
+      show($('loading'), false);
+      complain(error instanceof PageError ? error.message : 'Something went wrong in this page: ' + error.message);
+    }
+  }
+
+  start();
+})();
