@@ -16,6 +16,7 @@
   const INVOICE_WORDS = {
     draft: 'Draft', open: 'Due', processing: 'Payment processing', paid: 'Paid', void: 'Void',
     uncollectible: 'Written off', overdue: 'Overdue', written_off: 'Written off',
+    action_required: 'Needs your confirmation (see the payment link we emailed)',
   };
   // The API names its own methods in some messages; a person sees the page's words for them.
   const METHOD_WORDS = {
@@ -64,14 +65,18 @@
     const request = { jsonrpc: '2.0', id: nextID++, method };
     if (params) request.params = params;
     let response;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 30000);
     try {
       response = await fetch('/rpc', {
-        method: 'POST', cache: 'no-store', credentials: 'omit',
+        method: 'POST', cache: 'no-store', credentials: 'omit', signal: abort.signal,
         headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + token },
         body: JSON.stringify(request),
       });
     } catch (error) {
-      throw new PageError('The billing server could not be reached. Check your connection and try again.');
+      throw new PageError('The billing server could not be reached. Check your connection and try again.', 'UNREACHABLE');
+    } finally {
+      clearTimeout(timer);
     }
     let body;
     try {
@@ -93,12 +98,10 @@
         return 'Your role in this workspace cannot do that. Ask an owner or admin of the workspace.';
       case 'BAD_REQUEST': case undefined:
         return sentence((error.data && error.data.reason) || error.message || 'The request was refused.');
-      case 'TOO_MANY_REQUESTS':
-        return 'Too many checkouts were started in the last minute. Wait a minute, then try again.';
       case 'CONFLICT':
         return sentence(error.message) + ' The page now shows the latest state; check it and try again.';
-      case 'SERVICE_UNAVAILABLE': case 'BAD_GATEWAY': case 'GATEWAY_TIMEOUT':
-        return 'Payments are unavailable right now: Stripe could not be reached. Nothing was changed; try again in a few minutes.';
+      case 'BAD_GATEWAY': case 'GATEWAY_TIMEOUT':
+        return 'The billing server could not finish in time. Reload the page to see what was done before trying again.';
       case 'INTERNAL_SERVER_ERROR':
         return 'Something went wrong on the billing server. Nothing was changed; try again, and contact support if it keeps happening.';
       default:
@@ -119,27 +122,26 @@
     element.hidden = !visible;
   }
 
+  // The two live regions stay in the page (empty ones take no room), so what is written into them is announced.
   function notify(message) {
-    const notice = $('notice');
-    notice.textContent = message;
-    show(notice, Boolean(message));
+    $('notice').textContent = message;
   }
 
   function complain(message) {
     const problem = $('problem');
     problem.textContent = message;
-    show(problem, Boolean(message));
     if (message) problem.focus();
   }
 
   // As the server writes amounts (USD 19.00): minor units of a two-decimal currency.
   function money(amount, currency) {
     const sign = amount < 0 ? '-' : '';
-    return currency.toUpperCase() + ' ' + sign + (Math.abs(amount) / 100).toFixed(2);
+    return ((currency || '').toUpperCase() + ' ' + sign + (Math.abs(amount) / 100).toFixed(2)).trim();
   }
 
   function day(iso) {
-    return iso ? new Date(iso).toLocaleDateString('en', { year: 'numeric', month: 'long', day: 'numeric' }) : '';
+    // In UTC, as Stripe and this server's invoices date things.
+    return iso ? new Date(iso).toLocaleDateString('en', { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' }) : '';
   }
 
   function count(n) {
@@ -183,11 +185,15 @@
       : '';
 
     const grace = $('grace');
-    if (status.graceEndsAt) {
+    const unpaid = status.status === 'past_due' || status.status === 'unpaid';
+    if (unpaid && status.entitled && status.graceEndsAt) {
       grace.textContent = 'Your last payment failed. Your plan stays on until ' + day(status.graceEndsAt)
         + '; update your card under "Payment methods and receipts" to keep it.';
-    } else if (!status.entitled) {
-      grace.textContent = 'Your payment failed and the grace period is over: paid features are off until the payment goes through.';
+    } else if (unpaid && !status.entitled) {
+      grace.textContent = 'Your payment failed and the grace period is over: paid features are off until the payment goes through. '
+        + 'Update your card under "Payment methods and receipts".';
+    } else if (status.status === 'incomplete') {
+      grace.textContent = 'The first payment of this subscription has not gone through yet; its features start once it does.';
     } else {
       grace.textContent = '';
     }
@@ -275,8 +281,7 @@
     renderCredits(credits);
     renderInvoices(invoices);
     ['subscription', 'credits', 'invoices'].forEach((id) => show($(id), true));
-    show($('loading'), false);
-    $('main').setAttribute('aria-busy', 'false');
+    doneLoading();
     return { status, credits };
   }
 
@@ -289,8 +294,10 @@
   }
 
   // Runs one action with its control disabled, so a double click cannot start it twice; errors are shown in words.
+  // A control that sent the browser to Stripe stays disabled while the page unloads.
+  let leaving = false;
   async function act(control, action) {
-    if (control.disabled) return;
+    if (control.disabled || leaving) return;
     control.disabled = true;
     complain('');
     notify('');
@@ -300,13 +307,30 @@
       complain(error instanceof PageError ? error.message : 'Something went wrong in this page: ' + error.message);
       if (error.code === 'CONFLICT') await refresh().catch(() => {});
     } finally {
-      control.disabled = false;
+      if (!leaving) control.disabled = false;
     }
   }
 
   function leaveFor(url) {
+    leaving = true;
     notify('Opening Stripe…');
     location.assign(url);
+  }
+
+  // One idempotency key per amount until the browser comes back from Checkout: a retry after a lost answer gets the
+  // same Checkout Session back instead of a second one.
+  function topUpKey(credits) {
+    const name = 'billing.topUpKey.' + credits;
+    let key = sessionStorage.getItem(name);
+    if (!key) {
+      key = 'page-' + randomKey();
+      sessionStorage.setItem(name, key);
+    }
+    return key;
+  }
+
+  function forgetTopUpKeys() {
+    Object.keys(sessionStorage).filter((name) => name.startsWith('billing.topUpKey.')).forEach((name) => sessionStorage.removeItem(name));
   }
 
   function wire() {
@@ -380,7 +404,7 @@
       act($('topup-submit'), async () => {
         const credits = Number($('topup-credits').value);
         if (!Number.isInteger(credits)) throw new PageError('Enter the number of credits as a whole number.');
-        const started = await rpc('billing.topUp', { credits, idempotencyKey: 'page-' + randomKey() });
+        const started = await rpc('billing.topUp', { credits, idempotencyKey: topUpKey(credits) });
         leaveFor(started.checkoutUrl);
       });
     });
@@ -391,7 +415,15 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   async function followCheckout(sessionId) {
-    let session = await rpc('billing.checkoutSession', { sessionId });
+    forgetTopUpKeys();
+    let session;
+    try {
+      session = await rpc('billing.checkoutSession', { sessionId });
+    } catch (error) {
+      if (error.code !== 'NOT_FOUND') throw error;
+      history.replaceState(null, '', location.pathname);
+      throw new PageError('This page was opened with a checkout that this workspace did not start, so there is nothing to wait for.');
+    }
     const waiting = (s) => (s.topUp ? s.topUp.status === 'pending' : s.status === 'open')
       || (s.purpose === 'subscription' && s.status === 'complete' && !isLive(current));
     notify(session.purpose === 'credit_topup'
@@ -404,8 +436,13 @@
     while (waiting(session) && Date.now() < deadline) {
       await sleep(pause);
       pause = Math.min(pause * 1.5, 5000);
-      session = await rpc('billing.checkoutSession', { sessionId });
-      if (session.purpose === 'subscription' && session.status === 'complete') renderStatus(await rpc('billing.status'));
+      try {
+        session = await rpc('billing.checkoutSession', { sessionId });
+        if (session.purpose === 'subscription' && session.status === 'complete') renderStatus(await rpc('billing.status'));
+      } catch (error) {
+        // A blip while waiting is not the end of the wait; a sign-in that expired is.
+        if (error.code === 'UNAUTHORIZED' || error.code === 'FORBIDDEN') throw error;
+      }
     }
     $('notice').classList.remove('processing');
     const { status, credits } = await refresh();
@@ -434,21 +471,26 @@
 
   // MARK: start
 
+  function doneLoading() {
+    show($('loading'), false);
+    $('main').setAttribute('aria-busy', 'false');
+  }
+
   async function start() {
     token = takeToken();
     if (!token) {
+      doneLoading();
       complain('This page needs a sign-in from the product. Open "Billing" from the product again.');
-      show($('loading'), false);
       return;
     }
     const claims = claimsOf(token) || {};
     if (!claims.tenant_id) {
+      doneLoading();
       complain('This page is for a workspace\'s owners, admins and members; this sign-in names no workspace.');
-      show($('loading'), false);
       return;
     }
     canManage = claims.role === 'owner' || claims.role === 'admin';
-    $('who').textContent = 'Workspace ' + claims.tenant_id + (claims.role ? ' · you are ' + (claims.role === 'admin' ? 'an' : 'a') + ' ' + claims.role : '');
+    $('who').textContent = 'Workspace ' + claims.tenant_id + (claims.role ? ' · you are ' + (/^[aeiou]/.test(claims.role) ? 'an' : 'a') + ' ' + claims.role : '');
     if (!canManage) {
       document.querySelectorAll('[data-manage]').forEach((element) => element.remove());
       show($('read-only'), true);
@@ -465,7 +507,7 @@
         await followCheckout(query.get('checkout'));
       }
     } catch (error) {
-      show($('loading'), false);
+      doneLoading();
       complain(error instanceof PageError ? error.message : 'Something went wrong in this page: ' + error.message);
     }
   }

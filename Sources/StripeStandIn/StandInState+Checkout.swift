@@ -257,6 +257,7 @@ extension StandInState {
         event["pending_webhooks"] = configuration.webhookURL == nil ? 0 : 1
         event["request"] = ["id": NSNull(), "idempotency_key": NSNull()]
         events.append(event)
+        if webhooksHeld { heldEvents.insert(id) }
         guard let url = configuration.webhookURL,
               let body = try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys])
         else { return }
@@ -267,7 +268,7 @@ extension StandInState {
         let logger = self.logger
         // Stripe delivers each event on its own; a slow or failing endpoint delays nothing else.
         Task.detached { [weak self] in
-            await self?.waitUntilWebhooksFlow()
+            await self?.waitIfHeld(id)
             for attempt in 1...attempts {
                 var request = HTTPClientRequest(url: url)
                 request.method = .POST

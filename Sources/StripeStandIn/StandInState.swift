@@ -18,8 +18,9 @@ public actor StandInState {
     var faults: [StandInFault] = []
     var delivered: [String: Int] = [:]
     var sequence = 0
-    /// While held, webhook deliveries wait (Stripe being slow to send them); released, they go out.
+    /// While held, the webhooks of events emitted from then on wait (Stripe being slow to send them) until released.
     var webhooksHeld = false
+    var heldEvents: Set<String> = []
     var heldDeliveries: [CheckedContinuation<Void, Never>] = []
 
     public init(configuration: StandInConfiguration, http: HTTPClient = .shared, logger: Logger = Logger(label: "stand-in")) {
@@ -42,22 +43,25 @@ public actor StandInState {
 
     public func eventTypes() -> [String] { events.compactMap { $0["type"] as? String } }
 
-    /// Keeps every webhook from here on waiting until `releaseWebhooks()`, as when Stripe is slow to send them.
+    /// Holds the webhooks of every event emitted from now on until `releaseWebhooks()`, as when Stripe is slow to send
+    /// them. Deliveries already under way (and their retries) are not held.
     public func holdWebhooks() { webhooksHeld = true }
 
-    /// Sends the held webhooks (each on its own, in no particular order) and stops holding new ones.
+    /// Sends the held webhooks (each on its own, in no particular order) and stops holding.
     public func releaseWebhooks() {
         webhooksHeld = false
+        heldEvents.removeAll()
         let waiting = heldDeliveries
         heldDeliveries.removeAll()
         for delivery in waiting { delivery.resume() }
     }
 
-    /// How many webhook deliveries are waiting for `releaseWebhooks()`.
-    public func heldWebhookCount() -> Int { heldDeliveries.count }
+    /// How many events' webhooks are held until `releaseWebhooks()`.
+    public func heldWebhookCount() -> Int { heldEvents.count }
 
-    func waitUntilWebhooksFlow() async {
-        guard webhooksHeld else { return }
+    /// Waits while the event was emitted during a hold that is still on.
+    func waitIfHeld(_ eventID: String) async {
+        guard heldEvents.contains(eventID) else { return }
         await withCheckedContinuation { heldDeliveries.append($0) }
     }
 

@@ -58,6 +58,9 @@ import Testing
         #expect(!view.contains("</script><script>alert(1)"))
         #expect(view.contains("Pro &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; co"))
         #expect(try Self.catalog(in: view)["plans"]?[1]?["name"] == "Pro </script><script>alert(1)</script> & co")
+        let opening = try #require(view.range(of: "<script type=\"application/json\" id=\"catalog\">"))
+        let json = view[opening.upperBound...].prefix { $0 != "<" }
+        #expect(view[opening.upperBound...].dropFirst(json.count).hasPrefix("</script>\n</body>"), "a '<' inside the catalog's JSON")
     }
 }
 
@@ -240,6 +243,9 @@ import Testing
                 try await browser.waitForText("#notice", containing: "Payment processing")
                 #expect(try await browser.currentURL().hasPrefix("\(system.url)/billing?checkout=cs_"))
                 #expect(try await browser.element("#credit-balance").text() == "0")
+                #expect(await system.standIn.heldWebhookCount() > 0, "the stand-in sent the top-up's webhooks anyway")
+                let unconfirmed = try await system.rpc("billing.credits", token: admin)
+                #expect(unconfirmed["result"]?["balance"]?["available"] == 0)
                 try await snap(browser, "05-payment-processing")
                 await system.standIn.releaseWebhooks()
                 try await browser.waitForText("#credit-balance", containing: "700", timeout: .seconds(30))
@@ -270,7 +276,7 @@ import Testing
                 try await field.type("51" + Browser.Key.enter)
                 let problem = try await browser.waitForText("#problem", containing: "between 3 and 50")
                 #expect(problem.hasPrefix("Seats must be between 3 and 50"), "\(problem)")
-                #expect(try await browser.run("return document.getElementById('notice').hidden") == true, "the earlier success still shows")
+                #expect(try await browser.run("return document.getElementById('notice').textContent") == "", "the earlier success still shows")
                 #expect(try await browser.element("#seats").text() == "5")
                 try await snap(browser, "08-seats-refused", showing: "#problem")
 

@@ -282,6 +282,21 @@ enum StandInHarness {
         }
     }
 
+    @Test func heldWebhooksWaitUntilReleasedOverTheControlEndpoints() async throws {
+        try await StandInHarness.run { client, state, inbox, standIn in
+            _ = try await client.createCustomer(email: "a@acme.example", name: "A", tenantID: "t1", idempotencyKey: UUID().uuidString)
+            #expect(try await StandInHarness.eventually { await inbox.eventTypes().count == 1 })
+            #expect(try await standIn.execute(uri: "/_stand-in/webhooks/hold", method: .post).status == .noContent)
+            _ = try await client.createCustomer(email: "b@acme.example", name: "B", tenantID: "t2", idempotencyKey: UUID().uuidString)
+            #expect(await state.heldWebhookCount() == 1)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(await inbox.eventTypes().count == 1, "a held webhook was delivered")
+            #expect(try await standIn.execute(uri: "/_stand-in/webhooks/release", method: .post).status == .noContent)
+            #expect(try await StandInHarness.eventually { await inbox.eventTypes().count == 2 })
+            #expect(await state.heldWebhookCount() == 0)
+        }
+    }
+
     @Test func expiringASessionEndsIt() async throws {
         try await StandInHarness.run { client, _, inbox, _ in
             let session = try await client.createCheckoutSession([
