@@ -173,17 +173,22 @@ extension BillingAPI {
                 try await notifier.invoiceEvent(transaction, "invoice.final_notice", invoice, at: at)
             }
         } else {
-            invoice.status = "overdue"
-            invoice.nextAttemptAt = nil
-            invoice.overdueAt = at
-            try await transaction.updateCollection(invoice)
-            try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-            try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
+            try await markOverdue(&invoice, transaction, at: at)
         }
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.payment_failed", before: nil, after: [
             "invoice": invoice.number, "attempt": String(attempt), "failure": failure, "status": invoice.status,
             "nextAttemptAt": invoice.nextAttemptAt?.formatted(.iso8601) ?? "",
         ])
+    }
+
+    /// The last attempt failed: no more are scheduled, the subscription loses its entitlement, the product is told.
+    func markOverdue(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
+        invoice.status = "overdue"
+        invoice.nextAttemptAt = nil
+        invoice.overdueAt = at
+        try await transaction.updateCollection(invoice)
+        try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
+        try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
     }
 
     /// 3-D Secure is needed: no more automatic attempts; a hosted payment link (Checkout for this invoice) instead.
@@ -220,12 +225,7 @@ extension BillingAPI {
         invoice.attempts = attempt
         invoice.paymentLink = session.url
         if failures > settings.dunningDays.count {
-            invoice.status = "overdue"
-            invoice.nextAttemptAt = nil
-            invoice.overdueAt = at
-            try await transaction.updateCollection(invoice)
-            try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-            try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
+            try await markOverdue(&invoice, transaction, at: at)
             return
         }
         invoice.status = "action_required"

@@ -71,8 +71,9 @@ public func buildApplication(
         try await handleTRPC(request, context: context, verb: .post, transport: trpc, tokens: tokens)
     }
     try await BillingPage(directory: configuration.webDirectory, catalog: catalog).addRoutes(to: router)
+    let invoices = try InvoicePage(directory: configuration.webDirectory)
     router.get("/invoices/{id}") { request, context in
-        try await invoicePage(request, context: context, api: api, tokens: tokens)
+        try await invoices.respond(request, context: context, api: api, tokens: tokens)
     }
     router.get("/healthz") { _, _ in
         Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
@@ -187,63 +188,6 @@ func handleRPC(
         return Response(
             status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
-}
-
-/// `GET /invoices/{id}`: one of this server's invoices, printable, for its tenant's owners and admins (bearer token;
-/// an operator names the tenant with `?tenant=`).
-func invoicePage(_ request: Request, context: some RequestContext, api: BillingAPI, tokens: TokenAuthority) async throws -> Response {
-    func answer(_ status: HTTPResponse.Status, _ html: String) -> Response {
-        Response(status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
-    }
-    guard case .authenticated(let principal) = await tokens.authenticate(header: request.headers[.authorization]) else {
-        return answer(.unauthorized, invoiceHTML(title: "Sign in", body: "<p>Send the invoice page a bearer token (Authorization: Bearer &lt;JWT&gt;).</p>"))
-    }
-    guard [.owner, .admin, .operator].contains(principal.role) else {
-        return answer(.forbidden, invoiceHTML(title: "Not allowed", body: "<p>Invoices are for the tenant's owners and admins.</p>"))
-    }
-    let tenant = principal.role == .operator
-        ? request.uri.queryParameters.get("tenant").flatMap { UUID(uuidString: String($0)) } : principal.tenantID
-    guard let tenant, let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
-          let invoice = try await api.invoiceDocument(id, tenant: tenant)
-    else {
-        return answer(.notFound, invoiceHTML(title: "Not found", body: "<p>This tenant has no such invoice.</p>"))
-    }
-    return answer(.ok, renderInvoice(invoice, tenant: tenant))
-}
-
-func renderInvoice(_ invoice: InvoiceRecord, tenant: UUID) -> String {
-    func money(_ amount: Int) -> String { Money(amount: amount, currency: invoice.currency).formatted }
-    let day = Date.ISO8601FormatStyle().year().month().day()
-    let lines = invoice.lines.map { line in
-        "<tr><td>\(escapeHTML(line.description))</td><td class=\"n\">\(line.quantity)</td><td class=\"n\">\(money(line.unitAmount))</td><td class=\"n\">\(money(line.amount))</td></tr>"
-    }.joined()
-    let link = invoice.status == "action_required"
-        ? invoice.paymentLink.map { "<p><a href=\"\(escapeHTML($0))\">Pay this invoice</a></p>" } ?? "" : ""
-    return invoiceHTML(title: "Invoice \(invoice.number)", body: """
-        <h1>Invoice \(escapeHTML(invoice.number))</h1>
-        <p>Status: <strong id="status">\(escapeHTML(invoice.status))</strong></p>
-        <p>Tenant \(tenant.uuidString.lowercased()); period \(invoice.periodStart.formatted(day)) to \(invoice.periodEnd.formatted(day)); issued \(invoice.createdAt.formatted(day))</p>
-        <table><thead><tr><th>Description</th><th>Quantity</th><th>Unit</th><th>Amount</th></tr></thead><tbody>\(lines)</tbody></table>
-        <p>Subtotal: \(money(invoice.subtotal))</p>
-        <p>Credits applied: \(invoice.creditsApplied) (\(money(invoice.creditAmount)))</p>
-        <p>Amount due: <strong id="amount-due">\(money(invoice.amountDue))</strong></p>
-        \(link)
-        """)
-}
-
-func invoiceHTML(title: String, body: String) -> String {
-    """
-    <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-    <title>\(escapeHTML(title))</title>
-    <style>body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}table{border-collapse:collapse;width:100%}
-    td,th{border-bottom:1px solid #ccc;padding:.4rem;text-align:left}.n{text-align:right}@media print{a{display:none}}</style>
-    </head><body>\(body)</body></html>
-    """
-}
-
-func escapeHTML(_ text: String) -> String {
-    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
 }
 
 /// `/trpc/*`: tRPC's HTTP transport over the same registry as `/rpc`, with the same bearer tokens.

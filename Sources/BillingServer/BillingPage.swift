@@ -26,17 +26,10 @@ public struct BillingPage: Sendable {
 
     /// Reads `billing.mustache`, `billing.js` and `billing.css` from `directory` and renders the page for `catalog`.
     public init(directory: URL, catalog: PlanCatalog) async throws {
-        func read(_ name: String) throws -> String {
-            let file = directory.appendingPathComponent(name)
-            guard let data = FileManager.default.contents(atPath: file.path) else {
-                throw ConfigurationError.invalid("BILLING_RESOURCES_DIR", "cannot read \(file.path) (the billing page's files live in web/)")
-            }
-            return String(decoding: data, as: UTF8.self)
-        }
-        let template = try MustacheTemplate(string: try read("billing.mustache"))
+        let template = try MustacheTemplate(string: try readWebFile("billing.mustache", in: directory))
         html = ByteBuffer(string: template.render(try Self.view(of: catalog)))
-        script = ByteBuffer(string: try read("billing.js"))
-        styles = ByteBuffer(string: try read("billing.css"))
+        script = ByteBuffer(string: try readWebFile("billing.js", in: directory))
+        styles = ByteBuffer(string: try readWebFile("billing.css", in: directory))
     }
 
     /// What the template shows: every plan with its prices and seats, the credit price, and the catalog as JSON for the
@@ -89,4 +82,13 @@ public struct BillingPage: Sendable {
         headers[.cacheControl] = cache
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
+}
+
+/// One of the files of `web/` (the billing page's and the invoice view's), read at start.
+func readWebFile(_ name: String, in directory: URL) throws -> String {
+    let file = directory.appendingPathComponent(name)
+    guard let data = FileManager.default.contents(atPath: file.path) else {
+        throw ConfigurationError.invalid("BILLING_RESOURCES_DIR", "cannot read \(file.path) (the server's pages live in web/)")
+    }
+    return String(decoding: data, as: UTF8.self)
 }
