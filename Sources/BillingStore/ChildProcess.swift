@@ -45,6 +45,15 @@ public struct ChildProcess: Sendable {
         return Self.exitCode(status)
     }
 
+    /// Waits for the child without holding a thread: polls every 10 ms, so servers running in this process (on the same
+    /// small cooperative pool) keep answering the child while it runs.
+    public func exitStatus() async -> Int32 {
+        while true {
+            if let status = exitStatusIfDone() { return status }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// The exit status if the child has exited (reaping it), nil while it runs.
     public func exitStatusIfDone() -> Int32? {
         var status: Int32 = 0

@@ -32,9 +32,9 @@ enum Billingd {
     }
 
     /// Runs to completion; (exit status, standard output, standard error).
-    static func run(_ arguments: [String], environment: [String: String]) throws -> (Int32, String, String) {
+    static func run(_ arguments: [String], environment: [String: String]) async throws -> (Int32, String, String) {
         let running = try start(arguments, environment: environment)
-        let status = running.child.wait()
+        let status = await running.child.exitStatus()
         return (status, running.output(), running.errors())
     }
 }
@@ -45,7 +45,7 @@ struct CommandTests {
 
     @Test func tokenPrintsAVerifiableToken() async throws {
         let tenant = UUID()
-        let (status, output, _) = try Billingd.run(
+        let (status, output, _) = try await Billingd.run(
             ["token", "--role", "admin", "--tenant", tenant.uuidString, "--sub", "alice", "--ttl", "60"], environment: environment)
         #expect(status == 0)
         let authority = await TokenAuthority(secrets: [TestServer.secrets[1], TestServer.secrets[0]])
@@ -54,7 +54,7 @@ struct CommandTests {
     }
 
     @Test func serviceTokensCarryNoTenant() async throws {
-        let (status, output, _) = try Billingd.run(["token", "--role", "service"], environment: environment)
+        let (status, output, _) = try await Billingd.run(["token", "--role", "service"], environment: environment)
         #expect(status == 0)
         let authentication = await TokenAuthority(secrets: TestServer.secrets)
             .authenticate(header: "Bearer " + output.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -67,14 +67,14 @@ struct CommandTests {
         (["token", "--role", "root"], "--role must be one of"),
         (["token", "--role", "member", "--tenant", "acme"], "needs --tenant"),
     ])
-    func tokenRefusesWhatItCannotSign(arguments: [String], message: String) throws {
-        let (status, _, errors) = try Billingd.run(arguments, environment: environment)
+    func tokenRefusesWhatItCannotSign(arguments: [String], message: String) async throws {
+        let (status, _, errors) = try await Billingd.run(arguments, environment: environment)
         #expect(status != 0)
         #expect(errors.contains(message), "\(errors)")
     }
 
-    @Test func tokenWithoutASecretSaysWhatToSet() throws {
-        let (status, _, errors) = try Billingd.run(["token", "--role", "service"], environment: [:])
+    @Test func tokenWithoutASecretSaysWhatToSet() async throws {
+        let (status, _, errors) = try await Billingd.run(["token", "--role", "service"], environment: [:])
         #expect(status != 0)
         #expect(errors.contains("BILLING_JWT_SECRET is not set"))
     }

@@ -315,7 +315,7 @@ import Testing
                 "SELECT count(*)::int FROM billing.stripe_events WHERE event_id LIKE 'reconcile_sub_%' AND status = 'processed'") == 1)
 
             // `billingd reconcile` does the same pass from the command line.
-            let (status, output, errors) = try Billingd.run(["reconcile"], environment: [
+            let (status, output, errors) = try await Billingd.run(["reconcile"], environment: [
                 "DATABASE_URL": server.database.appURL.secretURLString, "STRIPE_SECRET_KEY": "sk_test_cli",
                 "STRIPE_API_BASE": server.stripe!.configuration.apiBase,
             ])
@@ -338,29 +338,29 @@ import Testing
             let environment = ["DATABASE_URL": server.database.appURL.secretURLString]
 
             // Nothing runs the worker but this command.
-            let (ran, once, onceErrors) = try Billingd.run(["worker", "--once"], environment: environment)
+            let (ran, once, onceErrors) = try await Billingd.run(["worker", "--once"], environment: environment)
             #expect(ran == 0, "\(onceErrors)")
             #expect(once.contains("evt_cli_bad\tcustomer.subscription.created\trejected"))
             #expect(once.contains("evt_cli_other\tcustomer.updated\tignored"))
             #expect(once.contains("2 event(s) processed"))
 
-            let (listed, list, _) = try Billingd.run(["events", "list", "--status", "failed"], environment: environment)
+            let (listed, list, _) = try await Billingd.run(["events", "list", "--status", "failed"], environment: environment)
             #expect(listed == 0)
             #expect(list.contains("evt_cli_bad\tcustomer.subscription.created"))
             #expect(list.contains("price_not_ours, which is not in the plan catalog"))
             #expect(!list.contains("evt_cli_other"))
 
-            let (shown, show, _) = try Billingd.run(["events", "show", "evt_cli_bad"], environment: environment)
+            let (shown, show, _) = try await Billingd.run(["events", "show", "evt_cli_bad"], environment: environment)
             #expect(shown == 0)
             let document = try JSONDecoder().decode(JSONValue.self, from: Data(show.utf8))
             #expect(document["status"] == "failed")
             #expect(document["tenantId"] == .string(tenant.uuidString.lowercased()))
             #expect(document["payload"]?["data"]?["object"]?["id"] == "sub_cli")
 
-            let (refused, _, refusal) = try Billingd.run(["events", "list", "--status", "lost"], environment: environment)
+            let (refused, _, refusal) = try await Billingd.run(["events", "list", "--status", "lost"], environment: environment)
             #expect(refused != 0)
             #expect(refusal.contains("--status must be one of"))
-            let (missing, _, missingError) = try Billingd.run(["events", "show", "evt_nowhere"], environment: environment)
+            let (missing, _, missingError) = try await Billingd.run(["events", "show", "evt_nowhere"], environment: environment)
             #expect(missing != 0)
             #expect(missingError.contains("the inbox has no event evt_nowhere"))
         }

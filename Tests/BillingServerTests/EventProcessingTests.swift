@@ -523,7 +523,7 @@ extension EventHarness {
             try await harness.deliver(EventHarness.event("evt_new_price", "customer.subscription.created", object, created: second + 1))
             try await harness.drain()
             #expect(try await harness.eventStatus("evt_new_price") == "failed")
-            let (status, _, errors) = try Billingd.run(["events", "retry", "evt_new_price"], environment: [
+            let (status, _, errors) = try await Billingd.run(["events", "retry", "evt_new_price"], environment: [
                 "DATABASE_URL": server.database.appURL.secretURLString,
             ])
             #expect(status == 0, "\(errors)")

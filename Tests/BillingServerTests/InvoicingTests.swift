@@ -64,10 +64,10 @@ import Testing
                 "STRIPE_API_BASE": server.stripe!.configuration.apiBase,
             ]
             let at = periodEnd.addingTimeInterval(60).formatted(.iso8601)
-            let (status, output, errors) = try Billingd.run(["invoices", "run", "--at", at], environment: environment)
+            let (status, output, errors) = try await Billingd.run(["invoices", "run", "--at", at], environment: environment)
             #expect(status == 0, "\(errors)")
             #expect(output.contains("issued 1 invoice(s)"), "\(output)")
-            let (_, rerun, _) = try Billingd.run(["invoices", "run", "--at", at], environment: environment)
+            let (_, rerun, _) = try await Billingd.run(["invoices", "run", "--at", at], environment: environment)
             #expect(rerun.contains("issued 0 invoice(s)"))
 
             let second = try await client.rpc("billing.invoices", token: admin)
@@ -84,11 +84,11 @@ import Testing
             #expect(try await client.rpc("billing.invoices", token: admin)["result"]?["invoices"]?[0]?["status"] == "paid")
 
             // Operators read them from the command line.
-            let (listed, list, listErrors) = try Billingd.run(["invoices", "list", "--tenant", tenant.uuidString], environment: environment)
+            let (listed, list, listErrors) = try await Billingd.run(["invoices", "list", "--tenant", tenant.uuidString], environment: environment)
             #expect(listed == 0, "\(listErrors)")
             #expect(list.contains(number) && list.contains(nextNumber))
             let nextID = try #require(next["id"]?.stringValue)
-            let (shown, show, _) = try Billingd.run(["invoices", "show", nextID, "--tenant", tenant.uuidString], environment: environment)
+            let (shown, show, _) = try await Billingd.run(["invoices", "show", nextID, "--tenant", tenant.uuidString], environment: environment)
             #expect(shown == 0)
             #expect(show.contains("Onboarding workshop") && show.contains(nextNumber) && show.contains("paid"))
             #expect(try await harness.count(

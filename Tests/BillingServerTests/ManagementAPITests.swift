@@ -306,7 +306,7 @@ extension JSONValue {
 
             // Purged (retention 0 days): every row of it is gone, other tenants' untouched.
             let other = try await server.provision(client, name: "Survivor")
-            let (status, output, errors) = try Billingd.run(["tenants", "purge", "--retention-days", "0"], environment: [
+            let (status, output, errors) = try await Billingd.run(["tenants", "purge", "--retention-days", "0"], environment: [
                 "DATABASE_URL": server.database.appURL.secretURLString, "DATABASE_OWNER_URL": server.database.ownerURL.secretURLString,
             ])
             #expect(status == 0, "\(errors)")

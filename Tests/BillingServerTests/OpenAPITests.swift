@@ -36,13 +36,13 @@ import Testing
             let admin = try await server.token(.admin, tenant: tenant, ttl: .seconds(600))
             let output = FileManager.default.temporaryDirectory.appendingPathComponent("schemathesis-\(UUID()).out")
             defer { try? FileManager.default.removeItem(at: output) }
-            let status = try ChildProcess.spawn([
+            let status = try await ChildProcess.spawn([
                 schemathesis, "run", Self.document, "--base-url", "http://127.0.0.1:\(client.port!)",
                 "--checks", "not_a_server_error,status_code_conformance,content_type_conformance",
                 "--exclude-path", "/webhooks/stripe", "--hypothesis-max-examples", "25", "--hypothesis-derandomize",
                 "-H", "Authorization: Bearer \(admin)",
             ], environment: ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "SCHEMATHESIS_TELEMETRY": "false"],
-               stdoutPath: output.path, stderrPath: output.path).wait()
+               stdoutPath: output.path, stderrPath: output.path).exitStatus()
             let report = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
             #expect(status == 0, "\(report)")
             #expect(report.contains("9 passed"), "\(report)")

@@ -323,7 +323,7 @@ enum StandInHarness {
             defer { try? FileManager.default.removeItem(at: output); try? FileManager.default.removeItem(at: errors) }
             let child = try ChildProcess.spawn(
                 [python, script.path, "http://127.0.0.1:\(standIn.port!)"], stdoutPath: output.path, stderrPath: errors.path)
-            let status = child.wait()
+            let status = await child.exitStatus()
             let data = try Data(contentsOf: output)
             #expect(status == 0, "\((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
             let parsed = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
