@@ -65,10 +65,12 @@ import Testing
             try await harness.deliver(EventHarness.event(
                 "evt_crash", "payment_intent.succeeded",
                 EventHarness.topUpIntent("pi_crash", tenant: tenant, topUp: topUp, amount: 800, charge: "ch_crash"), created: harness.now))
-            struct Crash: Error {}
+            struct Crash: Error { let backend: Int32 }
             let logger = Logger(label: "test.crash")
+            var crashed: Int32?
             do {
                 try await server.database.appURL.withConnection(logger: logger) { connection in
+                    let backend = try await connection.first("SELECT pg_backend_pid()", as: Int32.self, logger: logger)!
                     try await connection.query("BEGIN", logger: logger)
                     let claimed = try await connection.first("SELECT event_id FROM billing.claim_stripe_event(NULL)", as: String.self, logger: logger)
                     #expect(claimed == "evt_crash")
@@ -78,9 +80,17 @@ import Testing
                         as: Int?.self, logger: logger)
                     // Another worker meanwhile finds nothing it may take.
                     #expect(try await harness.drain().isEmpty)
-                    throw Crash()
+                    throw Crash(backend: backend)
                 }
-            } catch is Crash {}
+            } catch let crash as Crash {
+                crashed = crash.backend
+            }
+            // PostgreSQL rolls the transaction back and frees the row once it sees the socket closed, which happens
+            // a moment after the client has gone; until then the event stays held.
+            let backend = try #require(crashed)
+            #expect(try await Self.eventually {
+                try await harness.count("SELECT count(*)::int FROM pg_stat_activity WHERE pid = \(backend)") == 0
+            })
             #expect(try await harness.balance(tenant) == (0, 0))
             #expect(try await harness.eventStatus("evt_crash") == "pending")
             try await harness.drain()
