@@ -60,6 +60,8 @@ public struct RefundView: Encodable, Sendable, Equatable {
     public var currency: String
     public var status: String
     @OrNull public var reason: String?
+    /// Why Stripe could not return the money, when `status` is failed.
+    @OrNull public var failureReason: String?
     public var createdAt: Date
     /// True when this call repeated an earlier identical one.
     public var replayed: Bool?
@@ -71,6 +73,7 @@ public struct RefundView: Encodable, Sendable, Equatable {
         currency = record.currency
         status = record.status
         reason = record.reason
+        failureReason = record.failureReason
         createdAt = record.createdAt
         self.replayed = replayed
     }
@@ -202,7 +205,8 @@ extension BillingAPI {
     }
 
     /// `billing.refund` (operator): through Stripe, whole or in part, never more than remains refundable. The same
-    /// payment, amount and reason is the same refund (a repeat returns it). Credits follow `charge.refunded`.
+    /// payment, amount and reason is the same refund (a repeat returns it, unless it failed). Credits follow
+    /// `charge.refunded`, and come back when a refund fails.
     func refund(_ params: RefundParams, call: TenantCall) async throws -> RefundView {
         let reason = params.reason?.trimmingCharacters(in: .whitespacesAndNewlines)
         if let reason, reason.count > 500 {
@@ -216,12 +220,19 @@ extension BillingAPI {
             guard let payment = try await transaction.lockPayment(params.paymentId) else {
                 throw BillingError.notFound("this tenant has no payment \(params.paymentId); list them with billing.payments")
             }
-            let requestKey = Self.refundRequestID(
+            // A repeat returns the earlier refund, unless that one failed or was canceled (it returned nothing): then the
+            // request is made again, under the next name.
+            let firstKey = Self.refundRequestID(
                 tenant: call.tenantID, payment: payment.paymentID, requestKey: "\(params.amount.map(String.init) ?? "rest"):\(reason ?? "")")
-            if let earlier = try await transaction.refund(paymentID: payment.paymentID, requestKey: requestKey) {
-                return RefundView(earlier, replayed: true)
+            var requestKey = firstKey
+            var attempt = 1
+            while let earlier = try await transaction.refund(paymentID: payment.paymentID, requestKey: requestKey) {
+                guard RefundRecord.isFinal(earlier.status) else { return RefundView(earlier, replayed: true) }
+                attempt += 1
+                requestKey = "\(firstKey):\(attempt)"
             }
-            let refunded = max(payment.amountRefunded, try await transaction.refundedAmount(paymentID: payment.paymentID))
+            // Refunds asked for here that Stripe's webhook has not confirmed yet count too.
+            let refunded = max(payment.amountRefunded, try await transaction.refundTotals(paymentID: payment.paymentID).standing)
             let refundable = payment.amount - refunded
             let amount = params.amount ?? refundable
             guard refundable > 0 else {

@@ -242,7 +242,8 @@ extension StripeEventProcessor {
         if existing == nil, let chargeID { existing = try await transaction.lockPayment(chargeID) }
         guard var payment = existing else {
             var payment = PaymentRecord(
-                paymentID: key, paymentIntentID: intentID, chargeID: chargeID, amount: amount, amountRefunded: refunded ?? 0,
+                paymentID: key, paymentIntentID: intentID, chargeID: chargeID, amount: amount,
+                amountRefunded: min(amount, refunded ?? 0), chargeAmountRefunded: refunded ?? 0,
                 currency: currency.lowercased(), purpose: purpose, topUpID: topUp?.id, stripeInvoiceID: metadata["invoice_id"],
                 credits: topUp?.credits ?? 0, createdAt: created)
             payment = try await settle(payment, context)
@@ -255,13 +256,24 @@ extension StripeEventProcessor {
         let before = payment
         payment.paymentIntentID = payment.paymentIntentID ?? intentID
         payment.chargeID = payment.chargeID ?? chargeID
-        payment.amountRefunded = max(payment.amountRefunded, refunded ?? 0)
+        // A late event never lowers the figure; a failed refund lowers what counts (see `restate`).
+        payment.chargeAmountRefunded = max(payment.chargeAmountRefunded, refunded ?? 0)
         if payment.purpose == "other" { payment.purpose = purpose }
         payment.topUpID = payment.topUpID ?? topUp?.id
         if payment.credits == 0, let credits = topUp?.credits { payment.credits = credits }
+        return try await restate(payment, from: before, context)
+    }
+
+    /// Works out what is refunded now, settles the credits accordingly, and saves and audits any change. What is
+    /// refunded is the highest figure a charge event showed less the refunds that failed since, or what the refunds
+    /// still standing add up to, whichever is more: the two agree once every event has arrived, in any order.
+    func restate(_ payment: PaymentRecord, from before: PaymentRecord, _ context: EventContext) async throws -> PaymentRecord {
+        var payment = payment
+        let refunds = try await context.transaction.refundTotals(paymentID: payment.paymentID)
+        payment.amountRefunded = min(payment.amount, max(0, payment.chargeAmountRefunded - refunds.failed, refunds.standing))
         payment = try await settle(payment, context)
         if payment != before {
-            try await transaction.updatePayment(payment, now: Date())
+            try await context.transaction.updatePayment(payment, now: Date())
             try await context.audit("payment.updated", before: Self.auditFields(before), after: Self.auditFields(payment))
         }
         return payment
@@ -282,25 +294,30 @@ extension StripeEventProcessor {
     }
 
     /// Brings the credits a payment bought in line with its refunds and dispute: the refunded share (rounded up) is
-    /// taken back, an open dispute freezes what remains, a won one releases it, a lost one takes it back. One ledger
-    /// entry per change; the available balance may go negative (a debt that blocks consumption).
+    /// taken back, and given back if the refund fails; an open dispute freezes what remains, a won one releases it, a
+    /// lost one takes it back. One ledger entry per change; the available balance may go negative (a debt that blocks
+    /// consumption).
     func settle(_ payment: PaymentRecord, _ context: EventContext) async throws -> PaymentRecord {
-        let (kind, reason) = switch payment.disputeStatus {
-        case "open": ("dispute_freeze", "frozen by an open dispute")
-        case "won": ("dispute_release", "released: dispute won")
-        case "lost": ("dispute_loss", "taken back: dispute lost")
-        default: ("refund", "refunded share of the credits")
-        }
         var payment = payment
         guard payment.credits > 0, payment.amount > 0 else { return payment }
         let refundedShare = (payment.credits * min(payment.amountRefunded, payment.amount) + payment.amount - 1) / payment.amount
-        let takenBack = max(payment.creditsTakenBack, payment.disputeStatus == "lost" ? payment.credits : refundedShare)
+        // A lost dispute is final: the credits are gone whatever becomes of a refund.
+        let takenBack = payment.disputeStatus == "lost" ? max(payment.creditsTakenBack, payment.credits) : refundedShare
         let frozen = payment.disputeStatus == "open" ? max(0, payment.credits - takenBack) : 0
         let takeBackDelta = takenBack - payment.creditsTakenBack
         let frozenDelta = frozen - payment.creditsFrozen
         guard takeBackDelta != 0 || frozenDelta != 0 else { return payment }
+        let (kind, reason) = switch (payment.disputeStatus, frozenDelta) {
+        case ("open", _) where frozenDelta != 0: ("dispute_freeze", "frozen by an open dispute")
+        case ("won", _) where frozenDelta != 0: ("dispute_release", "released: dispute won")
+        case ("lost", _): ("dispute_loss", "taken back: dispute lost")
+        default: takeBackDelta < 0 ? ("refund_reversal", "given back: a refund failed") : ("refund", "refunded share of the credits")
+        }
+        // The target state in the name: one event may settle a payment twice (its charge, then its refunds), never
+        // to the same state.
         let applied = try await context.transaction.appendCredits(
-            source: "\(kind):\(payment.paymentID):\(context.event.id)", kind: kind, amount: -takeBackDelta - frozenDelta,
+            source: "\(kind):\(payment.paymentID):\(context.event.id):\(takenBack)/\(frozen)", kind: kind,
+            amount: -takeBackDelta - frozenDelta,
             frozenDelta: frozenDelta, reason: "\(reason) (payment \(payment.paymentID))", stripeEvent: context.event.id)
         guard let available = applied else { return payment }
         try await notifier.creditsChanged(
@@ -320,13 +337,17 @@ extension StripeEventProcessor {
             intentID: charge.paymentIntent?.id, chargeID: charge.id, amount: charge.amount, refunded: charge.amountRefunded,
             currency: charge.currency, metadata: charge.metadata ?? [:], created: Self.date(charge.created) ?? context.created,
             topUp: nil, context)
+        var recorded = false
         for refund in charge.refunds?.data ?? [] {
-            try await recordRefund(refund, payment: payment, context)
+            recorded = try await recordRefund(refund, payment: payment, context) || recorded
         }
+        if recorded { _ = try await restate(payment, from: payment, context) }
         return context.processed()
     }
 
-    /// `refund.created` / `refund.updated`: the refund itself, against its payment (the credits follow `charge.refunded`).
+    /// `refund.created`, `refund.updated`, `refund.failed`, `charge.refund.updated`: the refund itself, against its
+    /// payment. A new refund takes its share of the credits back (if `charge.refunded` has not already); a refund that
+    /// fails gives it back.
     func refundChanged(_ refund: Refund, _ context: EventContext) async throws -> EventDisposition {
         guard let reference = refund.paymentIntent?.id ?? refund.charge?.id,
               let payment = try await context.transaction.lockPayment(reference)
@@ -334,20 +355,40 @@ extension StripeEventProcessor {
             // Waits, never parked, until the payment's own event arrives (which wakes it).
             return .unresolved(note: "refund \(refund.id) is for a payment not recorded yet")
         }
-        try await recordRefund(refund, payment: payment, context)
+        if try await recordRefund(refund, payment: payment, context) {
+            let after = try await restate(payment, from: payment, context)
+            if after.creditsTakenBack < payment.creditsTakenBack {
+                logger.notice("refund failed; its credits given back", metadata: [
+                    "refund": "\(refund.id)", "payment": "\(payment.paymentID)",
+                    "credits": "\(payment.creditsTakenBack - after.creditsTakenBack)",
+                ])
+            }
+        }
         return context.processed()
     }
 
-    func recordRefund(_ refund: Refund, payment: PaymentRecord, _ context: EventContext) async throws {
-        let isNew = try await context.transaction.upsertRefund(
+    /// Records the refund (its status only ever moves forward); true when it is new or became failed or canceled,
+    /// which may change what counts as refunded.
+    @discardableResult
+    func recordRefund(_ refund: Refund, payment: PaymentRecord, _ context: EventContext) async throws -> Bool {
+        let status = refund.status ?? "succeeded"
+        let (before, after) = try await context.transaction.upsertRefund(
             id: refund.id, paymentID: payment.paymentID, amount: refund.amount, currency: refund.currency ?? payment.currency,
-            status: refund.status ?? "succeeded", reason: refund.metadata?["reason"] ?? refund.reason,
+            status: status, reason: refund.metadata?["reason"] ?? refund.reason, failureReason: refund.failureReason,
             createdAt: Self.date(refund.created) ?? context.created, now: Date(), requestKey: refund.metadata?["billing_request"])
-        if isNew {
+        guard let before else {
             try await context.audit("refund.recorded", before: nil, after: [
-                "refund": refund.id, "payment": payment.paymentID, "amount": String(refund.amount), "status": refund.status ?? "succeeded",
+                "refund": refund.id, "payment": payment.paymentID, "amount": String(refund.amount), "status": after,
             ])
+            return true
         }
+        guard before != after else { return false }
+        var fields = ["refund": refund.id, "payment": payment.paymentID, "amount": String(refund.amount), "status": after]
+        if RefundRecord.isFinal(after), let failure = refund.failureReason { fields["failureReason"] = failure }
+        try await context.audit(RefundRecord.isFinal(after) ? "refund.\(after)" : "refund.updated", before: [
+            "refund": refund.id, "status": before,
+        ], after: fields)
+        return RefundRecord.isFinal(after)
     }
 
     // MARK: Disputes

@@ -30,7 +30,7 @@ public struct StripeEventProcessor: Sendable {
         "checkout.session.completed", "checkout.session.async_payment_succeeded",
         "checkout.session.expired", "checkout.session.async_payment_failed",
         "payment_intent.succeeded", "payment_intent.payment_failed", "charge.succeeded", "charge.refunded",
-        "refund.created", "refund.updated", "charge.refund.updated",
+        "refund.created", "refund.updated", "refund.failed", "charge.refund.updated",
         "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
         "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
         "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
@@ -81,7 +81,7 @@ public struct StripeEventProcessor: Sendable {
             return try await chargeSucceeded(try Self.decodeObject(Charge.self, from: payload), context)
         case "charge.refunded":
             return try await chargeRefunded(try Self.decodeObject(Charge.self, from: payload), context)
-        case "refund.created", "refund.updated", "charge.refund.updated":
+        case "refund.created", "refund.updated", "refund.failed", "charge.refund.updated":
             return try await refundChanged(try Self.decodeObject(Refund.self, from: payload), context)
         case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed":
             return try await disputeChanged(try Self.decodeObject(Dispute.self, from: payload), context)

@@ -7,19 +7,29 @@ public struct RefundRecord: Sendable, Equatable {
     public var paymentID: String
     public var amount: Int
     public var currency: String
+    /// pending, requires_action, succeeded, failed or canceled, as Stripe says.
     public var status: String
     public var reason: String?
+    /// Why Stripe could not return the money, for a failed refund.
+    public var failureReason: String?
     public var createdAt: Date
 
-    public init(refundID: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?, createdAt: Date) {
+    public init(
+        refundID: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?,
+        failureReason: String? = nil, createdAt: Date
+    ) {
         self.refundID = refundID
         self.paymentID = paymentID
         self.amount = amount
         self.currency = currency
         self.status = status
         self.reason = reason
+        self.failureReason = failureReason
         self.createdAt = createdAt
     }
+
+    /// Failed and canceled refunds returned nothing and never change again.
+    public static func isFinal(_ status: String) -> Bool { status == "failed" || status == "canceled" }
 }
 
 /// One audit event as stored (before and after as JSON text).
@@ -82,66 +92,56 @@ extension TenantTransaction {
 
     /// Payments newest first, after the keyset `(createdAt, paymentID)` when given.
     public func payments(before: (Date, String)?, limit: Int) async throws -> [PaymentRecord] {
-        let rows = try await connection.query("""
-            SELECT payment_id, payment_intent_id, charge_id, amount, amount_refunded, currency, purpose, top_up_id, stripe_invoice_id,
-                   credits, credits_taken_back, credits_frozen, dispute_status, created_at
-            FROM billing.payments
+        try await decodePayments(connection.query("""
+            SELECT \(unescaped: Self.paymentColumns) FROM billing.payments
             WHERE tenant_id = \(tenant)
               AND (\(before?.0)::timestamptz IS NULL OR (created_at, payment_id) < (\(before?.0)::timestamptz, \(before?.1)::text))
             ORDER BY created_at DESC, payment_id DESC
             LIMIT \(limit)
-            """, logger: logger)
-        var payments: [PaymentRecord] = []
-        for try await (paymentID, intent, charge, amount, refunded, currency, purpose, topUp, invoice, credits, takenBack, frozen, dispute, created)
-            in rows.decode((String, String?, String?, Int, Int, String, String, UUID?, String?, Int, Int, Int, String, Date).self)
-        {
-            payments.append(PaymentRecord(
-                paymentID: paymentID, paymentIntentID: intent, chargeID: charge, amount: amount, amountRefunded: refunded,
-                currency: currency, purpose: purpose, topUpID: topUp, stripeInvoiceID: invoice, credits: credits,
-                creditsTakenBack: takenBack, creditsFrozen: frozen, disputeStatus: dispute, createdAt: created))
-        }
-        return payments
+            """, logger: logger))
     }
 
     /// The refunds of these payments, oldest first.
     public func refunds(of paymentIDs: [String]) async throws -> [RefundRecord] {
         guard !paymentIDs.isEmpty else { return [] }
-        let rows = try await connection.query("""
-            SELECT refund_id, payment_id, amount, currency, status, reason, created_at FROM billing.refunds
+        return try await decodeRefunds(connection.query("""
+            SELECT \(unescaped: Self.refundColumns) FROM billing.refunds
             WHERE tenant_id = \(tenant) AND payment_id = ANY(\(paymentIDs))
             ORDER BY created_at, refund_id
-            """, logger: logger)
-        var refunds: [RefundRecord] = []
-        for try await (id, payment, amount, currency, status, reason, created)
-            in rows.decode((String, String, Int, String, String, String?, Date).self)
-        {
-            refunds.append(RefundRecord(refundID: id, paymentID: payment, amount: amount, currency: currency, status: status,
-                                        reason: reason, createdAt: created))
-        }
-        return refunds
+            """, logger: logger))
     }
 
     /// The refund an operator's earlier identical request made.
     public func refund(paymentID: String, requestKey: String) async throws -> RefundRecord? {
-        let rows = try await connection.query("""
-            SELECT refund_id, payment_id, amount, currency, status, reason, created_at FROM billing.refunds
+        try await decodeRefunds(connection.query("""
+            SELECT \(unescaped: Self.refundColumns) FROM billing.refunds
             WHERE tenant_id = \(tenant) AND payment_id = \(paymentID) AND request_key = \(requestKey)
-            """, logger: logger)
-        for try await (id, payment, amount, currency, status, reason, created)
-            in rows.decode((String, String, Int, String, String, String?, Date).self)
-        {
-            return RefundRecord(refundID: id, paymentID: payment, amount: amount, currency: currency, status: status,
-                                reason: reason, createdAt: created)
-        }
-        return nil
+            """, logger: logger)).first
     }
 
-    /// What refunds recorded here (including ones Stripe has not confirmed by webhook yet) add up to.
-    public func refundedAmount(paymentID: String) async throws -> Int {
-        try await connection.first("""
-            SELECT coalesce(sum(amount), 0)::bigint FROM billing.refunds
-            WHERE tenant_id = \(tenant) AND payment_id = \(paymentID) AND status NOT IN ('failed', 'canceled')
-            """, as: Int.self, logger: logger) ?? 0
+    static let refundColumns = "refund_id, payment_id, amount, currency, status, reason, failure_reason, created_at"
+
+    func decodeRefunds(_ rows: PostgresRowSequence) async throws -> [RefundRecord] {
+        var refunds: [RefundRecord] = []
+        for try await (id, payment, amount, currency, status, reason, failure, created)
+            in rows.decode((String, String, Int, String, String, String?, String?, Date).self)
+        {
+            refunds.append(RefundRecord(refundID: id, paymentID: payment, amount: amount, currency: currency, status: status,
+                                        reason: reason, failureReason: failure, createdAt: created))
+        }
+        return refunds
+    }
+
+    /// A payment's refunds recorded here, added up: those standing (including ones Stripe has not confirmed by webhook
+    /// yet) and those that failed or were canceled.
+    public func refundTotals(paymentID: String) async throws -> (standing: Int, failed: Int) {
+        let rows = try await connection.query("""
+            SELECT coalesce(sum(amount) FILTER (WHERE status NOT IN ('failed', 'canceled')), 0)::bigint,
+                   coalesce(sum(amount) FILTER (WHERE status IN ('failed', 'canceled')), 0)::bigint
+            FROM billing.refunds WHERE tenant_id = \(tenant) AND payment_id = \(paymentID)
+            """, logger: logger)
+        for try await (standing, failed) in rows.decode((Int, Int).self) { return (standing, failed) }
+        return (0, 0)
     }
 
     // MARK: Audit

@@ -64,7 +64,10 @@ public struct PaymentRecord: Sendable, Equatable {
     public var paymentIntentID: String?
     public var chargeID: String?
     public var amount: Int
+    /// What is refunded now: failed refunds no longer count.
     public var amountRefunded: Int
+    /// The highest `amount_refunded` a charge event has shown (a failed refund lowers Stripe's figure later).
+    public var chargeAmountRefunded: Int
     public var currency: String
     public var purpose: String
     public var topUpID: UUID?
@@ -76,15 +79,16 @@ public struct PaymentRecord: Sendable, Equatable {
     public var createdAt: Date
 
     public init(
-        paymentID: String, paymentIntentID: String?, chargeID: String?, amount: Int, amountRefunded: Int, currency: String,
-        purpose: String, topUpID: UUID?, stripeInvoiceID: String?, credits: Int = 0, creditsTakenBack: Int = 0,
-        creditsFrozen: Int = 0, disputeStatus: String = "none", createdAt: Date
+        paymentID: String, paymentIntentID: String?, chargeID: String?, amount: Int, amountRefunded: Int,
+        chargeAmountRefunded: Int? = nil, currency: String, purpose: String, topUpID: UUID?, stripeInvoiceID: String?, credits: Int = 0,
+        creditsTakenBack: Int = 0, creditsFrozen: Int = 0, disputeStatus: String = "none", createdAt: Date
     ) {
         self.paymentID = paymentID
         self.paymentIntentID = paymentIntentID
         self.chargeID = chargeID
         self.amount = amount
         self.amountRefunded = amountRefunded
+        self.chargeAmountRefunded = chargeAmountRefunded ?? amountRefunded
         self.currency = currency
         self.purpose = purpose
         self.topUpID = topUpID
@@ -405,30 +409,40 @@ extension TenantTransaction {
 
     /// The payment by its id, PaymentIntent or charge, locked.
     public func lockPayment(_ id: String) async throws -> PaymentRecord? {
-        let rows = try await connection.query("""
-            SELECT payment_id, payment_intent_id, charge_id, amount, amount_refunded, currency, purpose, top_up_id, stripe_invoice_id,
-                   credits, credits_taken_back, credits_frozen, dispute_status, created_at
-            FROM billing.payments
+        try await decodePayments(connection.query("""
+            SELECT \(unescaped: Self.paymentColumns) FROM billing.payments
             WHERE tenant_id = \(tenant) AND (payment_id = \(id) OR payment_intent_id = \(id) OR charge_id = \(id))
             LIMIT 1 FOR UPDATE
-            """, logger: logger)
-        for try await (paymentID, intent, charge, amount, refunded, currency, purpose, topUp, invoice, credits, takenBack, frozen, dispute, created)
-            in rows.decode((String, String?, String?, Int, Int, String, String, UUID?, String?, Int, Int, Int, String, Date).self)
+            """, logger: logger)).first
+    }
+
+    static let paymentColumns = """
+        payment_id, payment_intent_id, charge_id, amount, amount_refunded, charge_amount_refunded, currency, purpose, top_up_id,
+        stripe_invoice_id, credits, credits_taken_back, credits_frozen, dispute_status, created_at
+        """
+
+    /// Rows of `paymentColumns` as records.
+    func decodePayments(_ rows: PostgresRowSequence) async throws -> [PaymentRecord] {
+        var payments: [PaymentRecord] = []
+        for try await (paymentID, intent, charge, amount, refunded, chargeRefunded, currency, purpose, topUp, invoice, credits,
+                       takenBack, frozen, dispute, created)
+            in rows.decode((String, String?, String?, Int, Int, Int, String, String, UUID?, String?, Int, Int, Int, String, Date).self)
         {
-            return PaymentRecord(
+            payments.append(PaymentRecord(
                 paymentID: paymentID, paymentIntentID: intent, chargeID: charge, amount: amount, amountRefunded: refunded,
-                currency: currency, purpose: purpose, topUpID: topUp, stripeInvoiceID: invoice, credits: credits,
-                creditsTakenBack: takenBack, creditsFrozen: frozen, disputeStatus: dispute, createdAt: created)
+                chargeAmountRefunded: chargeRefunded, currency: currency, purpose: purpose, topUpID: topUp, stripeInvoiceID: invoice,
+                credits: credits, creditsTakenBack: takenBack, creditsFrozen: frozen, disputeStatus: dispute, createdAt: created))
         }
-        return nil
+        return payments
     }
 
     public func insertPayment(_ record: PaymentRecord) async throws {
         try await connection.query("""
-            INSERT INTO billing.payments (tenant_id, payment_id, payment_intent_id, charge_id, amount, amount_refunded, currency,
-                purpose, top_up_id, stripe_invoice_id, credits, credits_taken_back, credits_frozen, dispute_status, created_at)
+            INSERT INTO billing.payments (tenant_id, payment_id, payment_intent_id, charge_id, amount, amount_refunded,
+                charge_amount_refunded, currency, purpose, top_up_id, stripe_invoice_id, credits, credits_taken_back, credits_frozen,
+                dispute_status, created_at)
             VALUES (\(tenant), \(record.paymentID), \(record.paymentIntentID), \(record.chargeID), \(record.amount),
-                \(record.amountRefunded), \(record.currency), \(record.purpose), \(record.topUpID), \(record.stripeInvoiceID),
+                \(record.amountRefunded), \(record.chargeAmountRefunded), \(record.currency), \(record.purpose), \(record.topUpID), \(record.stripeInvoiceID),
                 \(record.credits), \(record.creditsTakenBack), \(record.creditsFrozen), \(record.disputeStatus), \(record.createdAt))
             """, logger: logger)
     }
@@ -436,7 +450,8 @@ extension TenantTransaction {
     public func updatePayment(_ record: PaymentRecord, now: Date) async throws {
         try await connection.query("""
             UPDATE billing.payments SET payment_intent_id = \(record.paymentIntentID), charge_id = \(record.chargeID),
-                amount = \(record.amount), amount_refunded = \(record.amountRefunded), currency = \(record.currency),
+                amount = \(record.amount), amount_refunded = \(record.amountRefunded),
+                charge_amount_refunded = \(record.chargeAmountRefunded), currency = \(record.currency),
                 purpose = \(record.purpose), top_up_id = \(record.topUpID), stripe_invoice_id = \(record.stripeInvoiceID),
                 credits = \(record.credits), credits_taken_back = \(record.creditsTakenBack), credits_frozen = \(record.creditsFrozen),
                 dispute_status = \(record.disputeStatus), updated_at = \(now)
@@ -444,18 +459,32 @@ extension TenantTransaction {
             """, logger: logger)
     }
 
-    /// Records or updates a refund; true when it is new.
+    /// Records or updates a refund, never moving it back: a failed or canceled refund stays so, and a succeeded one
+    /// does not return to pending when an older event arrives late. Returns its status before, nil when it is new.
     public func upsertRefund(
-        id: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?, createdAt: Date, now: Date,
-        requestKey: String? = nil
-    ) async throws -> Bool {
-        try await connection.first("""
-            INSERT INTO billing.refunds (tenant_id, refund_id, payment_id, amount, currency, status, reason, created_at, updated_at, request_key)
-            VALUES (\(tenant), \(id), \(paymentID), \(amount), \(currency), \(status), \(reason), \(createdAt), \(now), \(requestKey))
-            ON CONFLICT (tenant_id, refund_id) DO UPDATE SET status = EXCLUDED.status, reason = coalesce(EXCLUDED.reason, refunds.reason),
+        id: String, paymentID: String, amount: Int, currency: String, status: String, reason: String?,
+        failureReason: String? = nil, createdAt: Date, now: Date, requestKey: String? = nil
+    ) async throws -> (before: String?, after: String) {
+        let rows = try await connection.query("""
+            WITH earlier AS (
+                -- The statement's snapshot: the row as it was before this upsert (no FOR UPDATE, which would skip the
+                -- row once the upsert below has changed it).
+                SELECT status FROM billing.refunds WHERE tenant_id = \(tenant) AND refund_id = \(id)
+            )
+            INSERT INTO billing.refunds (tenant_id, refund_id, payment_id, amount, currency, status, reason, failure_reason,
+                created_at, updated_at, request_key)
+            VALUES (\(tenant), \(id), \(paymentID), \(amount), \(currency), \(status), \(reason), \(failureReason), \(createdAt),
+                \(now), \(requestKey))
+            ON CONFLICT (tenant_id, refund_id) DO UPDATE SET
+                status = CASE WHEN billing.refund_status_rank(EXCLUDED.status) > billing.refund_status_rank(refunds.status)
+                              THEN EXCLUDED.status ELSE refunds.status END,
+                failure_reason = coalesce(refunds.failure_reason, EXCLUDED.failure_reason),
+                reason = coalesce(EXCLUDED.reason, refunds.reason),
                 updated_at = EXCLUDED.updated_at, request_key = coalesce(refunds.request_key, EXCLUDED.request_key)
-            RETURNING (xmax = 0)
-            """, as: Bool.self, logger: logger) ?? false
+            RETURNING (SELECT status FROM earlier), status
+            """, logger: logger)
+        for try await (before, after) in rows.decode((String?, String).self) { return (before, after) }
+        return (nil, status)
     }
 
     // MARK: Disputes

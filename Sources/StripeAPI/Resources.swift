@@ -146,9 +146,12 @@ public struct Refund: Decodable, Sendable, Equatable {
     public var currency: String?
     public var created: Int?
     public var metadata: [String: String]?
+    /// Why a failed refund failed: lost_or_stolen_card, expired_or_canceled_card, declined, ...
+    public var failureReason: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, amount, status, charge, reason, currency, created, metadata, paymentIntent = "payment_intent"
+        case id, amount, status, charge, reason, currency, created, metadata, paymentIntent = "payment_intent",
+             failureReason = "failure_reason"
     }
 }
 

@@ -70,6 +70,13 @@ public func buildStandInApplication(
         await state.releaseWebhooks()
         return Response(status: .noContent)
     }
+    router.post("/_stand-in/refunds/{id}/fail") { request, context -> Response in
+        let id = try context.parameters.require("id")
+        let form = Dictionary(FormParameters.decodePairs(String(buffer: try await request.body.collect(upTo: 64 << 10))), uniquingKeysWith: { $1 })
+        let response = await state.failRefund(id, failureReason: form["failure_reason"] ?? "expired_or_canceled_card")
+        return Response(status: .init(code: response.status), headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
+    }
     router.delete("/_stand-in/faults") { _, _ -> Response in
         await state.clearFaults()
         return Response(status: .noContent)

@@ -202,4 +202,26 @@ extension StandInState {
         emit("charge.refunded", charge)
         return Self.json(refund)
     }
+
+    /// Makes a refund fail after it succeeded, as Stripe does when the card it went back to was closed (its test card
+    /// 4000 0000 0000 5126): the refund becomes `failed` with a `failure_reason`, the charge's `amount_refunded` drops
+    /// by its amount (it may be refunded again), and `refund.updated`, `refund.failed` and `charge.refund.updated` are
+    /// sent.
+    public func failRefund(_ id: String, failureReason: String = "expired_or_canceled_card") -> StandInResponse {
+        guard var refund = objects[id], refund["object"] as? String == "refund" else { return Self.noSuch("refund", id, param: "id") }
+        guard let status = refund["status"] as? String, status == "succeeded" || status == "pending" else {
+            return Self.error(400, type: "invalid_request_error", code: "refund_not_failable", param: "id",
+                              message: "Refund \(id) is \(refund["status"] as? String ?? "unknown"); only a pending or succeeded refund can fail.")
+        }
+        refund["status"] = "failed"
+        refund["failure_reason"] = failureReason
+        objects[id] = refund
+        if let chargeID = refund["charge"] as? String, var charge = objects[chargeID] {
+            charge["amount_refunded"] = max(0, (charge["amount_refunded"] as? Int ?? 0) - (refund["amount"] as? Int ?? 0))
+            charge["refunded"] = false
+            objects[chargeID] = charge
+        }
+        for type in ["refund.updated", "refund.failed", "charge.refund.updated"] { emit(type, refund) }
+        return Self.json(refund)
+    }
 }

@@ -469,6 +469,68 @@ extension EventHarness {
         }
     }
 
+    /// A refund that fails after it succeeded (the card was closed) gives its credits back once, whatever order its
+    /// events arrive in; a later refund of the same payment takes its share again.
+    @Test func aFailedRefundGivesItsCreditsBackInAnyOrder() async throws {
+        try await TestServer.run(extra: EventHarness.extra) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let now = harness.now
+            let refund = { (id: String, charge: String, intent: String, amount: Int, status: String, created: Int) in
+                EventHarness.object("refund", [
+                    "id": id, "charge": charge, "payment_intent": intent, "amount": amount, "status": status, "created": created,
+                    "failure_reason": status == "failed" ? "expired_or_canceled_card" : NSNull(),
+                ])
+            }
+
+            // In order: refunded (300 credits taken back), then failed (given back).
+            let (_, intent, charge) = try await harness.paidTopUp(tenant, credits: 1000, tag: "fails")
+            let succeeded = refund("re_fails", charge, intent, 300, "succeeded", now)
+            try await harness.deliverInTurn([
+                EventHarness.event("evt_f_created", "refund.created", succeeded, created: now),
+                EventHarness.event("evt_f_charge", "charge.refunded", EventHarness.charge(charge, intent: intent, amount: 1000, refunded: 300), created: now),
+            ])
+            #expect(try await harness.balance(tenant) == (700, 0))
+            let failed = refund("re_fails", charge, intent, 300, "failed", now)
+            try await harness.deliverInTurn([
+                EventHarness.event("evt_f_failed", "refund.failed", failed, created: now + 5),
+                EventHarness.event("evt_f_updated", "charge.refund.updated", failed, created: now + 5),
+                // Late and older: the refund stays failed and the charge's old figure takes nothing again.
+                EventHarness.event("evt_f_late", "refund.updated", succeeded, created: now + 1),
+                EventHarness.event("evt_f_charge_late", "charge.refunded", EventHarness.charge(charge, intent: intent, amount: 1000, refunded: 300), created: now + 1),
+            ])
+            #expect(try await harness.balance(tenant) == (1000, 0))
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.refunds WHERE refund_id = 're_fails' AND status = 'failed' AND failure_reason = 'expired_or_canceled_card'") == 1)
+            #expect(try await harness.count("SELECT amount_refunded::int FROM billing.payments WHERE payment_id = '\(intent)'") == 0)
+
+            // The payment is refunded again, for real this time: the charge's figure is 500 (the failed 300 no longer in
+            // it). Until the refund itself arrives, only 200 of it can be told from the failed one; then the rest.
+            try await harness.deliverInTurn([
+                EventHarness.event("evt_f2_charge", "charge.refunded", EventHarness.charge(charge, intent: intent, amount: 1000, refunded: 500), created: now + 10),
+                EventHarness.event("evt_f2_created", "refund.created", refund("re_again", charge, intent, 500, "succeeded", now + 10), created: now + 10),
+            ])
+            #expect(try await harness.balance(tenant) == (500, 0))
+
+            // Another payment whose refund's events arrive backwards: the failure first. Nothing is ever taken.
+            let (_, intent2, charge2) = try await harness.paidTopUp(tenant, credits: 400, tag: "backwards")
+            try await harness.deliverInTurn([
+                EventHarness.event("evt_b_failed", "refund.failed", refund("re_back", charge2, intent2, 400, "failed", now), created: now + 5),
+                EventHarness.event("evt_b_charge", "charge.refunded", EventHarness.charge(charge2, intent: intent2, amount: 400, refunded: 400), created: now),
+                EventHarness.event("evt_b_created", "refund.created", refund("re_back", charge2, intent2, 400, "succeeded", now), created: now),
+            ])
+            #expect(try await harness.balance(tenant) == (900, 0))
+
+            let ledger: String? = try await harness.owner {
+                try await $0.first("SELECT string_agg(kind || ':' || amount, ' ' ORDER BY entry_id) FROM billing.credit_ledger")
+            }
+            #expect(ledger == "topup:1000 refund:-300 refund_reversal:300 refund:-200 refund:-300 topup:400")
+            let actions: String? = try await harness.owner {
+                try await $0.first("SELECT string_agg(action, ' ' ORDER BY event_id) FROM billing.audit_events WHERE action LIKE 'refund.%'")
+            }
+            #expect(actions == "refund.recorded refund.failed refund.recorded refund.recorded")
+        }
+    }
+
     @Test func aRefundForAPaymentNotYetRecordedWaitsForThePayment() async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in
             let harness = EventHarness(client: client, server: server)

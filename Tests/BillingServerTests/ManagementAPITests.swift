@@ -167,6 +167,57 @@ import Testing
     }
 }
 
+extension ManagementAPITests {
+    /// A refund Stripe later reports failed (the card was closed) gives its credits back, shows as failed with its
+    /// reason, and the same request then refunds again instead of returning the failed refund.
+    @Test func aRefundThatFailsGivesTheCreditsBackAndMayBeAskedAgain() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            try await harness.topUp(tenant, credits: 1000)
+            let operatorToken = try await server.token(.operator)
+            let listed = try await client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+            let paymentID = try #require(listed["result"]?["payments"]?[0]?["paymentId"]?.stringValue)
+            let refund = {
+                try await client.rpc("billing.refund", [
+                    "tenantId": .string(tenant.uuidString), "paymentId": .string(paymentID), "amount": 400, "reason": "duplicate",
+                ], token: operatorToken)
+            }
+            let first = try await refund()
+            let firstID = try #require(first["result"]?["refundId"]?.stringValue)
+            try await harness.deliverStandInEvents()
+            #expect(try await harness.balance(tenant) == (600, 0))
+
+            // Stripe reports it failed a while later.
+            let failed = await server.standIn!.failRefund(firstID)
+            #expect(failed.status == 200)
+            try await harness.deliverStandInEvents()
+            #expect(try await harness.balance(tenant) == (1000, 0))
+            let payments = try await client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+            let payment = try #require(payments["result"]?["payments"]?[0])
+            #expect(payment["amountRefunded"] == 0)
+            #expect(payment["amountRefundable"] == 1000)
+            #expect(payment["refunds"]?[0]?["status"] == "failed")
+            #expect(payment["refunds"]?[0]?["failureReason"] == "expired_or_canceled_card")
+
+            // The same request is not a replay of the failed refund: it refunds again.
+            let second = try await refund()
+            #expect(second["result"]?["replayed"] == false)
+            let secondID = try #require(second["result"]?["refundId"]?.stringValue)
+            #expect(secondID != firstID)
+            #expect(try await refund()["result"]?["refundId"]?.stringValue == secondID)
+            try await harness.deliverStandInEvents()
+            #expect(try await harness.balance(tenant) == (600, 0))
+
+            let audit = try await client.rpc("billing.auditLog", ["limit": 200], token: try await server.token(.owner, tenant: tenant))
+            guard case .array(let entries)? = audit["result"]?["entries"] else { throw TestFailure("\(audit)") }
+            let failure = try #require(entries.first { $0["action"] == "refund.failed" })
+            #expect(failure["before"]?["status"] == "succeeded")
+            #expect(failure["after"]?["failureReason"] == "expired_or_canceled_card")
+        }
+    }
+}
+
 extension JSONValue {
     subscript(index: Int) -> JSONValue? {
         if case .array(let items) = self, items.indices.contains(index) { items[index] } else { nil }

@@ -442,4 +442,38 @@ enum StandInHarness {
             #expect(try await StandInHarness.eventually { await inbox.eventTypes().filter { $0 == "charge.refunded" }.count == 2 })
         }
     }
+
+    /// A refund made to fail over the control endpoint, as Stripe's test card 4000 0000 0000 5126 does: failed with
+    /// its reason, the charge refundable again, and the events Stripe sends.
+    @Test func aRefundCanBeMadeToFailAndThePaymentRefundedAgain() async throws {
+        try await StandInHarness.run { client, _, inbox, standIn in
+            let customer = try await customer(client)
+            let intent = try await client.createPaymentIntent([
+                "amount": 1000, "currency": "usd", "customer": .string(customer), "payment_method": "pm_card_visa", "confirm": true,
+            ], idempotencyKey: UUID().uuidString)
+            let refund = try await client.createRefund(["payment_intent": .string(intent.id)], idempotencyKey: UUID().uuidString)
+            #expect(refund.amount == 1000)
+
+            var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            headers[.accept] = "application/json"
+            let failed = try await standIn.execute(
+                uri: "/_stand-in/refunds/\(refund.id)/fail", method: .post, headers: headers, body: ByteBuffer(string: "failure_reason=lost_or_stolen_card"))
+            #expect(failed.status == .ok)
+            let body = try JSONDecoder().decode(Refund.self, from: Data(buffer: failed.body))
+            #expect(body.status == "failed")
+            #expect(body.failureReason == "lost_or_stolen_card")
+            let again = try await standIn.execute(uri: "/_stand-in/refunds/\(refund.id)/fail", method: .post)
+            #expect(again.status == .badRequest)
+            #expect(String(buffer: again.body).contains("only a pending or succeeded refund can fail"))
+            #expect(try await standIn.execute(uri: "/_stand-in/refunds/re_nope/fail", method: .post).status == .badRequest)
+
+            // The money came back to the charge: it can be refunded in full again.
+            let second = try await client.createRefund(["payment_intent": .string(intent.id)], idempotencyKey: UUID().uuidString)
+            #expect(second.amount == 1000)
+            #expect(try await StandInHarness.eventually {
+                let types = await inbox.eventTypes()
+                return types.contains("refund.failed") && types.contains("charge.refund.updated") && types.filter { $0 == "refund.created" }.count == 2
+            })
+        }
+    }
 }
