@@ -118,7 +118,8 @@ public struct OutboxDeliverer: Sendable {
 
     func deliverNext() async throws -> (OutboxMessage, Outbox.Delivery)? {
         let (url, secret, timeout, logger) = (self.url, self.secret, self.timeout, self.logger)
-        return try await outbox.deliverNext(retry: retry) { message in
+        // The lease outlasts the HTTP call, so no other deliverer sends the event while this one still may.
+        return try await outbox.deliverNext(retry: retry, lease: timeout + .seconds(30)) { message in
             var request = HTTPClientRequest(url: url)
             request.method = .POST
             let body = Array(message.payload.utf8)

@@ -82,8 +82,10 @@ public func buildApplication(
         await readiness(database: database, migrations: migrations, logger: context.logger)
     }
     let inbox = EventInbox(database: database)
+    let outbox = Outbox(database: database)
     router.get("/metrics") { _, context in
         await metrics.recordInbox(inbox, logger: context.logger)
+        await metrics.recordOutbox(outbox, logger: context.logger)
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))

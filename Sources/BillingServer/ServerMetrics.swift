@@ -80,4 +80,28 @@ public final class ServerMetrics: Sendable {
                               helpText: "Age of the oldest pending or unresolved Stripe event (0 when none waits)")
         ).set(stats.oldestWaitingSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
     }
+
+    static let outboxStatuses = ["pending", "delivered", "failed"]
+
+    /// Outbox depth by status (failed: parked, waiting for `billingd outbox retry`) and the age of the oldest event not
+    /// yet delivered, read at scrape time.
+    func recordOutbox(_ outbox: Outbox, logger: Logger, now: Date = Date()) async {
+        let stats: (counts: [String: Int], oldestPendingSince: Date?)
+        do {
+            stats = try await outbox.stats()
+        } catch {
+            logger.warning("could not read outbox metrics", metadata: ["error": "\(error)"])
+            return
+        }
+        for status in Self.outboxStatuses {
+            registry.makeGauge(
+                descriptor: .init(metricName: "billing_outbox_events", helpText: "Events to the product in the outbox by status"),
+                labels: [("status", status)]
+            ).set(Double(stats.counts[status] ?? 0))
+        }
+        registry.makeGauge(
+            descriptor: .init(metricName: "billing_outbox_oldest_pending", unitName: "seconds",
+                              helpText: "Age of the oldest event to the product not delivered yet (0 when none waits)")
+        ).set(stats.oldestPendingSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+    }
 }

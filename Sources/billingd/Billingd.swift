@@ -13,7 +13,7 @@ struct Billingd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "billingd",
         abstract: "The multi-tenant billing server.",
-        subcommands: [Serve.self, Migrate.self, Token.self, Dev.self, StandInCommand.self, Worker.self, Reconcile.self, Events.self, Tenants.self, Invoices.self])
+        subcommands: [Serve.self, Migrate.self, Token.self, Dev.self, StandInCommand.self, Worker.self, Reconcile.self, Events.self, OutboxCommand.self, Tenants.self, Invoices.self])
 }
 
 /// Logs go to standard error as `timestamp level label: key=value ... message`.

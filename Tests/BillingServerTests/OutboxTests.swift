@@ -106,6 +106,89 @@ actor ProductEndpoint {
         }
     }
 
+    /// A deliverer holds no transaction while it sends; one that dies mid-send holds the event only until its lease
+    /// runs out; an event parked after the last attempt waits for an operator's `billingd outbox retry`.
+    @Test func aLeaseOutlivesADeadDelivererAndAnOperatorResendsParkedEvents() async throws {
+        var extra = EventHarness.extra
+        // Events are written; the server's own deliverer makes one pass at start (nothing yet) and then sleeps, so
+        // the test delivers.
+        extra["BILLING_EVENTS_URL"] = "http://127.0.0.1:9/events"
+        extra["BILLING_EVENTS_SECRET"] = Self.secret
+        extra["BILLING_EVENTS_POLL_MS"] = "600000"
+        let configured = extra
+        try await TestServer.run(extra: configured) { client, server in
+            let harness = EventHarness(client: client, server: server, extra: configured)
+            let tenant = try await harness.tenant(customer: "cus_lease")
+            _ = try await client.rpc("credits.grant", [
+                "tenantId": .string(tenant.uuidString), "amount": 10, "reason": "welcome", "idempotencyKey": "lease",
+            ], token: try await server.token(.operator))
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE status = 'pending'") == 1)
+            let environment = ["DATABASE_URL": server.database.appURL.secretURLString]
+
+            try await server.database.withAppClient { database in
+                let outbox = Outbox(database: database)
+                let once = InboxRetryPolicy(initial: .milliseconds(1), maxAttempts: 1)
+                // A deliverer takes the event with a short lease, then dies before finishing it.
+                let dead = try await database.client.query("SELECT claim FROM billing.claim_outbox_event(1500)", logger: database.logger)
+                    .decode(UUID.self).first { _ in true }
+                let deadClaim = try #require(dead)
+                let idle = try await outbox.deliverNext(retry: once, lease: .seconds(30)) { _ in .delivered }
+                #expect(idle == nil, "a leased event was taken by a second deliverer")
+
+                // Once the lease has run out it is due again; this attempt fails too (the product is down) and parks it.
+                let harnessForCheck = harness
+                var attempt: (OutboxMessage, Outbox.Delivery)?
+                let deadline = Date().addingTimeInterval(15)
+                while attempt == nil, Date() < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    attempt = try await outbox.deliverNext(retry: once, lease: .seconds(30)) { _ in
+                        // While sending, no transaction of the deliverer is open.
+                        let open = (try? await harnessForCheck.count("""
+                            SELECT count(*)::int FROM pg_stat_activity
+                            WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()
+                            """)) ?? -1
+                        return open == 0 ? .failed("the endpoint answered 503") : .failed("a transaction was open while sending: \(open)")
+                    }
+                }
+                #expect(attempt?.1 == .failed("the endpoint answered 503"))
+                #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE status = 'failed' AND attempts = 1") == 1)
+                // The dead deliverer's late word no longer counts.
+                let late = try await database.client.query("""
+                    SELECT billing.finish_outbox_event(\(tenant), \(attempt!.0.id), \(deadClaim), false, 'late', 0, false)
+                    """, logger: database.logger).decode(Bool.self).first { _ in true }
+                #expect(late == false)
+                // Operators see the id the product sees.
+                let eventID = "evt_" + attempt!.0.id.uuidString.lowercased()
+
+                let (listed, list, _) = try await Billingd.run(["outbox", "list", "--status", "failed"], environment: environment)
+                #expect(listed == 0)
+                #expect(list.contains("\(eventID)\tcredits.changed\t\(tenant.uuidString.lowercased())"))
+                #expect(list.contains("the endpoint answered 503"))
+                let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+                #expect(metrics.contains(#"billing_outbox_events{status="failed"} 1"#), "\(metrics)")
+
+                let (retried, retry, retryErrors) = try await Billingd.run(["outbox", "retry", "--failed"], environment: environment)
+                #expect(retried == 0, "\(retryErrors)")
+                #expect(retry.contains("\(eventID)\twas failed"))
+                #expect(retry.contains("1 event(s) due again"))
+                let sent = try await outbox.deliverNext(retry: once, lease: .seconds(30)) { _ in .delivered }
+                #expect(sent.map { "evt_" + $0.0.id.uuidString.lowercased() } == eventID)
+                #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE status = 'delivered' AND attempts = 1") == 1)
+
+                for (arguments, message) in [
+                    (["outbox", "retry"], "name an event id, or give --failed"),
+                    (["outbox", "retry", "not-an-id"], "not-an-id is not an outbox event id"),
+                    (["outbox", "retry", UUID().uuidString], "the outbox has no event"),
+                    (["outbox", "list", "--status", "lost"], "--status must be one of: pending, delivered, failed"),
+                ] {
+                    let (status, _, errors) = try await Billingd.run(arguments, environment: environment)
+                    #expect(status != 0)
+                    #expect(errors.contains(message), "\(arguments): \(errors)")
+                }
+            }
+        }
+    }
+
     /// The end of a past-due grace period changes no row, so a job announces it: once.
     @Test func theEndOfAGracePeriodIsAnnouncedOnce() async throws {
         let extra = EventHarness.extra.merging([

@@ -1,0 +1,88 @@
+import ArgumentParser
+import BillingServer
+import BillingStore
+import Foundation
+import Logging
+
+/// `billingd outbox list|retry`: the events to the product (BILLING_EVENTS_URL), for operators.
+struct OutboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outbox",
+        abstract: "See the events to the product and send parked ones again.",
+        subcommands: [List.self, Retry.self])
+
+    static let statuses = ["pending", "delivered", "failed"]
+
+    /// The id the product receives (`evt_<uuid>`), so an operator can match it with the product's logs.
+    static func publicID(_ id: UUID) -> String { "evt_" + id.uuidString.lowercased() }
+
+    /// An id as the product or `list` shows it, or the bare UUID.
+    static func parseID(_ text: String) -> UUID? {
+        UUID(uuidString: text.hasPrefix("evt_") ? String(text.dropFirst(4)) : text)
+    }
+
+    static func withOutbox<T: Sendable>(_ body: @escaping @Sendable (Outbox) async throws -> T) async throws -> T {
+        bootstrapLogging()
+        let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.outbox"))
+        return try await jobs.withInbox { try await body(Outbox(database: $0.database)) }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Events, newest first.")
+
+        @Option(help: "Only events of this status: \(OutboxCommand.statuses.joined(separator: ", ")) (parked after the last attempt).")
+        var status: String?
+        @Option(help: "At most this many.")
+        var limit: Int = 50
+
+        func validate() throws {
+            if let status, !OutboxCommand.statuses.contains(status) {
+                throw ValidationError("--status must be one of: \(OutboxCommand.statuses.joined(separator: ", "))")
+            }
+            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
+        }
+
+        func run() async throws {
+            let (status, limit) = (self.status, self.limit)
+            let entries = try await OutboxCommand.withOutbox { try await $0.list(status: status, limit: limit) }
+            print(["id", "type", "tenant", "created", "status", "attempts", "next_attempt", "last_error"].joined(separator: "\t"))
+            for entry in entries {
+                print([OutboxCommand.publicID(entry.id), entry.type, entry.tenantID.uuidString.lowercased(),
+                       entry.createdAt.formatted(.iso8601), entry.status, String(entry.attempts),
+                       entry.status == "pending" ? entry.nextAttemptAt.formatted(.iso8601) : "-", entry.lastError ?? ""]
+                    .joined(separator: "\t"))
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send an event again, or every parked one with --failed: due now, attempts counted afresh.",
+            discussion: "The product may receive an event twice (it deduplicates by the event's id), never lose one.")
+
+        @Argument(help: "The event's id, as `billingd outbox list` and the product show it (evt_<uuid>).")
+        var id: String?
+        @Flag(help: "Every parked (failed) event.")
+        var failed = false
+
+        func validate() throws {
+            switch (id, failed) {
+            case (nil, false): throw ValidationError("name an event id, or give --failed to resend every parked event")
+            case (.some, true): throw ValidationError("give an event id or --failed, not both")
+            case (let id?, false) where OutboxCommand.parseID(id) == nil:
+                throw ValidationError("\(id) is not an outbox event id (evt_<uuid>); see `billingd outbox list`")
+            default: break
+            }
+        }
+
+        func run() async throws {
+            let target = id.flatMap(OutboxCommand.parseID)
+            let retried = try await OutboxCommand.withOutbox { try await $0.retry(target) }
+            if let id, retried.isEmpty {
+                throw ValidationError("the outbox has no event \(id); see `billingd outbox list`")
+            }
+            for (id, previous) in retried { print("\(OutboxCommand.publicID(id))\twas \(previous)") }
+            print("\(retried.count) event(s) due again; the server's deliverer sends them")
+        }
+    }
+}
