@@ -309,7 +309,7 @@ extension BillingAPI {
         guard !params.sessionId.isEmpty, params.sessionId.count <= 255 else {
             throw BillingError.invalidParams(field: "sessionId", "sessionId must be the sessionId a checkout, topUp or setupPaymentMethod call returned")
         }
-        return try await tenants.database.transaction(call.tenantID, operation: "read checkout session") { transaction in
+        return try await tenants.database.transaction(call.tenantID, operation: "read checkout session", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
             guard let record = try await transaction.checkoutSession(params.sessionId) else {
                 throw BillingError.notFound("this tenant opened no Checkout Session '\(params.sessionId)'")

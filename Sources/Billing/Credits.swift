@@ -159,7 +159,7 @@ extension BillingAPI {
     func credits(_ params: PageParams, call: TenantCall) async throws -> CreditsPage {
         let limit = try params.validatedLimit()
         let before = try Self.entryCursor(params.cursor, method: "billing.credits")
-        return try await tenants.database.transaction(call.tenantID, operation: "read credits") { transaction in
+        return try await tenants.database.transaction(call.tenantID, operation: "read credits", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
             let balance = try await transaction.creditBalance()
             let page = Self.page(try await transaction.ledger(before: before, limit: limit + 1), limit: limit) { String($0.id) }

@@ -264,7 +264,7 @@ extension BillingAPI {
         let limit = try params.validatedLimit()
         let before = try Self.timeCursor(params.cursor, method: "billing.invoices")
         let publicURL = stripe.publicURL
-        return try await tenants.database.transaction(call.tenantID, operation: "read invoices") { transaction in
+        return try await tenants.database.transaction(call.tenantID, operation: "read invoices", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
             let page = Self.page(try await transaction.invoiceSummaries(before: before, limit: limit + 1), limit: limit) {
                 Self.timeCursor(at: $0.createdAt, id: $0.id)
@@ -284,7 +284,7 @@ extension BillingAPI {
 
     /// One of this server's invoices, for its hosted view (`GET /invoices/{id}`).
     public func invoiceDocument(_ id: UUID, tenant: UUID) async throws -> InvoiceRecord? {
-        try await tenants.database.transaction(tenant, operation: "read invoice") { transaction in
+        try await tenants.database.transaction(tenant, operation: "read invoice", readOnly: true) { transaction in
             guard try await transaction.tenantIsLive(includingDeleted: true) else { return nil }
             return try await transaction.invoice(id, lock: false)
         }

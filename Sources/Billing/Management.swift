@@ -122,7 +122,7 @@ extension BillingAPI {
     func auditLog(_ params: PageParams, call: TenantCall) async throws -> AuditPage {
         let limit = try params.validatedLimit()
         let before = try Self.entryCursor(params.cursor, method: "billing.auditLog")
-        return try await tenants.database.transaction(call.tenantID, operation: "read audit log") { transaction in
+        return try await tenants.database.transaction(call.tenantID, operation: "read audit log", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
             let page = Self.page(try await transaction.auditEvents(before: before, limit: limit + 1), limit: limit) { String($0.id) }
             return AuditPage(
@@ -186,7 +186,7 @@ extension BillingAPI {
     func payments(_ params: PageParams, call: TenantCall) async throws -> PaymentsPage {
         let limit = try params.validatedLimit()
         let before = try Self.timeCursor(params.cursor, method: "billing.payments")
-        return try await tenants.database.transaction(call.tenantID, operation: "read payments") { transaction in
+        return try await tenants.database.transaction(call.tenantID, operation: "read payments", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
             let page = Self.page(try await transaction.payments(before: before, limit: limit + 1), limit: limit) {
                 Self.timeCursor(at: $0.createdAt, id: $0.paymentID)

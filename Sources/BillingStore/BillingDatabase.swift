@@ -24,11 +24,16 @@ public struct BillingDatabase: Sendable {
     /// throws for its own reasons come back as they were thrown (and roll the transaction back).
     @discardableResult
     public func withTenant<T: Sendable>(
-        _ tenant: UUID, operation: String,
+        _ tenant: UUID, operation: String, readOnly: Bool = false,
         _ body: @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in
+                if readOnly {
+                    // One snapshot for every statement of the read (a balance and its ledger page agree), and no
+                    // writes. Read-only REPEATABLE READ never fails to serialize.
+                    try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
+                }
                 try await connection.query(
                     "SELECT set_config('app.tenant_id', \(tenant.uuidString.lowercased()), true)", logger: logger)
                 return try await body(connection)

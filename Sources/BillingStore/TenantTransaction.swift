@@ -188,11 +188,12 @@ public struct TenantTransaction: Sendable {
 }
 
 extension BillingDatabase {
-    /// `body` in one transaction scoped to `tenant`, through `TenantTransaction`'s methods.
+    /// `body` in one transaction scoped to `tenant`, through `TenantTransaction`'s methods. With `readOnly`, every
+    /// statement reads the same snapshot and none may write.
     public func transaction<T: Sendable>(
-        _ tenant: UUID, operation: String, _ body: @Sendable (TenantTransaction) async throws -> T
+        _ tenant: UUID, operation: String, readOnly: Bool = false, _ body: @Sendable (TenantTransaction) async throws -> T
     ) async throws -> T {
-        try await withTenant(tenant, operation: operation) { connection in
+        try await withTenant(tenant, operation: operation, readOnly: readOnly) { connection in
             try await body(TenantTransaction(connection: connection, tenant: tenant, logger: logger))
         }
     }
