@@ -341,16 +341,20 @@ extension BillingAPI {
         return PortalOpened(url: session.url)
     }
 
-    /// Expires a subscription session replaced by another choice; if Stripe says it is no longer open because it was
-    /// paid, nothing new is opened (that purchase is being confirmed).
-    func expireReplaced(_ sessionID: String, client: StripeClient, transaction: TenantTransaction) async throws {
+    /// Expires an open Checkout Session at Stripe before what replaces it (another choice, or the tenant's deletion).
+    /// One the customer has just paid cannot be: nothing new happens, and the caller is told to wait for its webhook
+    /// and then `next`.
+    func expireReplaced(
+        _ sessionID: String, client: StripeClient, transaction: TenantTransaction,
+        next: String = "change the plan with billing.changePlan"
+    ) async throws {
         do {
             _ = try await client.expireCheckoutSession(sessionID, idempotencyKey: "expire:\(sessionID)")
         } catch .refused {
             let session = try await client.retrieveCheckoutSession(sessionID)
             guard session.status == "expired" else {
                 throw BillingError.conflict(
-                    "the checkout \(sessionID) was just completed; wait for it to be confirmed, then change the plan with billing.changePlan",
+                    "the checkout \(sessionID) was just completed; wait for it to be confirmed, then \(next)",
                     data: ["sessionId": .string(sessionID)])
             }
         }

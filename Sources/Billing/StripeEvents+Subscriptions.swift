@@ -46,7 +46,36 @@ extension StripeEventProcessor {
             try await notifier.subscriptionChanged(transaction, before: nil, after: record)
             context.scope.wakeUnresolved()
         }
+        try await endIfTenantDeleted(record, context)
         return context.processed()
+    }
+
+    /// Nothing may bill a deleted tenant: a Stripe subscription that comes alive for one after `tenants.delete` (made
+    /// in Stripe's dashboard, or through a Checkout this server never opened) is canceled at Stripe at once, and its
+    /// row says so. Stripe not answering leaves the event due, so it is tried again rather than forgotten.
+    func endIfTenantDeleted(_ record: SubscriptionRecord, _ context: EventContext) async throws {
+        let transaction = context.transaction
+        guard !record.isTerminal, !record.isInvoiceBilled, try await !transaction.tenantIsLive() else { return }
+        guard let stripe else {
+            throw RetryLater("the tenant is deleted and \(record.stripeSubscriptionID) must be canceled at Stripe, which is not configured here")
+        }
+        let ended: Subscription
+        do {
+            ended = try await stripe.endSubscription(record.stripeSubscriptionID)
+        } catch {
+            throw RetryLater("the tenant is deleted and \(record.stripeSubscriptionID) could not be canceled at Stripe: \(error)")
+        }
+        var canceled = record
+        if case .success(let confirmed) = catalog.subscriptionRecord(ended, previous: record, at: context.created) { canceled = confirmed }
+        canceled.status = SubscriptionRecord.terminalStatuses.contains(canceled.status) ? canceled.status : "canceled"
+        canceled.lastEventAt = record.lastEventAt
+        try await transaction.updateSubscription(canceled, now: Date())
+        try await context.audit(
+            "subscription.canceled", before: Self.auditFields(record),
+            after: Self.auditFields(canceled).merging(["reason": "the tenant is deleted"]) { $1 })
+        logger.notice("a subscription came alive for a deleted tenant; canceled at Stripe", metadata: [
+            "tenant": "\(context.tenant)", "subscription": "\(record.stripeSubscriptionID)",
+        ])
     }
 
     /// `checkout.session.completed` in subscription mode: links the subscription to the tenant. Its state comes
@@ -80,6 +109,7 @@ extension StripeEventProcessor {
         try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })
         try await notifier.subscriptionChanged(context.transaction, before: nil, after: record)
         context.scope.wakeUnresolved()
+        try await endIfTenantDeleted(record, context)
         return context.processed()
     }
 

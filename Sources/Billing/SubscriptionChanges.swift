@@ -111,7 +111,7 @@ extension BillingAPI {
                     idempotencyKey: "cancel:\(current.stripeSubscriptionID):\(Self.stamp(current))")
                 try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.cancel_scheduled")
             } else {
-                let ended = try await endSubscription(current.stripeSubscriptionID, client: client)
+                let ended = try await client.endSubscription(current.stripeSubscriptionID)
                 try await applyConfirmed(ended, over: current, transaction, actor: actor, action: "subscription.canceled")
             }
         }
@@ -147,17 +147,6 @@ extension BillingAPI {
         return try await status(of: call.tenantID)
     }
 
-    /// Cancels now; a subscription Stripe has already ended (a retry, or a webhook not here yet) is read instead.
-    func endSubscription(_ subscriptionID: String, client: StripeClient) async throws -> Subscription {
-        do {
-            return try await client.cancelSubscription(subscriptionID)
-        } catch .refused(let refusal) {
-            let current = try await client.retrieveSubscription(subscriptionID)
-            guard SubscriptionRecord.terminalStatuses.contains(current.status) else { throw StripeError.refused(refusal) }
-            return current
-        }
-    }
-
     func subscriptionItem(_ subscriptionID: String, client: StripeClient) async throws -> String {
         let subscription = try await client.retrieveSubscription(subscriptionID)
         guard let item = subscription.items.data.first else {
@@ -170,5 +159,18 @@ extension BillingAPI {
     /// Stripe request and a change after the state moved is a new one.
     static func stamp(_ record: SubscriptionRecord) -> String {
         "\(record.seats):\(record.plan):\(record.interval):\(record.cancelAtPeriodEnd):\(Int64((record.updatedAt?.timeIntervalSince1970 ?? 0) * 1_000_000))"
+    }
+}
+
+extension StripeClient {
+    /// Cancels now; a subscription Stripe has already ended (a retry, or a webhook not here yet) is read instead.
+    func endSubscription(_ subscriptionID: String) async throws -> Subscription {
+        do {
+            return try await cancelSubscription(subscriptionID)
+        } catch .refused(let refusal) {
+            let current = try await retrieveSubscription(subscriptionID)
+            guard SubscriptionRecord.terminalStatuses.contains(current.status) else { throw StripeError.refused(refusal) }
+            return current
+        }
     }
 }

@@ -63,11 +63,12 @@ extension BillingAPI {
                         "the tenant has live Stripe subscriptions or open checkouts and Stripe is not configured here, so they cannot be ended first; set STRIPE_SECRET_KEY")
                 }
                 for subscription in live {
-                    let ended = try await endSubscription(subscription.stripeSubscriptionID, client: client)
+                    let ended = try await client.endSubscription(subscription.stripeSubscriptionID)
                     try await applyConfirmed(ended, over: subscription, transaction, actor: actor, action: "subscription.canceled")
                 }
                 for session in open {
-                    try await expireReplaced(session, client: client, transaction: transaction)
+                    try await expireReplaced(
+                        session, client: client, transaction: transaction, next: "delete the tenant again (its new subscription is canceled then)")
                 }
             }
             let time = now()

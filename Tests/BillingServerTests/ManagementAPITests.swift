@@ -218,6 +218,46 @@ extension ManagementAPITests {
     }
 }
 
+extension TenantLifecycleTests {
+    /// A subscription that comes alive for a deleted tenant (here through a Checkout this server never opened, as one
+    /// made in Stripe's dashboard would be) is canceled at Stripe as soon as its first event arrives.
+    @Test func aSubscriptionBornAfterTheTenantWasDeletedIsCanceledAtStripe() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client, name: "Gone Ltd")
+            let customer: String? = try await harness.owner {
+                try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(tenant)'")
+            }
+            let stripe = try #require(server.stripe)
+            let outside = try await stripe.createCheckoutSession([
+                "mode": "subscription", "customer": .string(try #require(customer)), "success_url": "https://billing.example/done",
+                "line_items": [["price": "price_team_month", "quantity": 3]],
+                "subscription_data": ["metadata": ["tenant_id": .string(tenant.uuidString.lowercased())]],
+            ], idempotencyKey: UUID().uuidString)
+            let deleted = try await client.rpc("tenants.delete", ["tenantId": .string(tenant.uuidString)], token: try await server.token(.service))
+            #expect(deleted["result"]?["deletedAt"]?.stringValue != nil, "\(deleted)")
+
+            // Paid afterwards: Stripe now bills a tenant that no longer exists, until its events arrive here.
+            _ = await server.standIn!.complete(outside.id, outcome: .pay)
+            let subscriptionID = try #require(try await stripe.retrieveCheckoutSession(outside.id).subscription?.id)
+            #expect(try await stripe.retrieveSubscription(subscriptionID).status == "active")
+            try await harness.deliverStandInEvents()
+            #expect(try await stripe.retrieveSubscription(subscriptionID).status == "canceled")
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.subscriptions WHERE stripe_subscription_id = '\(subscriptionID)' AND status = 'canceled'") == 1)
+            let audit = try await client.rpc("billing.auditLog", ["tenantId": .string(tenant.uuidString), "limit": 50],
+                                             token: try await server.token(.operator))
+            guard case .array(let entries)? = audit["result"]?["entries"] else { throw TestFailure("\(audit)") }
+            let canceled = try #require(entries.first { $0["action"] == "subscription.canceled" })
+            #expect(canceled["after"]?["reason"] == "the tenant is deleted")
+            #expect(canceled["actorType"] == "stripe")
+            // Every event about it is settled; none waits or failed.
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.stripe_events WHERE status NOT IN ('processed', 'stale', 'ignored')") == 0)
+        }
+    }
+}
+
 extension JSONValue {
     subscript(index: Int) -> JSONValue? {
         if case .array(let items) = self, items.indices.contains(index) { items[index] } else { nil }
