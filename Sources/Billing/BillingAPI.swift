@@ -169,13 +169,17 @@ public struct BillingAPI: Sendable {
         } else {
             id = newID()
         }
+        let provisioned: ProvisionedTenant
         switch try await tenants.provision(id: id, name: name, email: email, actor: AuditActor(principal)) {
         case .created(var record):
             record.stripeCustomerID = await createCustomerAfterProvisioning(id)
-            return ProvisionedTenant(record, created: true)
+            provisioned = ProvisionedTenant(record, created: true)
         case .existing(var record):
             if record.stripeCustomerID == nil { record.stripeCustomerID = await createCustomerAfterProvisioning(id) }
-            return ProvisionedTenant(record, created: false)
+            provisioned = ProvisionedTenant(record, created: false)
         }
+        // Stripe events naming this tenant (or its customer) that arrived before it existed are due now.
+        await EventInbox(database: tenants.database).wakeUnresolved(linked: [id.lowercased] + [provisioned.stripeCustomerID].compactMap { $0 })
+        return provisioned
     }
 }

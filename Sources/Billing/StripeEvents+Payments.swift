@@ -14,7 +14,7 @@ extension StripeEventProcessor {
         try await transaction.markSessionComplete(session.id)
         if let customer = session.customer?.id, try await transaction.linkCustomerIfUnset(customer) {
             try await context.audit("customer.linked", before: nil, after: ["customer": customer, "session": session.id])
-            context.scope.wakeUnresolved()
+            context.scope.wakeUnresolved([customer])
         }
         switch session.mode {
         case "subscription":
@@ -250,7 +250,7 @@ extension StripeEventProcessor {
             try await transaction.insertPayment(payment)
             try await context.audit("payment.recorded", before: nil, after: Self.auditFields(payment))
             // Refunds and disputes that arrived first were waiting for it.
-            context.scope.wakeUnresolved()
+            context.scope.wakeUnresolved([key, intentID, chargeID])
             return payment
         }
         let before = payment
@@ -353,7 +353,9 @@ extension StripeEventProcessor {
               let payment = try await context.transaction.lockPayment(reference)
         else {
             // Waits, never parked, until the payment's own event arrives (which wakes it).
-            return .unresolved(note: "refund \(refund.id) is for a payment not recorded yet")
+            return .unresolved(
+                note: "refund \(refund.id) is for a payment not recorded yet",
+                waitingFor: [refund.paymentIntent?.id, refund.charge?.id].compactMap { $0 })
         }
         if try await recordRefund(refund, payment: payment, context) {
             let after = try await restate(payment, from: payment, context)
@@ -399,7 +401,9 @@ extension StripeEventProcessor {
         guard let reference = dispute.paymentIntent?.id ?? dispute.charge?.id,
               var payment = try await transaction.lockPayment(reference)
         else {
-            return .unresolved(note: "dispute \(dispute.id) is about a payment not recorded yet")
+            return .unresolved(
+                note: "dispute \(dispute.id) is about a payment not recorded yet",
+                waitingFor: [dispute.paymentIntent?.id, dispute.charge?.id].compactMap { $0 })
         }
         let existing = try await transaction.lockDispute(dispute.id)
         if let existing, context.created < existing.lastEventAt {

@@ -44,7 +44,7 @@ extension StripeEventProcessor {
             }
             try await context.audit("subscription.created", before: nil, after: Self.auditFields(record))
             try await notifier.subscriptionChanged(transaction, before: nil, after: record)
-            context.scope.wakeUnresolved()
+            context.scope.wakeUnresolved([record.stripeSubscriptionID, record.stripeCustomerID])
         }
         try await endIfTenantDeleted(record, context)
         return context.processed()
@@ -108,7 +108,7 @@ extension StripeEventProcessor {
         }
         try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })
         try await notifier.subscriptionChanged(context.transaction, before: nil, after: record)
-        context.scope.wakeUnresolved()
+        context.scope.wakeUnresolved([subscriptionID, session.customer?.id])
         try await endIfTenantDeleted(record, context)
         return context.processed()
     }

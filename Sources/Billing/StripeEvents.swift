@@ -53,8 +53,11 @@ public struct StripeEventProcessor: Sendable {
         } catch {
             return .rejected(tenant: nil, reason: "the event's data.object is not readable: \(error)")
         }
-        guard let tenant = try await resolveTenant(of: object, in: scope) else {
-            return .unresolved(note: "no tenant yet: no known tenant_id metadata, subscription, customer or payment in \(object["object"]?.stringValue ?? "the object") \(object["id"]?.stringValue ?? "")")
+        let references = Self.references(of: object)
+        guard let tenant = try await resolveTenant(references, in: scope) else {
+            return .unresolved(
+                note: "no tenant yet: no known tenant_id metadata, subscription, customer or payment in \(object["object"]?.stringValue ?? "the object") \(object["id"]?.stringValue ?? "")",
+                waitingFor: references.all)
         }
         let context = EventContext(
             event: event, tenant: tenant, transaction: try await scope.enter(tenant), scope: scope,
@@ -108,35 +111,54 @@ public struct StripeEventProcessor: Sendable {
 
     // MARK: Tenant resolution
 
-    /// `metadata.tenant_id` (or the legacy `tenantId`) on the object or its parent, a Checkout Session's
-    /// `client_reference_id`, then the subscription, the customer, and the payment (refunds and disputes).
-    func resolveTenant(of object: JSONValue, in scope: EventScope) async throws -> UUID? {
+    /// What in an object can name its tenant, in the order it is trusted: `metadata.tenant_id` (or the legacy
+    /// `tenantId`) on the object or its parent, a Checkout Session's `client_reference_id`, then the subscription,
+    /// the customer, and the payment (refunds and disputes).
+    struct TenantReferences: Equatable {
+        var tenants: [UUID] = []
+        var subscription: String?
+        var customer: String?
+        var payments: [String] = []
+
+        /// Every id, as a wake names it: the events that find no tenant wait for one of these to be linked.
+        var all: [String] { tenants.map(\.lowercased) + [subscription, customer].compactMap { $0 } + payments }
+    }
+
+    static func references(of object: JSONValue) -> TenantReferences {
+        var references = TenantReferences()
         let kind = object["object"]?.stringValue
-        let parentMetadata = [
-            object["parent"]?["subscription_details"]?["metadata"], object["subscription_details"]?["metadata"],
-        ]
-        for metadata in [object["metadata"]] + parentMetadata {
+        let metadata = [object["metadata"], object["parent"]?["subscription_details"]?["metadata"], object["subscription_details"]?["metadata"]]
+        for metadata in metadata {
             for key in ["tenant_id", "tenantId"] {
-                if let id = metadata?[key]?.stringValue.flatMap(UUID.init(uuidString:)), try await scope.tenantExists(id) {
-                    return id
+                if let id = metadata?[key]?.stringValue.flatMap(UUID.init(uuidString:)), !references.tenants.contains(id) {
+                    references.tenants.append(id)
                 }
             }
         }
-        if let reference = object["client_reference_id"]?.stringValue.flatMap(UUID.init(uuidString:)), try await scope.tenantExists(reference) {
-            return reference
+        if let reference = object["client_reference_id"]?.stringValue.flatMap(UUID.init(uuidString:)), !references.tenants.contains(reference) {
+            references.tenants.append(reference)
         }
-        let subscription = kind == "subscription"
+        references.subscription = kind == "subscription"
             ? object["id"]?.stringValue
-            : Self.id(object["subscription"]) ?? Self.id(object["parent"]?["subscription_details"]?["subscription"])
-        if let subscription, let tenant = try await scope.tenant(forSubscription: subscription) {
+            : id(object["subscription"]) ?? id(object["parent"]?["subscription_details"]?["subscription"])
+        references.customer = kind == "customer" ? object["id"]?.stringValue : id(object["customer"])
+        references.payments = [id(object["payment_intent"]), id(object["charge"]), kind == "charge" ? object["id"]?.stringValue : nil]
+            .compactMap { $0 }
+        return references
+    }
+
+    /// The first reference that names a tenant; nil when none does yet.
+    func resolveTenant(_ references: TenantReferences, in scope: EventScope) async throws -> UUID? {
+        for tenant in references.tenants where try await scope.tenantExists(tenant) {
             return tenant
         }
-        let customer = kind == "customer" ? object["id"]?.stringValue : Self.id(object["customer"])
-        if let customer, let tenant = try await scope.tenant(forCustomer: customer) {
+        if let subscription = references.subscription, let tenant = try await scope.tenant(forSubscription: subscription) {
             return tenant
         }
-        let payments = [Self.id(object["payment_intent"]), Self.id(object["charge"]), kind == "charge" ? object["id"]?.stringValue : nil]
-        for payment in payments.compactMap({ $0 }) {
+        if let customer = references.customer, let tenant = try await scope.tenant(forCustomer: customer) {
+            return tenant
+        }
+        for payment in references.payments {
             if let tenant = try await scope.tenant(forPayment: payment) { return tenant }
         }
         return nil

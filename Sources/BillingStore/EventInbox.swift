@@ -51,8 +51,9 @@ public enum EventDisposition: Sendable, Equatable {
     case ignored(tenant: UUID?, note: String)
     /// Older than what was already applied: recorded, changes nothing.
     case stale(tenant: UUID, note: String)
-    /// No tenant yet: kept and tried again (sooner when a later event links one).
-    case unresolved(note: String)
+    /// No tenant yet: kept and tried again, at once when one of `waitingFor` (the ids whose link to a tenant could
+    /// resolve it: tenant, customer, subscription, PaymentIntent, charge) is linked.
+    case unresolved(note: String, waitingFor: [String])
     /// Can never succeed as it is (an unknown price id, say): parked as failed at once, with its effects undone,
     /// for an operator to fix and replay.
     case rejected(tenant: UUID?, reason: String)
@@ -96,7 +97,8 @@ public enum ProcessOutcome: Sendable, Equatable {
 public struct EventScope: Sendable {
     let connection: PostgresConnection
     let logger: Logger
-    let wake: Mutex<Bool>.Box
+    /// What this event linked to a tenant, to wake the events waiting for it once it has committed.
+    let wake: Mutex<Set<String>>.Box
 
     public func tenant(forCustomer customer: String) async throws -> UUID? {
         try await connection.first("SELECT billing.tenant_for_stripe_customer(\(customer))", as: UUID?.self, logger: logger) ?? nil
@@ -123,10 +125,11 @@ public struct EventScope: Sendable {
         return TenantTransaction(connection: connection, tenant: tenant, logger: logger)
     }
 
-    /// This event links a customer, subscription or payment to a tenant: unresolved events are made due once it
-    /// has committed (waking them inside this transaction would make workers wait on each other).
-    public func wakeUnresolved() {
-        wake.value.withLock { $0 = true }
+    /// This event links these ids (a customer, subscription or payment) to a tenant: the unresolved events waiting
+    /// for one of them are made due once it has committed (waking them inside this transaction would make workers
+    /// wait on each other).
+    public func wakeUnresolved(_ links: [String?]) {
+        wake.value.withLock { $0.formUnion(links.compactMap { $0 }) }
     }
 }
 
@@ -161,7 +164,7 @@ extension EventInbox {
         retry: InboxRetryPolicy, dueBy: Date? = nil, _ handle: @Sendable (ClaimedEvent, EventScope) async throws -> EventDisposition
     ) async throws(StoreError) -> ProcessOutcome? {
         let logger = database.logger
-        let wake = Mutex<Bool>.Box(false)
+        let wake = Mutex<Set<String>>.Box([])
         let outcome: ProcessOutcome?
         do {
             outcome = try await database.client.withTransaction(logger: logger) { connection -> ProcessOutcome? in
@@ -184,7 +187,7 @@ extension EventInbox {
                     if Task.isCancelled { throw error }
                     // Undo the handler's effects (and its tenant scope); the event stays, due again or parked.
                     try await connection.query("ROLLBACK TO SAVEPOINT handling", logger: logger)
-                    wake.value.withLock { $0 = false }
+                    wake.value.withLock { $0 = [] }
                     let message = Self.describe(error)
                     let failures = event.failures + 1
                     let parked = failures >= retry.maxAttempts
@@ -199,12 +202,13 @@ extension EventInbox {
                     try await finish(connection, event.id, status: "ignored", tenant: tenant, note: note, retryMilliseconds: 0)
                 case .stale(let tenant, let note):
                     try await finish(connection, event.id, status: "stale", tenant: tenant, note: note, retryMilliseconds: 0)
-                case .unresolved(let note):
+                case .unresolved(let note, let waitingFor):
                     try await finish(connection, event.id, status: "unresolved", tenant: nil, note: note,
-                                     retryMilliseconds: retry.delayMilliseconds(after: event.attempts - event.failures + 1))
+                                     retryMilliseconds: retry.delayMilliseconds(after: event.attempts - event.failures + 1),
+                                     waitingFor: waitingFor)
                 case .rejected(let tenant, let reason):
                     try await connection.query("ROLLBACK TO SAVEPOINT handling", logger: logger)
-                    wake.value.withLock { $0 = false }
+                    wake.value.withLock { $0 = [] }
                     try await finish(connection, event.id, status: "failed", tenant: tenant, note: reason, retryMilliseconds: 0)
                 }
                 return .finished(event, disposition)
@@ -212,22 +216,27 @@ extension EventInbox {
         } catch {
             throw StoreError.wrap(error, operation: "process event")
         }
-        if wake.value.withLock({ $0 }) {
-            do {
-                try await database.client.query("SELECT billing.wake_unresolved_stripe_events()", logger: logger)
-            } catch {
-                // Not lost: unresolved events are retried on their own backoff.
-                logger.warning("could not wake unresolved events", metadata: ["error": "\(StoreError.wrap(error, operation: "wake"))"])
-            }
-        }
+        await wakeUnresolved(linked: wake.value.withLock { Array($0) })
         return outcome
     }
 
+    /// Makes due the unresolved events waiting for one of these ids, now linked to a tenant (by an event, or by a
+    /// tenant's provisioning). A failure is logged, not thrown: those events are retried on their own backoff.
+    public func wakeUnresolved(linked: [String]) async {
+        guard !linked.isEmpty else { return }
+        do {
+            try await database.client.query("SELECT billing.wake_unresolved_stripe_events(\(linked))", logger: database.logger)
+        } catch {
+            database.logger.warning("could not wake unresolved events", metadata: ["error": "\(StoreError.wrap(error, operation: "wake"))"])
+        }
+    }
+
     func finish(
-        _ connection: PostgresConnection, _ id: String, status: String, tenant: UUID?, note: String?, retryMilliseconds: Int64
+        _ connection: PostgresConnection, _ id: String, status: String, tenant: UUID?, note: String?, retryMilliseconds: Int64,
+        waitingFor: [String]? = nil
     ) async throws {
         try await connection.query(
-            "SELECT billing.finish_stripe_event(\(id), \(status), \(tenant), \(note), \(retryMilliseconds))",
+            "SELECT billing.finish_stripe_event(\(id), \(status), \(tenant), \(note), \(retryMilliseconds), \(waitingFor)::text[])",
             logger: database.logger)
     }
 

@@ -58,7 +58,7 @@ public struct Outbox: Sendable {
         retry: InboxRetryPolicy, lease: Duration, _ send: @Sendable (OutboxMessage) async -> Delivery
     ) async throws(StoreError) -> (OutboxMessage, Delivery)? {
         let logger = database.logger
-        let leaseMilliseconds = lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000
+        let leaseMilliseconds = InboxRetryPolicy.milliseconds(lease)
         let message: OutboxMessage
         do {
             let rows = try await database.client.query(

@@ -368,6 +368,65 @@ extension EventHarness {
         }
     }
 
+    /// A link wakes only the unresolved events waiting for what it linked: events about other products' customers
+    /// on the same Stripe account are left to their backoff. (Backoff here is ten minutes, so only a wake makes an
+    /// event due during the test.)
+    @Test func aLinkWakesOnlyTheEventsWaitingForIt() async throws {
+        var extra = EventHarness.extra
+        extra["BILLING_INBOX_RETRY_INITIAL_MS"] = "600000"
+        extra["BILLING_INBOX_RETRY_MAX_MS"] = "600000"
+        let configured = extra
+        try await TestServer.run(extra: configured) { client, server in
+            let harness = EventHarness(client: client, server: server, extra: configured)
+            let future = UUID()
+            let due = { () async throws -> String? in
+                try await harness.owner {
+                    try await $0.first("""
+                        SELECT coalesce(string_agg(event_id, ' ' ORDER BY event_id), '') FROM billing.stripe_events
+                        WHERE status = 'unresolved' AND next_attempt_at <= clock_timestamp()
+                        """)
+                }
+            }
+            // For a tenant not provisioned yet, for another product's customer, and a refund of an unknown payment.
+            try await harness.deliverInTurn([
+                EventHarness.event("evt_w_future", "customer.subscription.created", EventHarness.subscription(
+                    "sub_w_future", customer: "cus_w_future", metadata: ["tenant_id": future.uuidString.lowercased()]), created: harness.now),
+                EventHarness.event("evt_w_foreign", "customer.subscription.created",
+                                   EventHarness.subscription("sub_w_foreign", customer: "cus_w_foreign"), created: harness.now),
+                EventHarness.event("evt_w_refund", "refund.created", EventHarness.object("refund", [
+                    "id": "re_w", "payment_intent": "pi_w", "charge": "ch_w", "amount": 100, "metadata": ["tenant_id": future.uuidString.lowercased()],
+                ]), created: harness.now),
+            ])
+            let waiting: String? = try await harness.owner {
+                try await $0.first("""
+                    SELECT string_agg(event_id || '=' || array_to_string(waiting_for, ','), ' ' ORDER BY event_id)
+                    FROM billing.stripe_events WHERE status = 'unresolved'
+                    """)
+            }
+            #expect(waiting == "evt_w_foreign=sub_w_foreign,cus_w_foreign evt_w_future=\(future.uuidString.lowercased()),sub_w_future,cus_w_future evt_w_refund=\(future.uuidString.lowercased()),pi_w,ch_w")
+            #expect(try await due() == "")
+
+            // Provisioning the tenant wakes what names it, and nothing else; the refund then waits for its payment.
+            _ = try await server.provision(client, id: future)
+            #expect(try await due() == "evt_w_future evt_w_refund")
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_w_future") == "processed")
+            #expect(try await harness.eventStatus("evt_w_refund") == "unresolved")
+            #expect(try await harness.eventError("evt_w_refund")?.contains("payment not recorded yet") == true)
+            #expect(try await due() == "")
+
+            // The payment's own event wakes the refund; the foreign customer's event still sleeps.
+            try await harness.deliver(EventHarness.event("evt_w_pi", "payment_intent.succeeded", EventHarness.object("payment_intent", [
+                "id": "pi_w", "status": "succeeded", "amount": 900, "amount_received": 900, "latest_charge": "ch_w",
+                "metadata": ["tenant_id": future.uuidString.lowercased()],
+            ]), created: harness.now))
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_w_refund") == "processed")
+            #expect(try await harness.eventStatus("evt_w_foreign") == "unresolved")
+            #expect(try await due() == "")
+        }
+    }
+
     @Test func metadataComesFirstThenTheSubscriptionThenTheCustomer() async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in
             let harness = EventHarness(client: client, server: server)
