@@ -254,8 +254,10 @@
       const row = body.insertRow();
       const name = invoice.number || 'Invoice';
       const first = row.insertCell();
-      // Stripe's hosted invoices open without a sign-in; this server's need the bearer token, so they are not links.
-      if (invoice.source === 'stripe' && invoice.url) {
+      // Stripe's hosted invoices open without a sign-in, and so do this server's through the signed link owners and
+      // admins are given; a member's link would need the bearer token, so it is not one.
+      const opens = invoice.url && (invoice.source === 'stripe' || invoice.url.includes('signature='));
+      if (opens) {
         const link = document.createElement('a');
         link.href = invoice.url;
         link.rel = 'noopener noreferrer';

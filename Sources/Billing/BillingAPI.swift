@@ -19,12 +19,16 @@ public struct BillingSettings: Sendable {
     public var dunningDays: [Int]
     /// How long an overdue invoice waits before it is written off.
     public var writeOffAfter: Duration
+    /// Signs the links to this server's invoices that `billing.invoices` gives owners and admins; without it, the
+    /// links need the bearer token.
+    public var invoiceLinks: InvoiceLinks?
 
     public init(
         pastDueGrace: Duration = .seconds(3 * 24 * 3600), seatProration: String = "create_prorations",
         tenantRetention: Duration = .seconds(30 * 86400), notifier: Notifier = .disabled,
-        dunningDays: [Int] = [1, 3, 5, 7], writeOffAfter: Duration = .seconds(30 * 86400)
+        dunningDays: [Int] = [1, 3, 5, 7], writeOffAfter: Duration = .seconds(30 * 86400), invoiceLinks: InvoiceLinks? = nil
     ) {
+        self.invoiceLinks = invoiceLinks
         self.notifier = notifier
         self.dunningDays = dunningDays.isEmpty ? [1] : dunningDays
         self.writeOffAfter = writeOffAfter

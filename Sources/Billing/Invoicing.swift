@@ -264,6 +264,9 @@ extension BillingAPI {
         let limit = try params.validatedLimit()
         let before = try Self.timeCursor(params.cursor, method: "billing.invoices")
         let publicURL = stripe.publicURL
+        // Owners and admins get links that open without a sign-in; members, who may not see an invoice's lines, do not.
+        let links = [.owner, .admin, .operator].contains(call.principal.role) ? settings.invoiceLinks : nil
+        let now = now()
         return try await tenants.database.transaction(call.tenantID, operation: "read invoices", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
             let page = Self.page(try await transaction.invoiceSummaries(before: before, limit: limit + 1), limit: limit) {
@@ -275,11 +278,18 @@ extension BillingAPI {
                         id: summary.id, source: summary.source, number: summary.number, status: summary.status,
                         amountDue: summary.amountDue, currency: summary.currency, periodStart: summary.periodStart,
                         periodEnd: summary.periodEnd,
-                        url: summary.source == "billing" ? "\(publicURL)/invoices/\(summary.id)" : summary.hostedURL,
+                        url: summary.source == "billing" ? Self.invoiceURL(summary.id, tenant: call.tenantID, publicURL: publicURL, links: links, now: now)
+                            : summary.hostedURL,
                         createdAt: summary.createdAt)
                 },
                 nextCursor: page.next)
         }
+    }
+
+    /// Where one of this server's invoices is viewed: signed (no sign-in needed until it expires) when `links` is given.
+    static func invoiceURL(_ id: String, tenant: UUID, publicURL: String, links: InvoiceLinks?, now: Date) -> String {
+        guard let links, let invoice = UUID(uuidString: id) else { return "\(publicURL)/invoices/\(id)" }
+        return links.url(publicURL: publicURL, tenant: tenant, invoice: invoice, now: now)
     }
 
     /// One of this server's invoices, for its hosted view (`GET /invoices/{id}`).

@@ -137,7 +137,7 @@ extension BillingAPI {
 
     /// A refund request's name: the same tenant, payment, amount and reason give the same name.
     static func refundRequestID(tenant: UUID, payment: String, requestKey: String) -> String {
-        SHA256.hash(data: Array("\(tenant.lowercased):\(payment):\(requestKey)".utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Array("\(tenant.lowercased):\(payment):\(requestKey)".utf8)))
     }
 
     static func json(_ text: String?) -> JSONValue {

@@ -38,7 +38,9 @@ public func buildApplication(
         settings: BillingSettings(
             pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
             tenantRetention: configuration.tenantRetention, notifier: configuration.notifier,
-                    dunningDays: configuration.dunningDays, writeOffAfter: configuration.writeOffAfter), stripe: stripe, openRPC: openRPC, now: now)
+            dunningDays: configuration.dunningDays, writeOffAfter: configuration.writeOffAfter,
+            invoiceLinks: InvoiceLinks(secrets: try configuration.requireJWTSecrets())),
+        stripe: stripe, openRPC: openRPC, now: now)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
     var rpc = JSONRPCServer(registry: methods)

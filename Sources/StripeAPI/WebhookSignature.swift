@@ -35,7 +35,7 @@ public enum WebhookSignature {
             let value = parts[1].trimmingCharacters(in: .whitespaces)
             if key == "t" {
                 timestamp = Int(value)
-            } else if key == "v1", let bytes = hexBytes(value) {
+            } else if key == "v1", let bytes = Hex.decode(value) {
                 signatures.append(bytes)
             }
         }
@@ -63,8 +63,7 @@ public enum WebhookSignature {
         var signedPayload = Array("\(timestamp).".utf8)
         signedPayload.append(contentsOf: body)
         let signatures = secrets.map { secret in
-            HMAC<SHA256>.authenticationCode(for: signedPayload, using: SymmetricKey(data: Array(secret.utf8)))
-                .map { String(format: "%02x", $0) }.joined()
+            Hex.encode(HMAC<SHA256>.authenticationCode(for: signedPayload, using: SymmetricKey(data: Array(secret.utf8))))
         }
         return "t=\(timestamp)," + signatures.map { "v1=\($0)" }.joined(separator: ",")
     }
@@ -76,8 +75,16 @@ public enum WebhookSignature {
         for index in a.indices { difference |= a[index] ^ b[index] }
         return difference == 0
     }
+}
 
-    static func hexBytes(_ text: String) -> [UInt8]? {
+/// Lowercase hexadecimal, as Stripe's signatures (and this server's own) are written.
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Nil unless `text` is an even number of hexadecimal digits.
+    public static func decode(_ text: String) -> [UInt8]? {
         let digits = Array(text.utf8)
         guard digits.count % 2 == 0 else { return nil }
         var bytes: [UInt8] = []

@@ -1,3 +1,4 @@
+import Billing
 import BillingTestSupport
 import Foundation
 import Hummingbird
@@ -54,6 +55,33 @@ import Testing
             #expect(forMember.status == .forbidden)
             let otherTenant = try await server.token(.admin, tenant: try await server.provision(client))
             #expect(try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer \(otherTenant)"]).status == .notFound)
+
+            // Owners and admins are given a signed link that opens without a sign-in (members, above, the plain one).
+            let signedURL = try #require(try await client.rpc("billing.invoices", token: admin)["result"]?["invoices"]?[0]?["url"]?.stringValue)
+            let signed = try #require(URLComponents(string: signedURL))
+            #expect(signed.queryItems?.map(\.name) == ["tenant", "expires", "signature"])
+            let linkPath = { (components: URLComponents) in components.path + "?" + (components.percentEncodedQuery ?? "") }
+            let opened = try await client.execute(uri: linkPath(signed), method: .get)
+            #expect(opened.status == .ok)
+            #expect(String(buffer: opened.body).contains(number))
+            #expect(opened.headers[.cacheControl] == "private, no-store")
+            #expect(opened.headers[.init("Referrer-Policy")!] == "no-referrer")
+            #expect(opened.headers[.contentSecurityPolicy]?.hasPrefix("default-src 'none'") == true)
+            // The link is for that invoice of that tenant only, and until it expires.
+            var otherTenantLink = signed
+            otherTenantLink.queryItems = signed.queryItems?.map { $0.name == "tenant" ? URLQueryItem(name: "tenant", value: UUID().uuidString.lowercased()) : $0 }
+            let forged = try await client.execute(uri: linkPath(otherTenantLink), method: .get)
+            #expect(forged.status == .forbidden)
+            #expect(String(buffer: forged.body).contains("not valid"))
+            let invoiceID = try #require(UUID(uuidString: invoice["id"]?.stringValue ?? ""))
+            let stale = InvoiceLinks(secrets: [TestServer.secrets[0]], lifetime: .seconds(60))
+                .url(publicURL: "", tenant: tenant, invoice: invoiceID, now: Date().addingTimeInterval(-120))
+            let expired = try await client.execute(uri: stale, method: .get)
+            #expect(expired.status == .forbidden)
+            #expect(String(buffer: expired.body).contains("expired"))
+            // Signed with the second (older) secret: still valid while it is configured.
+            let rotated = InvoiceLinks(secrets: [TestServer.secrets[1]]).url(publicURL: "", tenant: tenant, invoice: invoiceID, now: Date())
+            #expect(try await client.execute(uri: rotated, method: .get).status == .ok)
 
             // A one-off charge rides on the next invoice; the job at the next period issues it, once.
             _ = try await client.rpc("billing.addCharge", [
