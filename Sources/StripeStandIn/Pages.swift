@@ -39,6 +39,7 @@ enum Pages {
             <h1>Checkout</h1>{{> notice}}
             <ul>{{#lines}}<li>{{.}}</li>{{/lines}}</ul>
             <p>Total: <strong id="total">{{total}}</strong>{{#recurring}} per period{{/recurring}}</p>
+            {{#trial}}<p id="trial">{{trial}}</p>{{/trial}}
             <form method="post" action="/checkout/{{id}}">
               <button name="outcome" value="pay" id="pay">Pay with 4242 4242 4242 4242 (succeeds)</button>
               <button name="outcome" value="decline" id="decline">Pay with 4000 0000 0000 0002 (declined)</button>

@@ -104,7 +104,10 @@ func checkoutPage(_ view: StandInState.CheckoutView, notice: String? = nil) -> S
     if view.mode == "setup" { return Pages.render("setup", title: "Save a card", values) }
     values["lines"] = view.lines
     values["total"] = money(view.amountTotal, view.currency)
-    values["recurring"] = view.mode == "subscription"
+    values["recurring"] = view.mode == "subscription" && view.trialDays == 0
+    if view.mode == "subscription", view.trialDays > 0 {
+        values["trial"] = "Free for \(view.trialDays) days, then \(money(view.recurringTotal, view.currency)) per period."
+    }
     return Pages.render("checkout", title: "Checkout", values)
 }
 

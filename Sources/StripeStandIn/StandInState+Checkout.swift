@@ -26,6 +26,9 @@ extension StandInState {
         public var mode: String
         public var status: String
         public var amountTotal: Int
+        /// A subscription's total per period, and its free trial (days) if it has one.
+        public var recurringTotal: Int
+        public var trialDays: Int
         public var currency: String
         public var lines: [String]
         public var successURL: String
@@ -45,7 +48,8 @@ extension StandInState {
         }
         return CheckoutView(
             id: id, mode: session["mode"] as? String ?? "", status: session["status"] as? String ?? "",
-            amountTotal: session["amount_total"] as? Int ?? 0, currency: session["currency"] as? String ?? "usd", lines: lines,
+            amountTotal: session["amount_total"] as? Int ?? 0, recurringTotal: session["_recurring_total"] as? Int ?? 0,
+            trialDays: Self.trialDays(of: session), currency: session["currency"] as? String ?? "usd", lines: lines,
             successURL: session["success_url"] as? String ?? "", cancelURL: session["cancel_url"] as? String)
     }
 
@@ -88,11 +92,20 @@ extension StandInState {
         }
 
         let customerID = ensureCustomer(for: &session)
+        let trial = session["mode"] as? String == "subscription" && Self.trialDays(of: session) > 0
         session["customer"] = customerID
         session["status"] = "complete"
-        session["payment_status"] = session["mode"] as? String == "setup" ? "no_payment_required" : "paid"
+        // Nothing is charged for a setup or a trial: the card is kept for later.
+        session["payment_status"] = session["mode"] as? String == "setup" || trial ? "no_payment_required" : "paid"
         var emitted: [(String, [String: Any])] = []
         switch session["mode"] as? String {
+        case "subscription" where trial:
+            // Stripe's first invoice of a trial is for 0.00 and paid at once, with no payment.
+            let subscription = createSubscription(for: session, customer: customerID)
+            session["subscription"] = subscription["id"]
+            let invoice = paidInvoice(for: session, subscription: subscription, intent: nil)
+            emitted = [("customer.subscription.created", subscription), ("checkout.session.completed", Self.public(session)),
+                       ("invoice.paid", invoice)]
         case "subscription":
             let subscription = createSubscription(for: session, customer: customerID)
             session["subscription"] = subscription["id"]
@@ -178,11 +191,15 @@ extension StandInState {
         return intent
     }
 
+    static func trialDays(of session: [String: Any]) -> Int {
+        Int((session["_subscription_data"] as? [String: Any])?["trial_period_days"] as? String ?? "") ?? 0
+    }
+
     func createSubscription(for session: [String: Any], customer: String) -> [String: Any] {
         var subscription = template("subscription")
         let id = newID("sub")
         let subscriptionData = session["_subscription_data"] as? [String: Any] ?? [:]
-        let trialDays = Int(subscriptionData["trial_period_days"] as? String ?? "") ?? 0
+        let trialDays = Self.trialDays(of: session)
         let periodEnd = now + (trialDays > 0 ? trialDays * 86400 : 30 * 86400)
         let items = (session["_line_items"] as? [Any] ?? []).compactMap { raw -> [String: Any]? in
             let line = raw as? [String: Any] ?? [:]
@@ -216,24 +233,29 @@ extension StandInState {
         return subscription
     }
 
-    func paidInvoice(for session: [String: Any], subscription: [String: Any], intent: [String: Any]) -> [String: Any] {
+    /// The subscription's first invoice, paid by `intent`, or for 0.00 with no payment (a trial).
+    func paidInvoice(for session: [String: Any], subscription: [String: Any], intent: [String: Any]?) -> [String: Any] {
         var invoice = template("invoice")
         let id = newID("in")
+        let amount = intent?["amount"] as? Int ?? 0
         invoice["id"] = id
         invoice["created"] = now
         invoice["customer"] = subscription["customer"]
         invoice["status"] = "paid"
-        invoice["amount_due"] = intent["amount"]
-        invoice["amount_paid"] = intent["amount"]
+        invoice["amount_due"] = amount
+        invoice["amount_paid"] = amount
         invoice["amount_remaining"] = 0
-        invoice["currency"] = intent["currency"]
+        invoice["currency"] = intent?["currency"] ?? session["currency"] ?? "usd"
         invoice["billing_reason"] = "subscription_create"
         invoice["period_start"] = now
         invoice["period_end"] = now
-        invoice["payments"] = list([[
-            "object": "invoice_payment", "status": "paid", "amount_paid": intent["amount"] as Any, "is_default": true,
-            "payment": ["type": "payment_intent", "payment_intent": intent["id"] as Any] as [String: Any],
-        ] as [String: Any]], url: "/v1/invoice_payments?invoice=\(id)")
+        let payments: [[String: Any]] = intent.map { intent in
+            [[
+                "object": "invoice_payment", "status": "paid", "amount_paid": amount, "is_default": true,
+                "payment": ["type": "payment_intent", "payment_intent": intent["id"] as Any] as [String: Any],
+            ]]
+        } ?? []
+        invoice["payments"] = list(payments, url: "/v1/invoice_payments?invoice=\(id)")
         invoice["parent"] = ["type": "subscription_details",
                              "subscription_details": ["subscription": subscription["id"] as Any,
                                                       "metadata": subscription["metadata"] as Any]] as [String: Any]

@@ -250,8 +250,12 @@ public actor StandInState {
         session["customer"] = params["customer"] as? String
         session["customer_email"] = params["customer_email"] as? String
         session["metadata"] = params["metadata"] as? [String: Any] ?? [:]
-        session["amount_total"] = total
-        session["amount_subtotal"] = total
+        // A trial is free today: Stripe's session totals what is due now, and the first charge comes when it ends.
+        let trialDays = Int((params["subscription_data"] as? [String: Any])?["trial_period_days"] as? String ?? "") ?? 0
+        let dueNow = mode == "subscription" && trialDays > 0 ? 0 : total
+        session["amount_total"] = dueNow
+        session["amount_subtotal"] = dueNow
+        session["_recurring_total"] = total
         session["currency"] = currency
         session["payment_intent"] = NSNull()
         session["subscription"] = NSNull()

@@ -138,7 +138,9 @@ import Testing
             let sessionID = try #require(response["result"]?["sessionId"]?.stringValue)
             let session = try await #require(server.stripe).retrieveCheckoutSession(sessionID)
             #expect(session.mode == "subscription")
-            #expect(session.amountTotal == 15000 * 5)  // price_team_year x 5 seats
+            // Team has a 14-day trial: nothing is due today, then price_team_year x 5 seats.
+            #expect(session.amountTotal == 0)
+            #expect(await server.standIn?.checkoutView(sessionID)?.recurringTotal == 15000 * 5)
             #expect(session.metadata?["plan"] == "team")
             #expect(session.metadata?["purpose"] == "subscription")
             #expect(session.metadata?["tenant_id"] == tenant.uuidString.lowercased())

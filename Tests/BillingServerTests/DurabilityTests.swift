@@ -306,7 +306,8 @@ import Testing
                 }
             }
             let report = try await reconcile(.seconds(86400))
-            #expect(report.stored == report.listed && report.stored >= 8)
+            // The top-up's session, charge and PaymentIntent; the trial's subscription, session and 0.00 invoice.
+            #expect(report.stored == report.listed && report.stored >= 6, "\(report)")
             try await harness.drain()
             #expect(try await harness.balance(tenant) == (2000, 0))
             #expect(try await harness.subscriptionState(tenant)?.hasPrefix("team month 4 trialing") == true)

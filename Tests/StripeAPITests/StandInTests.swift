@@ -221,7 +221,10 @@ enum StandInHarness {
                 "metadata": ["tenant_id": "t8", "plan": "team", "purpose": "subscription"],
                 "subscription_data": ["metadata": ["tenant_id": "t8", "plan": "team"], "trial_period_days": 14],
             ], idempotencyKey: "checkout:t8")
-            #expect(session.amountTotal == 6000)
+            // A 14-day trial: nothing is due today, as Stripe's session says; the page tells what comes after.
+            #expect(session.amountTotal == 0)
+            let page = String(buffer: try await standIn.execute(uri: "/checkout/\(session.id)", method: .get).body)
+            #expect(page.contains("Free for 14 days, then 60.00 USD per period."), "\(page)")
             _ = try await standIn.execute(
                 uri: "/checkout/\(session.id)", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
                 body: ByteBuffer(string: "outcome=pay"))
@@ -229,6 +232,7 @@ enum StandInHarness {
             let subscriptionID = try #require(completed.subscription?.id)
             let subscription = try await client.retrieveSubscription(subscriptionID)
             #expect(subscription.status == "trialing")
+            #expect(completed.paymentStatus == "no_payment_required")
             #expect(subscription.metadata?["tenant_id"] == "t8")
             #expect(subscription.items.data.first?.priceID == "price_team_month")
             #expect(subscription.items.data.first?.quantity == 4)
@@ -236,6 +240,9 @@ enum StandInHarness {
             #expect(try await StandInHarness.eventually {
                 Set(["invoice.paid", "customer.subscription.created"]).isSubset(of: Set(await inbox.eventTypes()))
             })
+            // Its first invoice is for 0.00, paid with no payment: no card was charged.
+            #expect(!(await inbox.eventTypes()).contains("charge.succeeded"))
+            #expect(!(await inbox.eventTypes()).contains("payment_intent.succeeded"))
 
             // Quantity changes and cancellation go through the same API.
             let item = try #require(subscription.items.data.first)
@@ -332,7 +339,8 @@ enum StandInHarness {
             #expect(parsed["tenant"] as? String == "t-official")
             #expect((parsed["session"] as? String)?.hasPrefix("cs_test_") == true)
             #expect(parsed["session_object"] as? String == "checkout.session")
-            #expect(parsed["amount_total"] as? Int == 4500)
+            // The session has a 14-day trial: nothing is due today.
+            #expect(parsed["amount_total"] as? Int == 0)
             #expect(parsed["fetched_status"] as? String == "open")
             #expect(parsed["fetched_customer"] as? String == parsed["customer"] as? String)
             #expect((parsed["url"] as? String)?.contains("/checkout/") == true)
