@@ -16,7 +16,7 @@
   const INVOICE_WORDS = {
     draft: 'Draft', open: 'Due', processing: 'Payment processing', paid: 'Paid', void: 'Void',
     uncollectible: 'Written off', overdue: 'Overdue', written_off: 'Written off',
-    action_required: 'Needs your confirmation (see the payment link we emailed)',
+    action_required: 'Needs your confirmation: open the invoice to pay it',
   };
   // The API names its own methods in some messages; a person sees the page's words for them.
   const METHOD_WORDS = {
@@ -471,6 +471,55 @@
     }
   }
 
+  // MARK: coming back from an invoice's payment link
+
+  // The payment link of an invoice that needed 3-D Secure returns here with ?invoice=<id> (&canceled=true when the
+  // person left without paying). Until Stripe confirms the payment, the page says it is processing.
+  async function followInvoice(invoiceId, canceled) {
+    const find = async () => ((await rpc('billing.invoices', { limit: 100 })).invoices || []).find((each) => each.id === invoiceId);
+    let invoice = await find();
+    if (!invoice) {
+      history.replaceState(null, '', location.pathname);
+      throw new PageError('This page was opened for an invoice this workspace does not have, so there is nothing to wait for.');
+    }
+    const name = 'Invoice ' + (invoice.number || '');
+    if (canceled && invoice.status !== 'paid') {
+      history.replaceState(null, '', location.pathname);
+      complain('You left the payment page without paying; ' + name + ' is still due. Open it from the list below to pay it.');
+      return;
+    }
+    const settled = (each) => ['paid', 'void', 'written_off', 'uncollectible'].includes(each.status);
+    if (!settled(invoice)) {
+      notify('Payment processing: waiting for Stripe to confirm your payment of ' + money(invoice.amountDue, invoice.currency)
+        + ' for ' + name + '. This page updates by itself.');
+      $('notice').classList.add('processing');
+      const deadline = Date.now() + 3 * 60 * 1000;
+      let pause = 500;
+      while (!settled(invoice) && Date.now() < deadline) {
+        await sleep(pause);
+        pause = Math.min(pause * 1.5, 5000);
+        try {
+          invoice = (await find()) || invoice;
+        } catch (error) {
+          if (error.code === 'UNAUTHORIZED' || error.code === 'FORBIDDEN') throw error;
+        }
+      }
+      $('notice').classList.remove('processing');
+    }
+    // The list shows what the page read at the start; the invoice may have been paid since.
+    await refresh();
+    if (!settled(invoice)) {
+      notify('Stripe has not confirmed this payment yet. If you paid, ' + name + ' shows as paid once Stripe confirms it.');
+      return;
+    }
+    history.replaceState(null, '', location.pathname);
+    if (invoice.status === 'paid') {
+      notify(name + ' is paid. Thank you.');
+    } else {
+      complain(name + ' is ' + (INVOICE_WORDS[invoice.status] || invoice.status).toLowerCase() + '; nothing more is charged for it.');
+    }
+  }
+
   // MARK: start
 
   function doneLoading() {
@@ -502,7 +551,9 @@
     try {
       await refresh();
       const query = new URLSearchParams(location.search);
-      if (query.get('canceled') === 'true') {
+      if (query.get('invoice')) {
+        await followInvoice(query.get('invoice'), query.get('canceled') === 'true');
+      } else if (query.get('canceled') === 'true') {
         history.replaceState(null, '', location.pathname);
         notify('Checkout was cancelled; nothing was charged.');
       } else if (query.get('checkout')) {

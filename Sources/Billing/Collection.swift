@@ -203,7 +203,8 @@ extension BillingAPI {
             "mode": "payment",
             "client_reference_id": .string(transaction.tenant.lowercased),
             "success_url": .string("\(stripe.publicURL)/billing?invoice=\(invoice.id.lowercased)"),
-            "cancel_url": .string("\(stripe.publicURL)/billing?invoice=\(invoice.id.lowercased)"),
+            // Told apart from a paid return, so the billing page can say the invoice is still due.
+            "cancel_url": .string("\(stripe.publicURL)/billing?invoice=\(invoice.id.lowercased)&canceled=true"),
             "line_items": [[
                 "price_data": ["currency": .string(invoice.currency), "unit_amount": .int(invoice.amountDue),
                                "product_data": ["name": .string("Invoice \(invoice.number)")]],

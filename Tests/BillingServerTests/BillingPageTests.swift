@@ -203,7 +203,6 @@ import Testing
             Issue.record("Chromium and chromedriver are missing: run `scripts/install-deps.sh browser` (make test does)")
             return
         }
-        try? FileManager.default.removeItem(at: Self.artifacts)
         try await LiveSystem.run { system in
             let tenant = try await system.provision()
             let admin = try await system.server.token(.admin, tenant: tenant, ttl: .seconds(900))
@@ -300,6 +299,83 @@ import Testing
                 #expect(try await browser.element("#read-only").text().contains("Owners and admins can change it"))
                 try await snap(browser, "10-member-reads-only")
             }
+        }
+    }
+
+    /// An invoice the saved card could not pay without 3-D Secure: the page links it (a signed link, no sign-in),
+    /// its view has the payment link, leaving the payment page says it is still due, and paying it comes back to the
+    /// page, which waits for Stripe and then says it is paid.
+    @Test func anInvoiceNeedingConfirmationIsPaidThroughItsLinkAndThePageFollowsIt() async throws {
+        guard Browser.isInstalled else {
+            Issue.record("Chromium and chromedriver are missing: run `scripts/install-deps.sh browser` (make test does)")
+            return
+        }
+        try await LiveSystem.run { system in
+            let tenant = try await system.provision()
+            let admin = try await system.server.token(.admin, tenant: tenant, ttl: .seconds(900))
+            // A card whose off-session payments need authentication, saved through the stand-in's setup page.
+            let setup = try await system.rpc("billing.setupPaymentMethod", token: admin)
+            _ = await system.standIn.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .authenticated)
+            var subscribed: JSONValue = .null
+            for _ in 0..<100 {
+                subscribed = try await system.rpc("billing.subscribeByInvoice", ["plan": "enterprise", "seats": 5], token: admin)
+                if subscribed["result"] != nil { break }
+                // The card is saved once its webhook has landed.
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(subscribed["result"]?["plan"] == "enterprise", "\(subscribed)")
+            // The invoice job charges the card; Stripe asks for authentication, so the invoice gets a payment link.
+            let (ran, ranOutput, errors) = try await Billingd.run(["invoices", "run", "--at", Date().addingTimeInterval(5).formatted(.iso8601)], environment: [
+                "DATABASE_URL": system.server.database.appURL.secretURLString, "STRIPE_SECRET_KEY": "sk_test_browser",
+                "STRIPE_API_BASE": system.standInURL, "BILLING_PUBLIC_URL": system.url,
+            ])
+            #expect(ran == 0, "\(errors)")
+            #expect(ranOutput.contains("action required"), "\(ranOutput) \(errors)")
+            let invoices = try await system.rpc("billing.invoices", token: admin)
+            let invoice = try #require(invoices["result"]?["invoices"]?[0])
+            #expect(invoice["status"] == "action_required", "\(invoice)")
+            let number = try #require(invoice["number"]?.stringValue)
+
+            try await Browser.withSession { browser in
+                try await browser.open("\(system.url)/billing#token=\(admin)")
+                try await browser.waitForText("#invoice-list", containing: "Needs your confirmation")
+                let link = try await browser.element("#invoice-list tbody a")
+                #expect(try await link.text() == number)
+                let href = try #require(try await link.property("href").stringValue)
+                #expect(href.contains("signature="), "\(href)")
+                try await snap(browser, "11-invoice-needs-confirmation", showing: "#invoices")
+
+                // The invoice opens from its link alone (no token), with the way to pay it.
+                try await browser.run("sessionStorage.clear()")
+                try await browser.open(href)
+                try await browser.waitForText("h1", containing: number)
+                #expect(try await browser.element("#status").text() == "action_required")
+                try await snap(browser, "12-invoice-view-with-payment-link")
+
+                // Leaving the payment page without paying: back on the billing page, still due.
+                try await browser.element("#pay-link").click()
+                try await browser.wait("the invoice's checkout page") { try await $0.currentURL().hasPrefix("\(system.standInURL)/checkout/") }
+                try await browser.element("#cancel").click()
+                try await browser.wait("the billing page") { try await $0.currentURL().hasPrefix("\(system.url)/billing") }
+                // The token was cleared above: the page asks for a sign-in, so it is given again, keeping the query.
+                let back = try await browser.currentURL()
+                #expect(back.contains("invoice=") && back.contains("canceled=true"), "\(back)")
+                try await browser.open("about:blank")
+                try await browser.open("\(back)#token=\(admin)")
+                try await browser.waitForText("#problem", containing: "\(number) is still due")
+
+                // Paying it: the page waits for Stripe's webhook, then says it is paid.
+                try await browser.open(href)
+                try await browser.element("#pay-link").click()
+                try await browser.wait("the invoice's checkout page") { try await $0.currentURL().hasPrefix("\(system.standInURL)/checkout/") }
+                try await browser.element("#pay").click()
+                try await browser.waitForText("#notice", containing: "Invoice \(number) is paid.", timeout: .seconds(30))
+                #expect(try await browser.currentURL() == "\(system.url)/billing")
+                #expect(try await browser.element("#invoice-list").text().contains("Paid"))
+                try await snap(browser, "13-invoice-paid", showing: "#notice")
+            }
+            let after = try await system.rpc("billing.invoices", token: admin)
+            #expect(after["result"]?["invoices"]?[0]?["status"] == "paid")
         }
     }
 }
