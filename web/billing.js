@@ -5,6 +5,8 @@
 
 (function () {
   const TOKEN_KEY = 'billing.token';
+  // How many ledger entries and invoices are shown at a time.
+  const PAGE = 10;
   const catalog = JSON.parse(document.getElementById('catalog').textContent);
   const plansByKey = new Map(catalog.plans.map((plan) => [plan.key, plan]));
   const $ = (id) => document.getElementById(id);
@@ -234,8 +236,15 @@
     debt.textContent = page.balance.debt > 0
       ? 'You owe ' + count(page.balance.debt) + ' credits; they are taken from your next top-up.' : '';
     show(debt, page.balance.debt > 0);
+    $('ledger').tBodies[0].replaceChildren();
+    appendLedger(page);
+  }
+
+  // Pages after the first are added below ("Show older activity"), by the cursor the last page gave.
+  const cursors = { ledger: null, invoices: null };
+
+  function appendLedger(page) {
     const body = $('ledger').tBodies[0];
-    body.replaceChildren();
     for (const entry of page.entries) {
       const row = body.insertRow();
       cell(row, day(entry.createdAt));
@@ -243,13 +252,19 @@
       cell(row, (entry.amount > 0 ? '+' : '') + count(entry.amount), 'n');
       cell(row, count(entry.balanceAfter), 'n');
     }
-    show($('ledger'), page.entries.length > 0);
-    show($('ledger-empty'), page.entries.length === 0);
+    cursors.ledger = page.nextCursor || null;
+    show($('ledger'), body.rows.length > 0);
+    show($('ledger-empty'), body.rows.length === 0);
+    show($('ledger-more'), cursors.ledger !== null);
   }
 
   function renderInvoices(page) {
+    $('invoice-list').tBodies[0].replaceChildren();
+    appendInvoices(page);
+  }
+
+  function appendInvoices(page) {
     const body = $('invoice-list').tBodies[0];
-    body.replaceChildren();
     for (const invoice of page.invoices) {
       const row = body.insertRow();
       const name = invoice.number || 'Invoice';
@@ -271,13 +286,25 @@
       cell(row, money(invoice.amountDue, invoice.currency), 'n');
       cell(row, INVOICE_WORDS[invoice.status] || invoice.status);
     }
-    show($('invoice-list'), page.invoices.length > 0);
-    show($('invoices-empty'), page.invoices.length === 0);
+    cursors.invoices = page.nextCursor || null;
+    show($('invoice-list'), body.rows.length > 0);
+    show($('invoices-empty'), body.rows.length === 0);
+    show($('invoices-more'), cursors.invoices !== null);
+  }
+
+  // For every reader, members included: the older pages of the ledger and of the invoices.
+  function wirePaging() {
+    $('ledger-more').addEventListener('click', () => {
+      act($('ledger-more'), async () => appendLedger(await rpc('billing.credits', { limit: PAGE, cursor: cursors.ledger })));
+    });
+    $('invoices-more').addEventListener('click', () => {
+      act($('invoices-more'), async () => appendInvoices(await rpc('billing.invoices', { limit: PAGE, cursor: cursors.invoices })));
+    });
   }
 
   async function refresh() {
     const [status, credits, invoices] = await Promise.all([
-      rpc('billing.status'), rpc('billing.credits', { limit: 10 }), rpc('billing.invoices', { limit: 10 }),
+      rpc('billing.status'), rpc('billing.credits', { limit: PAGE }), rpc('billing.invoices', { limit: PAGE }),
     ]);
     renderStatus(status);
     renderCredits(credits);
@@ -548,6 +575,7 @@
     } else {
       wire();
     }
+    wirePaging();
     try {
       await refresh();
       const query = new URLSearchParams(location.search);

@@ -239,6 +239,8 @@ extension StandInState {
         let id = newID("in")
         let amount = intent?["amount"] as? Int ?? 0
         invoice["id"] = id
+        // Stripe numbers finalized invoices per account: a prefix, then a sequence.
+        invoice["number"] = String(format: "STANDIN-%04d", count(of: "invoice") + 1)
         invoice["created"] = now
         invoice["customer"] = subscription["customer"]
         invoice["status"] = "paid"

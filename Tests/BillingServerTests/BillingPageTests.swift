@@ -295,9 +295,29 @@ import Testing
                 try await browser.waitForText("#credit-balance", containing: "700")
                 #expect(try await browser.element("#seats").text() == "5")
                 #expect(try await browser.element("#plan-name").text() == "Team, billed monthly")
-                #expect(try await browser.elements("main button, main input, main select, main form").isEmpty)
+                // (Paging through older entries is reading, not changing: those buttons are the only ones.)
+                #expect(try await browser.elements("main button:not(.more), main input, main select, main form").isEmpty)
                 #expect(try await browser.element("#read-only").text().contains("Owners and admins can change it"))
                 try await snap(browser, "10-member-reads-only")
+
+                // Older activity pages in, ten entries at a time.
+                let operatorToken = try await system.server.token(.operator)
+                for n in 1...10 {
+                    let granted = try await system.rpc("credits.grant", [
+                        "tenantId": .string(tenant.uuidString), "amount": 1, "reason": .string("goodwill \(n)"), "idempotencyKey": .string("page-\(n)"),
+                    ], token: operatorToken)
+                    #expect(granted["result"] != nil, "\(granted)")
+                }
+                try await browser.open("about:blank")
+                try await browser.open("\(system.url)/billing")
+                try await browser.waitForText("#credit-balance", containing: "710")
+                let rows = "return document.querySelectorAll('#ledger tbody tr').length"
+                #expect(try await browser.run(rows) == 10)
+                try await browser.element("#ledger-more").click()
+                try await browser.wait("the older entry") { try await $0.run(rows) == 11 }
+                #expect(try await browser.element("#ledger tbody").text().contains("+700"))
+                #expect(try await browser.run("return document.getElementById('ledger-more').hidden") == true)
+                try await snap(browser, "10b-older-activity", showing: "#credits")
             }
         }
     }
