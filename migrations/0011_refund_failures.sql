@@ -3,7 +3,10 @@
 -- back, so a payment keeps two figures: the highest amount_refunded a charge event has shown, and what is refunded
 -- now (that figure less the failed refunds, or the refunds still standing, whichever is more).
 ALTER TABLE payments ADD COLUMN charge_amount_refunded bigint NOT NULL DEFAULT 0 CHECK (charge_amount_refunded >= 0);
+-- Every tenant's rows: this role is subject to the table's row-level security (FORCE), and no tenant is set here.
+ALTER TABLE payments NO FORCE ROW LEVEL SECURITY;
 UPDATE payments SET charge_amount_refunded = amount_refunded;
+ALTER TABLE payments FORCE ROW LEVEL SECURITY;
 
 -- Why Stripe could not return the money (lost_or_stolen_card, expired_or_canceled_card, declined, ...).
 ALTER TABLE refunds ADD COLUMN failure_reason text;

@@ -12,31 +12,41 @@ SET LOCAL ROLE billing_resolver;
 DROP FUNCTION claim_outbox_event();
 DROP FUNCTION finish_outbox_event(uuid, uuid, boolean, text, bigint, boolean);
 
--- The oldest due event, leased for p_lease_ms: no other deliverer takes it until then.
-CREATE FUNCTION claim_outbox_event(p_lease_ms bigint)
+-- The oldest due event, leased for p_lease_ms: no other deliverer takes it until then. The attempt counts here, so
+-- one that never finishes (its deliverer died, or outlived its lease) counts too; an event whose p_max_attempts
+-- attempts are spent that way is parked instead of claimed.
+CREATE FUNCTION claim_outbox_event(p_lease_ms bigint, p_max_attempts integer)
 RETURNS TABLE (tenant_id uuid, event_id uuid, type text, payload text, attempts integer, claim uuid)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = billing, pg_temp
 AS $$
     WITH next AS (
-        SELECT o.tenant_id, o.event_id FROM outbox_events o
+        SELECT o.tenant_id, o.event_id, o.attempts >= p_max_attempts AS spent, o.claim IS NOT NULL AS abandoned
+        FROM outbox_events o
         WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp()
         ORDER BY o.created_at, o.event_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
+    ), taken AS (
+        UPDATE outbox_events o SET
+            attempts = o.attempts + CASE WHEN next.spent THEN 0 ELSE 1 END,
+            status = CASE WHEN next.spent THEN 'failed' ELSE 'pending' END,
+            claim = CASE WHEN next.spent THEN NULL ELSE gen_random_uuid() END,
+            last_error = CASE WHEN next.abandoned
+                THEN 'an attempt did not finish: its deliverer stopped, or took longer than its lease' ELSE o.last_error END,
+            next_attempt_at = clock_timestamp() + make_interval(secs => p_lease_ms / 1000.0)
+        FROM next
+        WHERE o.tenant_id = next.tenant_id AND o.event_id = next.event_id
+        RETURNING o.tenant_id, o.event_id, o.type, o.payload, o.attempts, o.claim, o.status
     )
-    UPDATE outbox_events o
-    SET claim = gen_random_uuid(), next_attempt_at = clock_timestamp() + make_interval(secs => p_lease_ms / 1000.0)
-    FROM next
-    WHERE o.tenant_id = next.tenant_id AND o.event_id = next.event_id
-    RETURNING o.tenant_id, o.event_id, o.type, o.payload, o.attempts, o.claim
+    SELECT t.tenant_id, t.event_id, t.type, t.payload, t.attempts, t.claim FROM taken t WHERE t.status = 'pending'
 $$;
-REVOKE ALL ON FUNCTION claim_outbox_event(bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION claim_outbox_event(bigint) TO billing_rw;
+REVOKE ALL ON FUNCTION claim_outbox_event(bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION claim_outbox_event(bigint, integer) TO billing_rw;
 
--- Delivered, or not (due again after p_retry_ms, or parked as failed). A failure counts only while the claim is
--- still the deliverer's own (after its lease ran out another may hold the event); a delivery always counts.
--- True when it counted.
+-- Delivered, or not (due again after p_retry_ms, or parked as failed); the attempt was counted when it was claimed.
+-- A failure counts only while the claim is still the deliverer's own (after its lease ran out another may hold the
+-- event); a delivery always counts. True when it counted.
 CREATE FUNCTION finish_outbox_event(
     p_tenant uuid, p_event uuid, p_claim uuid, p_delivered boolean, p_error text, p_retry_ms bigint, p_park boolean
 ) RETURNS boolean
@@ -45,7 +55,6 @@ SET search_path = billing, pg_temp
 AS $$
     WITH finished AS (
         UPDATE outbox_events SET
-            attempts = attempts + 1,
             status = CASE WHEN p_delivered THEN 'delivered' WHEN p_park THEN 'failed' ELSE 'pending' END,
             delivered_at = CASE WHEN p_delivered THEN clock_timestamp() END,
             last_error = p_error,

@@ -512,7 +512,8 @@
     const name = 'Invoice ' + (invoice.number || '');
     if (canceled && invoice.status !== 'paid') {
       history.replaceState(null, '', location.pathname);
-      complain('You left the payment page without paying; ' + name + ' is still due. Open it from the list below to pay it.');
+      complain('You left the payment page without paying; ' + name + ' is still due.'
+        + (canManage ? ' Open it from the list below to pay it.' : ''));
       return;
     }
     const settled = (each) => ['paid', 'void', 'written_off', 'uncollectible'].includes(each.status);

@@ -292,10 +292,11 @@ extension BillingAPI {
         return links.url(publicURL: publicURL, tenant: tenant, invoice: invoice, now: now)
     }
 
-    /// One of this server's invoices, for its hosted view (`GET /invoices/{id}`).
-    public func invoiceDocument(_ id: UUID, tenant: UUID) async throws -> InvoiceRecord? {
+    /// One of this server's invoices, for its hosted view (`GET /invoices/{id}`): a deleted tenant's only for operators
+    /// (`includingDeleted`), never through a signed link.
+    public func invoiceDocument(_ id: UUID, tenant: UUID, includingDeleted: Bool) async throws -> InvoiceRecord? {
         try await tenants.database.transaction(tenant, operation: "read invoice", readOnly: true) { transaction in
-            guard try await transaction.tenantIsLive(includingDeleted: true) else { return nil }
+            guard try await transaction.tenantIsLive(includingDeleted: includingDeleted) else { return nil }
             return try await transaction.invoice(id, lock: false)
         }
     }

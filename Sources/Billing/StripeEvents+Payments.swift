@@ -357,14 +357,14 @@ extension StripeEventProcessor {
                 note: "refund \(refund.id) is for a payment not recorded yet",
                 waitingFor: [refund.paymentIntent?.id, refund.charge?.id].compactMap { $0 })
         }
-        if try await recordRefund(refund, payment: payment, context) {
-            let after = try await restate(payment, from: payment, context)
-            if after.creditsTakenBack < payment.creditsTakenBack {
-                logger.notice("refund failed; its credits given back", metadata: [
-                    "refund": "\(refund.id)", "payment": "\(payment.paymentID)",
-                    "credits": "\(payment.creditsTakenBack - after.creditsTakenBack)",
-                ])
-            }
+        try await recordRefund(refund, payment: payment, context)
+        // Even when the refund was known (billing.refund records its own at once), its payment may not count it yet.
+        let after = try await restate(payment, from: payment, context)
+        if after.creditsTakenBack < payment.creditsTakenBack {
+            logger.notice("refund failed; its credits given back", metadata: [
+                "refund": "\(refund.id)", "payment": "\(payment.paymentID)",
+                "credits": "\(payment.creditsTakenBack - after.creditsTakenBack)",
+            ])
         }
         return context.processed()
     }

@@ -57,19 +57,23 @@ extension StripeEventProcessor {
         let transaction = context.transaction
         guard !record.isTerminal, !record.isInvoiceBilled, try await !transaction.tenantIsLive() else { return }
         guard let stripe else {
-            throw RetryLater("the tenant is deleted and \(record.stripeSubscriptionID) must be canceled at Stripe, which is not configured here")
+            throw RetryLater(
+                "the tenant is deleted and \(record.stripeSubscriptionID) must be canceled at Stripe: set STRIPE_SECRET_KEY for the worker, or cancel it in Stripe's dashboard, then replay this event with `billingd events retry`")
         }
         let ended: Subscription
         do {
             ended = try await stripe.endSubscription(record.stripeSubscriptionID)
         } catch {
-            throw RetryLater("the tenant is deleted and \(record.stripeSubscriptionID) could not be canceled at Stripe: \(error)")
+            throw RetryLater(
+                "the tenant is deleted and \(record.stripeSubscriptionID) could not be canceled at Stripe (\(error)); it is tried again, or cancel it in Stripe's dashboard and replay this event with `billingd events retry`")
         }
         var canceled = record
         if case .success(let confirmed) = catalog.subscriptionRecord(ended, previous: record, at: context.created) { canceled = confirmed }
         canceled.status = SubscriptionRecord.terminalStatuses.contains(canceled.status) ? canceled.status : "canceled"
         canceled.lastEventAt = record.lastEventAt
         try await transaction.updateSubscription(canceled, now: Date())
+        // The product was just told of the subscription (by the caller); now of its end.
+        try await notifier.subscriptionChanged(transaction, before: record, after: canceled)
         try await context.audit(
             "subscription.canceled", before: Self.auditFields(record),
             after: Self.auditFields(canceled).merging(["reason": "the tenant is deleted"]) { $1 })

@@ -31,7 +31,8 @@ struct InvoicePage: Sendable {
         }
         let tenant = principal.role == .operator
             ? request.uri.queryParameters.get("tenant").flatMap { UUID(uuidString: String($0)) } : principal.tenantID
-        return try await show(context.parameters.get("id").flatMap(UUID.init(uuidString:)), tenant: tenant, api: api)
+        return try await show(
+            context.parameters.get("id").flatMap(UUID.init(uuidString:)), tenant: tenant, includingDeleted: principal.role == .operator, api: api)
     }
 
     /// A signed link from `billing.invoices`: that invoice of that tenant, until the link expires.
@@ -45,7 +46,7 @@ struct InvoicePage: Sendable {
         }
         switch links.verify(tenant: tenant, invoice: id, expires: expires, signature: signature, now: api.now()) {
         case .valid:
-            return try await show(id, tenant: tenant, api: api)
+            return try await show(id, tenant: tenant, includingDeleted: false, api: api)
         case .expired:
             return answer(.forbidden, ["title": "Link expired", "message": "This invoice link has expired; open the invoice from the billing page again for a new one."])
         case .invalid:
@@ -53,8 +54,8 @@ struct InvoicePage: Sendable {
         }
     }
 
-    func show(_ id: UUID?, tenant: UUID?, api: BillingAPI) async throws -> Response {
-        guard let tenant, let id, let invoice = try await api.invoiceDocument(id, tenant: tenant) else {
+    func show(_ id: UUID?, tenant: UUID?, includingDeleted: Bool, api: BillingAPI) async throws -> Response {
+        guard let tenant, let id, let invoice = try await api.invoiceDocument(id, tenant: tenant, includingDeleted: includingDeleted) else {
             return answer(.notFound, ["title": "Not found", "message": "This tenant has no such invoice."])
         }
         return answer(.ok, ["title": "Invoice \(invoice.number)", "invoice": Self.view(of: invoice, tenant: tenant)])

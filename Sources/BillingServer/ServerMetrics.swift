@@ -69,16 +69,10 @@ public final class ServerMetrics: Sendable {
             logger.warning("could not read inbox metrics", metadata: ["error": "\(error)"])
             return
         }
-        for status in Self.inboxStatuses {
-            registry.makeGauge(
-                descriptor: .init(metricName: "billing_inbox_events", helpText: "Stripe events in the inbox by status"),
-                labels: [("status", status)]
-            ).set(Double(stats.counts[status] ?? 0))
-        }
-        registry.makeGauge(
-            descriptor: .init(metricName: "billing_inbox_oldest_waiting", unitName: "seconds",
-                              helpText: "Age of the oldest pending or unresolved Stripe event (0 when none waits)")
-        ).set(stats.oldestWaitingSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+        recordDepth(
+            "billing_inbox_events", help: "Stripe events in the inbox by status", statuses: Self.inboxStatuses, counts: stats.counts,
+            oldest: "billing_inbox_oldest_waiting", oldestHelp: "Age of the oldest pending or unresolved Stripe event (0 when none waits)",
+            since: stats.oldestWaitingSince, now: now)
     }
 
     static let outboxStatuses = ["pending", "delivered", "failed"]
@@ -93,15 +87,23 @@ public final class ServerMetrics: Sendable {
             logger.warning("could not read outbox metrics", metadata: ["error": "\(error)"])
             return
         }
-        for status in Self.outboxStatuses {
-            registry.makeGauge(
-                descriptor: .init(metricName: "billing_outbox_events", helpText: "Events to the product in the outbox by status"),
-                labels: [("status", status)]
-            ).set(Double(stats.counts[status] ?? 0))
+        recordDepth(
+            "billing_outbox_events", help: "Events to the product in the outbox by status", statuses: Self.outboxStatuses,
+            counts: stats.counts, oldest: "billing_outbox_oldest_pending",
+            oldestHelp: "Age of the oldest event to the product not delivered yet (0 when none waits)",
+            since: stats.oldestPendingSince, now: now)
+    }
+
+    /// A queue's depth by status, and the age in seconds of what has waited longest (0 when nothing waits).
+    func recordDepth(
+        _ metric: String, help: String, statuses: [String], counts: [String: Int], oldest: String, oldestHelp: String,
+        since: Date?, now: Date
+    ) {
+        for status in statuses {
+            registry.makeGauge(descriptor: .init(metricName: metric, helpText: help), labels: [("status", status)])
+                .set(Double(counts[status] ?? 0))
         }
-        registry.makeGauge(
-            descriptor: .init(metricName: "billing_outbox_oldest_pending", unitName: "seconds",
-                              helpText: "Age of the oldest event to the product not delivered yet (0 when none waits)")
-        ).set(stats.oldestPendingSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+        registry.makeGauge(descriptor: .init(metricName: oldest, unitName: "seconds", helpText: oldestHelp))
+            .set(since.map { max(0, now.timeIntervalSince($0)) } ?? 0)
     }
 }

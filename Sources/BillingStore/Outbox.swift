@@ -9,6 +9,7 @@ public struct OutboxMessage: Sendable, Equatable {
     public var type: String
     /// The JSON body to send, as written.
     public var payload: String
+    /// Attempts so far, this one included.
     public var attempts: Int
     /// The lease's token: finishing the event takes it.
     public var claim: UUID
@@ -62,7 +63,7 @@ public struct Outbox: Sendable {
         let message: OutboxMessage
         do {
             let rows = try await database.client.query(
-                "SELECT * FROM billing.claim_outbox_event(\(leaseMilliseconds)::bigint)", logger: logger)
+                "SELECT * FROM billing.claim_outbox_event(\(leaseMilliseconds)::bigint, \(retry.maxAttempts)::int)", logger: logger)
             var claimed: OutboxMessage?
             for try await (tenant, id, type, payload, attempts, claim) in rows.decode((UUID, UUID, String, String, Int, UUID).self) {
                 claimed = OutboxMessage(tenant: tenant, id: id, type: type, payload: payload, attempts: attempts, claim: claim)
@@ -73,7 +74,7 @@ public struct Outbox: Sendable {
             throw StoreError.wrap(error, operation: "claim outbox event")
         }
         let delivery = await send(message)
-        let tries = message.attempts + 1
+        let tries = message.attempts
         let error: String? = if case .failed(let reason) = delivery { reason } else { nil }
         let park = error != nil && tries >= retry.maxAttempts
         do {

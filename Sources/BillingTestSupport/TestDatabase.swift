@@ -37,7 +37,8 @@ public actor TestCluster {
     /// A new database with every migration applied, owned as in production: the superuser migrates, and the
     /// server's role `billing_app` (NOBYPASSRLS, owns nothing) is what tests connect as.
     /// Serialized: roles are cluster-wide and two migrations creating them at once would race.
-    public func freshDatabase(logger: Logger = Logger(label: "test")) async throws -> TestDatabase {
+    /// With `upTo`, only the migrations up to that version (to test a later one against rows written before it).
+    public func freshDatabase(upTo lastVersion: String? = nil, logger: Logger = Logger(label: "test")) async throws -> TestDatabase {
         let superuser = try superuserURL()
         let name = "billing_test_\(UUID().uuidString.prefix(8).lowercased())"
         var appURL = superuser.with(database: name)
@@ -46,6 +47,7 @@ public actor TestCluster {
         let app = appURL
         let owner = superuser.with(database: name)
         let migrations = try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations"))
+            .filter { lastVersion == nil || $0.version <= lastVersion! }
         try await serialized {
             try await superuser.withConnection(logger: logger) { connection in
                 try await connection.query("CREATE DATABASE \(unescaped: name)", logger: logger)

@@ -46,7 +46,7 @@ struct Reconcile: AsyncParsableCommand {
 }
 
 /// `billingd events list|show|retry`: the inbox, for operators.
-struct Events: AsyncParsableCommand {
+struct Events: AsyncParsableCommand, StatusChoices {
     static let configuration = CommandConfiguration(
         abstract: "See and replay the Stripe event inbox.",
         subcommands: [List.self, Show.self, Retry.self])
@@ -61,20 +61,10 @@ struct Events: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Events, newest first.")
 
-        @Option(help: "Only events of this status: \(Events.statuses.joined(separator: ", ")).")
-        var status: String?
-        @Option(help: "At most this many.")
-        var limit: Int = 50
-
-        func validate() throws {
-            if let status, !Events.statuses.contains(status) {
-                throw ValidationError("--status must be one of: \(Events.statuses.joined(separator: ", "))")
-            }
-            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
-        }
+        @OptionGroup var options: ListOptions<Events>
 
         func run() async throws {
-            let (status, limit) = (self.status, self.limit)
+            let (status, limit) = (options.status, options.limit)
             let entries = try await Events.jobs().withInbox { try await $0.list(status: status, limit: limit) }
             print(["id", "type", "created", "status", "attempts", "tenant", "last_error"].joined(separator: "\t"))
             for entry in entries {
@@ -122,5 +112,25 @@ struct Events: AsyncParsableCommand {
             }
             print("\(id) was \(previous); it is pending again and the worker will process it")
         }
+    }
+}
+
+/// What a command's `--status` may name.
+protocol StatusChoices {
+    static var statuses: [String] { get }
+}
+
+/// `--status` and `--limit` of a `list` command, checked before it connects.
+struct ListOptions<Choices: StatusChoices>: ParsableArguments {
+    @Option(help: "Only those of this status: \(Choices.statuses.joined(separator: ", ")).")
+    var status: String?
+    @Option(help: "At most this many.")
+    var limit: Int = 50
+
+    func validate() throws {
+        if let status, !Choices.statuses.contains(status) {
+            throw ValidationError("--status must be one of: \(Choices.statuses.joined(separator: ", "))")
+        }
+        guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
     }
 }

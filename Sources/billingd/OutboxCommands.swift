@@ -5,12 +5,13 @@ import Foundation
 import Logging
 
 /// `billingd outbox list|retry`: the events to the product (BILLING_EVENTS_URL), for operators.
-struct OutboxCommand: AsyncParsableCommand {
+struct OutboxCommand: AsyncParsableCommand, StatusChoices {
     static let configuration = CommandConfiguration(
         commandName: "outbox",
         abstract: "See the events to the product and send parked ones again.",
         subcommands: [List.self, Retry.self])
 
+    /// failed: parked after the last attempt.
     static let statuses = ["pending", "delivered", "failed"]
 
     /// The id the product receives (`evt_<uuid>`), so an operator can match it with the product's logs.
@@ -30,20 +31,10 @@ struct OutboxCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Events, newest first.")
 
-        @Option(help: "Only events of this status: \(OutboxCommand.statuses.joined(separator: ", ")) (parked after the last attempt).")
-        var status: String?
-        @Option(help: "At most this many.")
-        var limit: Int = 50
-
-        func validate() throws {
-            if let status, !OutboxCommand.statuses.contains(status) {
-                throw ValidationError("--status must be one of: \(OutboxCommand.statuses.joined(separator: ", "))")
-            }
-            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
-        }
+        @OptionGroup var options: ListOptions<OutboxCommand>
 
         func run() async throws {
-            let (status, limit) = (self.status, self.limit)
+            let (status, limit) = (options.status, options.limit)
             let entries = try await OutboxCommand.withOutbox { try await $0.list(status: status, limit: limit) }
             print(["id", "type", "tenant", "created", "status", "attempts", "next_attempt", "last_error"].joined(separator: "\t"))
             for entry in entries {

@@ -190,6 +190,19 @@ import Testing
         }
     }
 
+    /// A live system with a provisioned tenant and its admin's token; records an issue instead when no browser is
+    /// installed.
+    func withLiveSystem(_ body: @escaping @Sendable (LiveSystem, UUID, String) async throws -> Void) async throws {
+        guard Browser.isInstalled else {
+            Issue.record("Chromium and chromedriver are missing: run `scripts/install-deps.sh browser` (make test does)")
+            return
+        }
+        try await LiveSystem.run { system in
+            let tenant = try await system.provision()
+            try await body(system, tenant, try await system.server.token(.admin, tenant: tenant, ttl: .seconds(900)))
+        }
+    }
+
     /// Saves a screenshot of the step, scrolled to `selector` when given.
     func snap(_ browser: Browser, _ name: String, showing selector: String? = nil) async throws {
         if let selector {
@@ -199,13 +212,7 @@ import Testing
     }
 
     @Test func anAdminSubscribesTopsUpAndChangesSeatsAndAMemberOnlyReads() async throws {
-        guard Browser.isInstalled else {
-            Issue.record("Chromium and chromedriver are missing: run `scripts/install-deps.sh browser` (make test does)")
-            return
-        }
-        try await LiveSystem.run { system in
-            let tenant = try await system.provision()
-            let admin = try await system.server.token(.admin, tenant: tenant, ttl: .seconds(900))
+        try await withLiveSystem { system, tenant, admin in
             let member = try await system.server.token(.member, tenant: tenant, ttl: .seconds(900))
             try await Browser.withSession { browser in
                 // The token arrives in the fragment, moves to sessionStorage, and leaves the address bar.
@@ -326,13 +333,7 @@ import Testing
     /// its view has the payment link, leaving the payment page says it is still due, and paying it comes back to the
     /// page, which waits for Stripe and then says it is paid.
     @Test func anInvoiceNeedingConfirmationIsPaidThroughItsLinkAndThePageFollowsIt() async throws {
-        guard Browser.isInstalled else {
-            Issue.record("Chromium and chromedriver are missing: run `scripts/install-deps.sh browser` (make test does)")
-            return
-        }
-        try await LiveSystem.run { system in
-            let tenant = try await system.provision()
-            let admin = try await system.server.token(.admin, tenant: tenant, ttl: .seconds(900))
+        try await withLiveSystem { system, tenant, admin in
             // A card whose off-session payments need authentication, saved through the stand-in's setup page.
             let setup = try await system.rpc("billing.setupPaymentMethod", token: admin)
             _ = await system.standIn.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .authenticated)

@@ -117,11 +117,7 @@ import Testing
     @Test func refundsArePartialIdempotentBoundedAndSettledByTheWebhook() async throws {
         try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
             let harness = EventHarness(client: client, server: server)
-            let tenant = try await server.provision(client)
-            try await harness.topUp(tenant, credits: 1000)
-            let operatorToken = try await server.token(.operator)
-            let listed = try await client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
-            let payment = try #require(listed["result"]?["payments"]?[0])
+            let (tenant, operatorToken, payment) = try await Self.toppedUp(harness, credits: 1000)
             #expect(payment["amountRefundable"] == 1000)
             #expect(payment["purpose"] == "credit_topup")
             let paymentID = try #require(payment["paymentId"]?.stringValue)
@@ -168,16 +164,23 @@ import Testing
 }
 
 extension ManagementAPITests {
+    /// A tenant that bought `credits` through the stand-in, an operator's token, and that payment as
+    /// `billing.payments` lists it.
+    static func toppedUp(_ harness: EventHarness, credits: Int) async throws -> (UUID, String, JSONValue) {
+        let tenant = try await harness.server.provision(harness.client)
+        try await harness.topUp(tenant, credits: credits)
+        let operatorToken = try await harness.server.token(.operator)
+        let listed = try await harness.client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
+        return (tenant, operatorToken, try #require(listed["result"]?["payments"]?[0]))
+    }
+
     /// A refund Stripe later reports failed (the card was closed) gives its credits back, shows as failed with its
     /// reason, and the same request then refunds again instead of returning the failed refund.
     @Test func aRefundThatFailsGivesTheCreditsBackAndMayBeAskedAgain() async throws {
         try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
             let harness = EventHarness(client: client, server: server)
-            let tenant = try await server.provision(client)
-            try await harness.topUp(tenant, credits: 1000)
-            let operatorToken = try await server.token(.operator)
-            let listed = try await client.rpc("billing.payments", ["tenantId": .string(tenant.uuidString)], token: operatorToken)
-            let paymentID = try #require(listed["result"]?["payments"]?[0]?["paymentId"]?.stringValue)
+            let (tenant, operatorToken, bought) = try await Self.toppedUp(harness, credits: 1000)
+            let paymentID = try #require(bought["paymentId"]?.stringValue)
             let refund = {
                 try await client.rpc("billing.refund", [
                     "tenantId": .string(tenant.uuidString), "paymentId": .string(paymentID), "amount": 400, "reason": "duplicate",
@@ -222,8 +225,10 @@ extension TenantLifecycleTests {
     /// A subscription that comes alive for a deleted tenant (here through a Checkout this server never opened, as one
     /// made in Stripe's dashboard would be) is canceled at Stripe as soon as its first event arrives.
     @Test func aSubscriptionBornAfterTheTenantWasDeletedIsCanceledAtStripe() async throws {
-        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
-            let harness = EventHarness(client: client, server: server)
+        // The product is told (through the outbox, to an endpoint that is down): the last word is that it ended.
+        let extra = OutboxTests.sendingEvents(to: "http://127.0.0.1:9/events", pollMilliseconds: 600_000)
+        try await TestServer.run(extra: extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server, extra: extra)
             let tenant = try await server.provision(client, name: "Gone Ltd")
             let customer: String? = try await harness.owner {
                 try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(tenant)'")
@@ -251,6 +256,14 @@ extension TenantLifecycleTests {
             let canceled = try #require(entries.first { $0["action"] == "subscription.canceled" })
             #expect(canceled["after"]?["reason"] == "the tenant is deleted")
             #expect(canceled["actorType"] == "stripe")
+            let told: String? = try await harness.owner {
+                try await $0.first("""
+                    SELECT string_agg(type || '=' || CASE type WHEN 'entitlement.changed' THEN payload::jsonb #>> '{data,entitled}'
+                                                               ELSE payload::jsonb #>> '{data,status}' END, ' ' ORDER BY created_at, event_id)
+                    FROM billing.outbox_events WHERE tenant_id = '\(tenant)' AND type IN ('subscription.changed', 'entitlement.changed')
+                    """)
+            }
+            #expect(told?.hasSuffix("subscription.changed=canceled entitlement.changed=false") == true, "\(told ?? "-")")
             // Every event about it is settled; none waits or failed.
             #expect(try await harness.count(
                 "SELECT count(*)::int FROM billing.stripe_events WHERE status NOT IN ('processed', 'stale', 'ignored')") == 0)

@@ -34,6 +34,13 @@ actor ProductEndpoint {
 @Suite struct OutboxTests {
     static let secret = "events-secret-for-tests-0123456789"
 
+    /// The event harness's configuration, with events to the product sent to `url`.
+    static func sendingEvents(to url: String, pollMilliseconds: Int) -> [String: String] {
+        EventHarness.extra.merging([
+            "BILLING_EVENTS_URL": url, "BILLING_EVENTS_SECRET": secret, "BILLING_EVENTS_POLL_MS": String(pollMilliseconds),
+        ]) { $1 }
+    }
+
     @Test func changesReachTheProductSignedOnceEachAfterRetries() async throws {
         let endpoint = ProductEndpoint()
         let router = Router()
@@ -43,13 +50,9 @@ actor ProductEndpoint {
             return Response(status: accepted ? .noContent : .internalServerError)
         }
         try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(.live) { product in
-            var extra = EventHarness.extra
-            extra["BILLING_EVENTS_URL"] = "http://127.0.0.1:\(product.port!)/events"
-            extra["BILLING_EVENTS_SECRET"] = Self.secret
-            extra["BILLING_EVENTS_POLL_MS"] = "20"
-            extra["BILLING_EVENTS_RETRY_INITIAL_MS"] = "1"
-            extra["BILLING_CREDITS_LOW_THRESHOLD"] = "50"
-            let configured = extra
+            let configured = Self.sendingEvents(to: "http://127.0.0.1:\(product.port!)/events", pollMilliseconds: 20).merging([
+                "BILLING_EVENTS_RETRY_INITIAL_MS": "1", "BILLING_CREDITS_LOW_THRESHOLD": "50",
+            ]) { $1 }
             try await TestServer.run(extra: configured) { client, server in
                 let harness = EventHarness(client: client, server: server, extra: configured)
                 let tenant = try await harness.tenant(customer: "cus_outbox")
@@ -109,13 +112,9 @@ actor ProductEndpoint {
     /// A deliverer holds no transaction while it sends; one that dies mid-send holds the event only until its lease
     /// runs out; an event parked after the last attempt waits for an operator's `billingd outbox retry`.
     @Test func aLeaseOutlivesADeadDelivererAndAnOperatorResendsParkedEvents() async throws {
-        var extra = EventHarness.extra
         // Events are written; the server's own deliverer makes one pass at start (nothing yet) and then sleeps, so
         // the test delivers.
-        extra["BILLING_EVENTS_URL"] = "http://127.0.0.1:9/events"
-        extra["BILLING_EVENTS_SECRET"] = Self.secret
-        extra["BILLING_EVENTS_POLL_MS"] = "600000"
-        let configured = extra
+        let configured = Self.sendingEvents(to: "http://127.0.0.1:9/events", pollMilliseconds: 600_000)
         try await TestServer.run(extra: configured) { client, server in
             let harness = EventHarness(client: client, server: server, extra: configured)
             let tenant = try await harness.tenant(customer: "cus_lease")
@@ -127,38 +126,51 @@ actor ProductEndpoint {
 
             try await server.database.withAppClient { database in
                 let outbox = Outbox(database: database)
-                let once = InboxRetryPolicy(initial: .milliseconds(1), maxAttempts: 1)
-                // A deliverer takes the event with a short lease, then dies before finishing it.
-                let dead = try await database.client.query("SELECT claim FROM billing.claim_outbox_event(1500)", logger: database.logger)
-                    .decode(UUID.self).first { _ in true }
-                let deadClaim = try #require(dead)
-                let idle = try await outbox.deliverNext(retry: once, lease: .seconds(30)) { _ in .delivered }
+                let twice = InboxRetryPolicy(initial: .milliseconds(1), maxAttempts: 2)
+                // A deliverer that takes the event with a lease of `milliseconds`, then dies before finishing it.
+                let dies = { @Sendable (milliseconds: Int) async throws -> UUID in
+                    let claim = try await database.client.query(
+                        "SELECT claim FROM billing.claim_outbox_event(\(milliseconds)::bigint, 2)", logger: database.logger)
+                        .decode(UUID.self).first { _ in true }
+                    return try #require(claim)
+                }
+                /// Tries a delivery every 100 ms until one is made (a lease ran out) or 15 s have passed.
+                let nextDelivery = { @Sendable (send: @escaping @Sendable (OutboxMessage) async -> Outbox.Delivery) async throws in
+                    let deadline = Date().addingTimeInterval(15)
+                    var attempt: (OutboxMessage, Outbox.Delivery)?
+                    while attempt == nil, Date() < deadline {
+                        try await Task.sleep(for: .milliseconds(100))
+                        attempt = try await outbox.deliverNext(retry: twice, lease: .seconds(30), send)
+                    }
+                    return attempt
+                }
+                let deadClaim = try await dies(1500)
+                let idle = try await outbox.deliverNext(retry: twice, lease: .seconds(30)) { _ in .delivered }
                 #expect(idle == nil, "a leased event was taken by a second deliverer")
 
-                // Once the lease has run out it is due again; this attempt fails too (the product is down) and parks it.
+                // Once the lease has run out it is due again; this second attempt fails too (the product is down), and
+                // with the dead one it spends both: parked.
                 let harnessForCheck = harness
-                var attempt: (OutboxMessage, Outbox.Delivery)?
-                let deadline = Date().addingTimeInterval(15)
-                while attempt == nil, Date() < deadline {
-                    try await Task.sleep(for: .milliseconds(100))
-                    attempt = try await outbox.deliverNext(retry: once, lease: .seconds(30)) { _ in
-                        // While sending, no transaction of the deliverer is open.
-                        let open = (try? await harnessForCheck.count("""
-                            SELECT count(*)::int FROM pg_stat_activity
-                            WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()
-                            """)) ?? -1
-                        return open == 0 ? .failed("the endpoint answered 503") : .failed("a transaction was open while sending: \(open)")
-                    }
-                }
-                #expect(attempt?.1 == .failed("the endpoint answered 503"))
-                #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE status = 'failed' AND attempts = 1") == 1)
+                let attempt = try #require(try await nextDelivery { _ in
+                    // While sending, no transaction of the deliverer stays open (a quick one of a background job may).
+                    try? await Task.sleep(for: .milliseconds(300))
+                    let open = (try? await harnessForCheck.count("""
+                        SELECT count(*)::int FROM pg_stat_activity
+                        WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()
+                          AND state_change < clock_timestamp() - interval '250 milliseconds'
+                        """)) ?? -1
+                    return open == 0 ? .failed("the endpoint answered 503") : .failed("a transaction was open while sending: \(open)")
+                })
+                #expect(attempt.1 == .failed("the endpoint answered 503"))
+                #expect(attempt.0.attempts == 2)
+                #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE status = 'failed' AND attempts = 2") == 1)
                 // The dead deliverer's late word no longer counts.
                 let late = try await database.client.query("""
-                    SELECT billing.finish_outbox_event(\(tenant), \(attempt!.0.id), \(deadClaim), false, 'late', 0, false)
+                    SELECT billing.finish_outbox_event(\(tenant), \(attempt.0.id), \(deadClaim), false, 'late', 0, false)
                     """, logger: database.logger).decode(Bool.self).first { _ in true }
                 #expect(late == false)
                 // Operators see the id the product sees.
-                let eventID = "evt_" + attempt!.0.id.uuidString.lowercased()
+                let eventID = "evt_" + attempt.0.id.uuidString.lowercased()
 
                 let (listed, list, _) = try await Billingd.run(["outbox", "list", "--status", "failed"], environment: environment)
                 #expect(listed == 0)
@@ -171,7 +183,20 @@ actor ProductEndpoint {
                 #expect(retried == 0, "\(retryErrors)")
                 #expect(retry.contains("\(eventID)\twas failed"))
                 #expect(retry.contains("1 event(s) due again"))
-                let sent = try await outbox.deliverNext(retry: once, lease: .seconds(30)) { _ in .delivered }
+                // Resent, and again its deliverers die: two attempts that never finish park it at the next claim.
+                _ = try await dies(200)
+                try await Task.sleep(for: .milliseconds(300))
+                _ = try await dies(200)
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(try await outbox.deliverNext(retry: twice, lease: .seconds(30)) { _ in .delivered } == nil)
+                #expect(try await harness.count("""
+                    SELECT count(*)::int FROM billing.outbox_events
+                    WHERE status = 'failed' AND attempts = 2 AND last_error LIKE 'an attempt did not finish%'
+                    """) == 1)
+
+                // Resent once more, and delivered.
+                #expect(try await Billingd.run(["outbox", "retry", eventID], environment: environment).0 == 0)
+                let sent = try await outbox.deliverNext(retry: twice, lease: .seconds(30)) { _ in .delivered }
                 #expect(sent.map { "evt_" + $0.0.id.uuidString.lowercased() } == eventID)
                 #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE status = 'delivered' AND attempts = 1") == 1)
 

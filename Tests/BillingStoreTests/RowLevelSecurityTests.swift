@@ -271,6 +271,28 @@ import Testing
         }
     }
 
+    /// A migration that fills a new column from existing rows reaches every tenant's rows, although it runs as a
+    /// role that row-level security applies to.
+    @Test func aBackfillReachesEveryTenantsRows() async throws {
+        let database = try await TestCluster.shared.freshDatabase(upTo: "0010")
+        let tenant = UUID()
+        try await database.withOwnerClient { client in
+            try await client.query("INSERT INTO billing.tenants (id, name, email) VALUES (\(tenant), 'Before', 'b@example.com')", logger: logger)
+            try await client.query("""
+                INSERT INTO billing.payments (tenant_id, payment_id, amount, amount_refunded, currency, purpose, created_at)
+                VALUES (\(tenant), 'pi_before', 1000, 300, 'usd', 'credit_topup', now())
+                """, logger: logger)
+        }
+        let applied = try await TestCluster.shared.migrate(
+            try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations")), on: database)
+        #expect(applied.contains("0011"))
+        try await database.withOwnerClient { client in
+            let rows = try await client.query(
+                "SELECT charge_amount_refunded::int FROM billing.payments WHERE payment_id = 'pi_before'", logger: logger)
+            for try await value in rows.decode(Int.self) { #expect(value == 300) }
+        }
+    }
+
     @Test func aFailingMigrationLeavesNothingBehind() async throws {
         let database = try await TestCluster.shared.freshDatabase()
         var migrations = try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations"))
