@@ -5,8 +5,8 @@ import StripeAPI
 
 /// Heals what webhooks missed: lists Stripe's events created since shortly before the newest one in the inbox and
 /// stores the missing ones (the worker applies them as if delivered), and re-reads live subscriptions no event has
-/// touched for a while, feeding Stripe's current object through the inbox as a `customer.subscription.updated`
-/// of our own (its id starts with `reconcile_`).
+/// touched for a while, and any still live for a deleted tenant, feeding Stripe's current object through the inbox
+/// as a `customer.subscription.updated` of our own (its id starts with `reconcile_`).
 public struct Reconciler: Sendable {
     public let inbox: EventInbox
     public let stripe: StripeClient
@@ -51,9 +51,12 @@ public struct Reconciler: Sendable {
             cursor = page.hasMore ? page.events.last?.id : nil
         } while cursor != nil
         let before = now.addingTimeInterval(-Double(subscriptionMaxAge.components.seconds))
-        for (_, subscription) in try await inbox.subscriptionsToRefresh(before: before, limit: 500) {
+        // Quiet subscriptions, and whatever still bills a deleted tenant (its handler cancels it at Stripe).
+        let stale = try await inbox.subscriptionsToRefresh(before: before, limit: 500).map { ($0.subscription, "") }
+        let orphaned = try await inbox.liveSubscriptionsOfDeletedTenants(limit: 500).map { ($0.subscription, "deleted_") }
+        for (subscription, tag) in stale + orphaned {
             do {
-                if try await refresh(subscription, now: now) { report.refreshed += 1 }
+                if try await refresh(subscription, now: now, tag: tag) { report.refreshed += 1 }
             } catch {
                 // One subscription Stripe will not give us must not hold up the others.
                 report.failed += 1
@@ -77,8 +80,9 @@ public struct Reconciler: Sendable {
             ignoredBecause: WebhookReceiver.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode))
     }
 
-    /// Stripe's current subscription, through the inbox as an event created now.
-    func refresh(_ subscriptionID: String, now: Date) async throws -> Bool {
+    /// Stripe's current subscription, through the inbox as an event created now. `tag` names why, so a reason of its
+    /// own is not taken for a re-read already made in this window.
+    func refresh(_ subscriptionID: String, now: Date, tag: String = "") async throws -> Bool {
         let raw = try await stripe.sendRaw(.get, "/v1/subscriptions/\(subscriptionID)")
         guard let object = try? JSONSerialization.jsonObject(with: raw) else {
             throw StripeError.unreadable("/v1/subscriptions/\(subscriptionID): not JSON")
@@ -87,7 +91,7 @@ public struct Reconciler: Sendable {
         // One re-read per subscription per max-age window: a re-read that cannot apply (say an unknown price) is
         // not stored again at every pass.
         let window = created / max(1, Int(subscriptionMaxAge.components.seconds))
-        let id = "reconcile_\(subscriptionID)_\(window)"
+        let id = "reconcile_\(tag)\(subscriptionID)_\(window)"
         let event: [String: Any] = [
             "id": id, "object": "event", "type": "customer.subscription.updated", "created": created, "livemode": liveMode,
             "data": ["object": object], "request": ["id": NSNull(), "idempotency_key": "billingd-reconcile"],

@@ -353,14 +353,23 @@ extension EventInbox {
 
     /// Live current subscriptions no event has touched since `before`, across tenants (ids only).
     public func subscriptionsToRefresh(before: Date, limit: Int) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
+        try await subscriptions("SELECT * FROM billing.subscriptions_to_refresh(\(before), \(limit)::int)", operation: "subscriptions to refresh")
+    }
+
+    /// Stripe subscriptions still live although their tenant was deleted (they came alive while it was deleted).
+    public func liveSubscriptionsOfDeletedTenants(limit: Int) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
+        try await subscriptions(
+            "SELECT * FROM billing.live_subscriptions_of_deleted_tenants(\(limit)::int)", operation: "live subscriptions of deleted tenants")
+    }
+
+    func subscriptions(_ query: PostgresQuery, operation: String) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
         do {
             var found: [(UUID, String)] = []
-            let rows = try await database.client.query(
-                "SELECT * FROM billing.subscriptions_to_refresh(\(before), \(limit)::int)", logger: database.logger)
+            let rows = try await database.client.query(query, logger: database.logger)
             for try await (tenant, subscription) in rows.decode((UUID, String).self) { found.append((tenant, subscription)) }
             return found
         } catch {
-            throw StoreError.wrap(error, operation: "subscriptions to refresh")
+            throw StoreError.wrap(error, operation: operation)
         }
     }
 }

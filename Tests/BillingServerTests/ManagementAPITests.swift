@@ -271,6 +271,42 @@ extension TenantLifecycleTests {
     }
 }
 
+extension TenantLifecycleTests {
+    /// A subscription that slipped past `tenants.delete` (its first event ran while the deletion did, so neither saw
+    /// the other) is caught by the next reconciliation pass and canceled at Stripe.
+    @Test func reconciliationCancelsWhatStillBillsADeletedTenant() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let subscriptionID = try #require(try await harness.owner {
+                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'") as String?
+            })
+            // What the race leaves: the tenant deleted, its subscription live here and at Stripe.
+            try await harness.owner { try await $0.run("UPDATE billing.tenants SET deleted_at = now() WHERE id = '\(tenant)'") }
+            let stripe = try #require(server.stripe)
+            #expect(try await stripe.retrieveSubscription(subscriptionID).status == "trialing")
+
+            let report = try await server.database.withAppClient { database in
+                try await Reconciler(
+                    inbox: EventInbox(database: database), stripe: stripe, liveMode: false, lookback: .seconds(60),
+                    subscriptionMaxAge: .seconds(86400), logger: Logger(label: "test.reconcile")
+                ).run()
+            }
+            #expect(report.refreshed == 1)
+            try await harness.drain()
+            #expect(try await stripe.retrieveSubscription(subscriptionID).status == "canceled")
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.subscriptions WHERE stripe_subscription_id = '\(subscriptionID)' AND status = 'canceled'") == 1)
+            // Nothing is left for the next pass.
+            let next = try await server.database.withAppClient { database in
+                try await EventInbox(database: database).liveSubscriptionsOfDeletedTenants(limit: 10).count
+            }
+            #expect(next == 0)
+        }
+    }
+}
+
 extension JSONValue {
     subscript(index: Int) -> JSONValue? {
         if case .array(let items) = self, items.indices.contains(index) { items[index] } else { nil }
