@@ -136,9 +136,16 @@
   }
 
   // As the server writes amounts (USD 19.00): minor units of a two-decimal currency.
+  // Minor units as Stripe counts them (the server's Money does the same): whole units for its zero-decimal
+  // currencies, thousandths for its three-decimal ones, hundredths for the rest.
+  const ZERO_DECIMAL = ['bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf'];
+  const THREE_DECIMAL = ['bhd', 'jod', 'kwd', 'omr', 'tnd'];
+
   function money(amount, currency) {
+    const code = (currency || '').toLowerCase();
+    const digits = ZERO_DECIMAL.includes(code) ? 0 : THREE_DECIMAL.includes(code) ? 3 : 2;
     const sign = amount < 0 ? '-' : '';
-    return ((currency || '').toUpperCase() + ' ' + sign + (Math.abs(amount) / 100).toFixed(2)).trim();
+    return (code.toUpperCase() + ' ' + sign + (Math.abs(amount) / 10 ** digits).toFixed(digits)).trim();
   }
 
   function day(iso) {

@@ -173,5 +173,10 @@ func defaultCatalog() throws -> PlanCatalog {
         #expect(Money(amount: 7, currency: "eur").formatted == "EUR 0.07")
         #expect(Money(amount: -1234, currency: "usd").formatted == "USD -12.34")
         #expect(Money(amount: 0, currency: "usd").formatted == "USD 0.00")
+        // Minor units as Stripe counts them: whole yen, thousandths of a dinar.
+        #expect(Money(amount: 500, currency: "jpy").formatted == "JPY 500")
+        #expect(Money(amount: -500, currency: "JPY").formatted == "JPY -500")
+        #expect(Money(amount: 1250, currency: "kwd").formatted == "KWD 1.250")
+        #expect(Money(amount: 5, currency: "bhd").formatted == "BHD 0.005")
     }
 }
