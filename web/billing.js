@@ -135,8 +135,7 @@
     if (message) problem.focus();
   }
 
-  // As the server writes amounts (USD 19.00): minor units of a two-decimal currency.
-  // Minor units as Stripe counts them (the server's Money does the same): whole units for its zero-decimal
+  // As the server writes amounts (USD 19.00, JPY 500), in minor units as Stripe counts them (the server's Money does the same): whole units for its zero-decimal
   // currencies, thousandths for its three-decimal ones, hundredths for the rest.
   const ZERO_DECIMAL = ['bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf'];
   const THREE_DECIMAL = ['bhd', 'jod', 'kwd', 'omr', 'tnd'];
@@ -300,19 +299,34 @@
   }
 
   // For every reader, members included: the older pages of the ledger and of the invoices.
+  // Reading, not acting: the page's messages stay. A page that arrives after the lists were rendered afresh (a
+  // refresh while it loaded) is dropped, since its cursor belongs to the old first page.
   function wirePaging() {
-    $('ledger-more').addEventListener('click', () => {
-      act($('ledger-more'), async () => appendLedger(await rpc('billing.credits', { limit: PAGE, cursor: cursors.ledger })));
+    const more = (button, method, key, append) => button.addEventListener('click', async () => {
+      if (button.disabled) return;
+      button.disabled = true;
+      const rendering = renders;
+      try {
+        const page = await rpc(method, { limit: PAGE, cursor: cursors[key] });
+        if (rendering === renders) append(page);
+      } catch (error) {
+        complain(error instanceof PageError ? error.message : 'Something went wrong in this page: ' + error.message);
+      } finally {
+        button.disabled = false;
+      }
     });
-    $('invoices-more').addEventListener('click', () => {
-      act($('invoices-more'), async () => appendInvoices(await rpc('billing.invoices', { limit: PAGE, cursor: cursors.invoices })));
-    });
+    more($('ledger-more'), 'billing.credits', 'ledger', appendLedger);
+    more($('invoices-more'), 'billing.invoices', 'invoices', appendInvoices);
   }
+
+  // How many times the lists were rendered afresh (paging appends only to the rendering it started from).
+  let renders = 0;
 
   async function refresh() {
     const [status, credits, invoices] = await Promise.all([
       rpc('billing.status'), rpc('billing.credits', { limit: PAGE }), rpc('billing.invoices', { limit: PAGE }),
     ]);
+    renders += 1;
     renderStatus(status);
     renderCredits(credits);
     renderInvoices(invoices);
@@ -510,20 +524,30 @@
   // The payment link of an invoice that needed 3-D Secure returns here with ?invoice=<id> (&canceled=true when the
   // person left without paying). Until Stripe confirms the payment, the page says it is processing.
   async function followInvoice(invoiceId, canceled) {
-    const find = async () => ((await rpc('billing.invoices', { limit: 100 })).invoices || []).find((each) => each.id === invoiceId);
+    // Newest first, a page at a time: an invoice being paid is almost always on the first.
+    const find = async () => {
+      let cursor;
+      for (let pages = 0; pages < 20; pages += 1) {
+        const page = await rpc('billing.invoices', cursor ? { limit: 100, cursor } : { limit: 100 });
+        const found = (page.invoices || []).find((each) => each.id === invoiceId);
+        if (found || !page.nextCursor) return found;
+        cursor = page.nextCursor;
+      }
+      return undefined;
+    };
     let invoice = await find();
     if (!invoice) {
       history.replaceState(null, '', location.pathname);
       throw new PageError('This page was opened for an invoice this workspace does not have, so there is nothing to wait for.');
     }
-    const name = 'Invoice ' + (invoice.number || '');
-    if (canceled && invoice.status !== 'paid') {
+    const settled = (each) => ['paid', 'void', 'written_off', 'uncollectible'].includes(each.status);
+    const name = invoice.number ? 'Invoice ' + invoice.number : 'This invoice';
+    if (canceled && !settled(invoice)) {
       history.replaceState(null, '', location.pathname);
       complain('You left the payment page without paying; ' + name + ' is still due.'
         + (canManage ? ' Open it from the list below to pay it.' : ''));
       return;
     }
-    const settled = (each) => ['paid', 'void', 'written_off', 'uncollectible'].includes(each.status);
     if (!settled(invoice)) {
       notify('Payment processing: waiting for Stripe to confirm your payment of ' + money(invoice.amountDue, invoice.currency)
         + ' for ' + name + '. This page updates by itself.');

@@ -52,11 +52,15 @@ public struct Reconciler: Sendable {
         } while cursor != nil
         let before = now.addingTimeInterval(-Double(subscriptionMaxAge.components.seconds))
         // Quiet subscriptions, and whatever still bills a deleted tenant (its handler cancels it at Stripe).
-        let stale = try await inbox.subscriptionsToRefresh(before: before, limit: 500).map { ($0.subscription, "") }
-        let orphaned = try await inbox.liveSubscriptionsOfDeletedTenants(limit: 500).map { ($0.subscription, "deleted_") }
-        for (subscription, tag) in stale + orphaned {
+        let stale = try await inbox.subscriptionsToRefresh(before: before, limit: 500).map { ($0, "") }
+        let orphaned = try await inbox.liveSubscriptionsOfDeletedTenants(limit: 500).map { ($0, "deleted_") }
+        for ((tenant, subscription), tag) in stale + orphaned {
             do {
                 if try await refresh(subscription, now: now, tag: tag) { report.refreshed += 1 }
+            } catch StripeError.refused(let refusal) where refusal.code == "resource_missing" && !tag.isEmpty {
+                // Stripe has no such subscription (deleted there, or of the other mode): it bills no one; it ends here.
+                try await endMissing(subscription, tenant: tenant, now: now)
+                report.refreshed += 1
             } catch {
                 // One subscription Stripe will not give us must not hold up the others.
                 report.failed += 1
@@ -78,6 +82,23 @@ public struct Reconciler: Sendable {
             id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)), livemode: event.livemode,
             payload: String(decoding: event.raw, as: UTF8.self),
             ignoredBecause: WebhookReceiver.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode))
+    }
+
+    /// A deleted tenant's subscription Stripe does not have: canceled here, so no pass reads it again.
+    func endMissing(_ subscriptionID: String, tenant: UUID, now: Date) async throws {
+        try await inbox.database.transaction(tenant, operation: "end a missing subscription") { transaction in
+            guard var record = try await transaction.lockSubscription(subscriptionID), !record.isTerminal else { return }
+            let before = record.status
+            record.status = "canceled"
+            try await transaction.updateSubscription(record, now: now)
+            try await transaction.audit(
+                actor: AuditActor(kind: .system, id: "reconcile"), action: "subscription.canceled",
+                before: ["subscription": subscriptionID, "status": before],
+                after: ["subscription": subscriptionID, "status": "canceled", "reason": "the tenant is deleted and Stripe has no such subscription"])
+        }
+        logger.notice("a deleted tenant's subscription is missing at Stripe; ended here", metadata: [
+            "tenant": "\(tenant)", "subscription": "\(subscriptionID)",
+        ])
     }
 
     /// Stripe's current subscription, through the inbox as an event created now. `tag` names why, so a reason of its

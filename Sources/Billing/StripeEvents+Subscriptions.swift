@@ -12,10 +12,14 @@ extension StripeEventProcessor {
         var subscription = object
         // An ending is final in Stripe: it applies whatever arrived before it, and nothing applies after it.
         let ends = SubscriptionRecord.terminalStatuses.contains(object.status)
+        if let existing, existing.isTerminal {
+            return context.stale("\(object.id) is \(existing.status); a later event does not revive it")
+        }
+        // Nothing may bill a deleted tenant, whatever this event says (its time, its price).
+        if !ends, try await !transaction.tenantIsLive() {
+            return try await endForDeletedTenant(object.id, existing: existing, context)
+        }
         if let existing {
-            if existing.isTerminal {
-                return context.stale("\(object.id) is \(existing.status); a later event does not revive it")
-            }
             if !ends, let last = existing.lastEventAt {
                 if context.created < last {
                     return context.stale("an event of \(last) about \(object.id) was applied already")
@@ -46,40 +50,50 @@ extension StripeEventProcessor {
             try await notifier.subscriptionChanged(transaction, before: nil, after: record)
             context.scope.wakeUnresolved([record.stripeSubscriptionID, record.stripeCustomerID])
         }
-        try await endIfTenantDeleted(record, context)
         return context.processed()
     }
 
     /// Nothing may bill a deleted tenant: a Stripe subscription that comes alive for one after `tenants.delete` (made
-    /// in Stripe's dashboard, or through a Checkout this server never opened) is canceled at Stripe at once, and its
-    /// row says so. Stripe not answering leaves the event due, so it is tried again rather than forgotten.
-    func endIfTenantDeleted(_ record: SubscriptionRecord, _ context: EventContext) async throws {
+    /// in Stripe's dashboard, through a Checkout this server never opened, or while the deletion ran) is canceled at
+    /// Stripe at once, and its row says so; the product is told it ended. Stripe not answering leaves the event due,
+    /// so it is tried again rather than forgotten.
+    func endForDeletedTenant(_ id: String, existing: SubscriptionRecord?, _ context: EventContext) async throws -> EventDisposition {
         let transaction = context.transaction
-        guard !record.isTerminal, !record.isInvoiceBilled, try await !transaction.tenantIsLive() else { return }
         guard let stripe else {
             throw RetryLater(
-                "the tenant is deleted and \(record.stripeSubscriptionID) must be canceled at Stripe: set STRIPE_SECRET_KEY for the worker, or cancel it in Stripe's dashboard, then replay this event with `billingd events retry`")
+                "the tenant is deleted and \(id) must be canceled at Stripe: set STRIPE_SECRET_KEY for the worker, or cancel it in Stripe's dashboard, then replay this event with `billingd events retry`")
         }
         let ended: Subscription
         do {
-            ended = try await stripe.endSubscription(record.stripeSubscriptionID)
+            ended = try await stripe.endSubscription(id)
         } catch {
             throw RetryLater(
-                "the tenant is deleted and \(record.stripeSubscriptionID) could not be canceled at Stripe (\(error)); it is tried again, or cancel it in Stripe's dashboard and replay this event with `billingd events retry`")
+                "the tenant is deleted and \(id) could not be canceled at Stripe (\(error)); it is tried again, or cancel it in Stripe's dashboard and replay this event with `billingd events retry`")
         }
-        var canceled = record
-        if case .success(let confirmed) = catalog.subscriptionRecord(ended, previous: record, at: context.created) { canceled = confirmed }
-        canceled.status = SubscriptionRecord.terminalStatuses.contains(canceled.status) ? canceled.status : "canceled"
-        canceled.lastEventAt = record.lastEventAt
-        try await transaction.updateSubscription(canceled, now: Date())
-        // The product was just told of the subscription (by the caller); now of its end.
-        try await notifier.subscriptionChanged(transaction, before: record, after: canceled)
-        try await context.audit(
-            "subscription.canceled", before: Self.auditFields(record),
-            after: Self.auditFields(canceled).merging(["reason": "the tenant is deleted"]) { $1 })
+        let reason = ["reason": "the tenant is deleted"]
+        // Stripe's answer as a row; with a price the catalog does not know, what is known of the row.
+        let confirmed: SubscriptionRecord? = switch catalog.subscriptionRecord(ended, previous: existing, at: context.created) {
+        case .success(let record): record
+        case .failure: existing
+        }
+        if var canceled = confirmed {
+            if !canceled.isTerminal { canceled.status = "canceled" }
+            canceled.lastEventAt = max(existing?.lastEventAt ?? context.created, context.created)
+            if let existing {
+                try await transaction.updateSubscription(canceled, now: Date())
+                try await notifier.subscriptionChanged(transaction, before: existing, after: canceled)
+            } else if try await !transaction.insertSubscription(canceled, now: Date()) {
+                throw RetryLater("another event inserted \(id) at the same moment")
+            }
+            try await context.audit(
+                "subscription.canceled", before: existing.map(Self.auditFields), after: Self.auditFields(canceled).merging(reason) { $1 })
+        } else {
+            try await context.audit("subscription.canceled", before: nil, after: ["subscription": id].merging(reason) { $1 })
+        }
         logger.notice("a subscription came alive for a deleted tenant; canceled at Stripe", metadata: [
-            "tenant": "\(context.tenant)", "subscription": "\(record.stripeSubscriptionID)",
+            "tenant": "\(context.tenant)", "subscription": "\(id)",
         ])
+        return context.processed("the tenant is deleted: \(id) was canceled at Stripe")
     }
 
     /// `checkout.session.completed` in subscription mode: links the subscription to the tenant. Its state comes
@@ -90,6 +104,9 @@ extension StripeEventProcessor {
         }
         if try await context.transaction.lockSubscription(subscriptionID) != nil {
             return context.processed("subscription \(subscriptionID) was already known")
+        }
+        if try await !context.transaction.tenantIsLive() {
+            return try await endForDeletedTenant(subscriptionID, existing: nil, context)
         }
         let record: SubscriptionRecord
         if let planName = session.metadata?["plan"], let plan = try? catalog.plan(named: planName) {
@@ -113,7 +130,6 @@ extension StripeEventProcessor {
         try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })
         try await notifier.subscriptionChanged(context.transaction, before: nil, after: record)
         context.scope.wakeUnresolved([subscriptionID, session.customer?.id])
-        try await endIfTenantDeleted(record, context)
         return context.processed()
     }
 
