@@ -144,7 +144,7 @@ actor ProductEndpoint {
                     }
                     return attempt
                 }
-                let deadClaim = try await dies(1500)
+                let deadClaim = try await dies(3000)
                 let idle = try await outbox.deliverNext(retry: twice, lease: .seconds(30)) { _ in .delivered }
                 #expect(idle == nil, "a leased event was taken by a second deliverer")
 
