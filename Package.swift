@@ -41,6 +41,7 @@ let package = Package(
         .target(
             name: "StripeStandIn",
             dependencies: [
+                "BillingCore",
                 "StripeAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

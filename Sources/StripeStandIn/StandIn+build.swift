@@ -1,3 +1,4 @@
+import BillingCore
 import Foundation
 import Hummingbird
 import Logging
@@ -93,8 +94,10 @@ func page(_ title: String, _ text: String) -> String {
     Pages.render("message", title: title, ["text": text])
 }
 
+/// As Stripe's pages write it: `7.00 USD`, `500 JPY`, in the currency's minor units.
 func money(_ amount: Int, _ currency: String) -> String {
-    String(format: "%.2f %@", Double(amount) / 100, currency.uppercased())
+    let digits = Money.minorUnitDigits(currency)
+    return String(format: "%.\(digits)f %@", Double(amount) / pow(10, Double(digits)), currency.uppercased())
 }
 
 func checkoutPage(_ view: StandInState.CheckoutView, notice: String? = nil) -> String {

@@ -484,4 +484,16 @@ enum StandInHarness {
             })
         }
     }
+
+    /// The hosted page writes amounts in the currency's own minor units: yen are whole.
+    @Test func theCheckoutPageWritesZeroDecimalAmountsWhole() async throws {
+        try await StandInHarness.run { client, _, _, standIn in
+            let session = try await client.createCheckoutSession([
+                "mode": "payment", "success_url": "https://billing.example/done",
+                "line_items": [["price_data": ["currency": "jpy", "unit_amount": 500, "product_data": ["name": "Credits"]], "quantity": 1]],
+            ], idempotencyKey: UUID().uuidString)
+            let page = String(buffer: try await standIn.execute(uri: "/checkout/\(session.id)", method: .get).body)
+            #expect(page.contains("500 JPY"), "\(page)")
+        }
+    }
 }
