@@ -170,8 +170,17 @@ public enum TenantPurge {
         "top_ups", "checkout_sessions", "credit_ledger", "credit_balances", "audit_events", "outbox_events", "subscriptions",
     ]
 
-    public static func run(ownerURL: DatabaseURL, deletedBefore: Date, logger: Logger) async throws -> [UUID] {
+    /// What a purge did: the tenants removed, and those kept because a Stripe subscription of theirs is still live
+    /// here (removing them would leave it billing with nothing left to end it; reconciliation cancels it, and a later
+    /// purge removes them).
+    public struct Result: Sendable {
+        public var purged: [UUID] = []
+        public var kept: [(tenant: UUID, subscriptions: [String])] = []
+    }
+
+    public static func run(ownerURL: DatabaseURL, deletedBefore: Date, logger: Logger) async throws -> Result {
         try await ownerURL.withConnection(logger: logger) { connection in
+            var result = Result()
             var due: [UUID] = []
             for try await id in try await connection.query(
                 "SELECT id FROM billing.tenants_deleted_before(\(deletedBefore))", logger: logger).decode(UUID.self)
@@ -184,6 +193,19 @@ public enum TenantPurge {
                     try await connection.query("SET LOCAL ROLE \(unescaped: Migrator.ownerRole)", logger: logger)
                     try await connection.query(
                         "SELECT set_config('app.tenant_id', \(tenant.uuidString.lowercased()), true)", logger: logger)
+                    var live: [String] = []
+                    for try await id in try await connection.query("""
+                        SELECT stripe_subscription_id FROM billing.subscriptions
+                        WHERE tenant_id = \(tenant) AND billing_mode = 'stripe' AND status NOT IN ('canceled', 'incomplete_expired')
+                        ORDER BY stripe_subscription_id
+                        """, logger: logger).decode(String.self) {
+                        live.append(id)
+                    }
+                    guard live.isEmpty else {
+                        try await connection.query("ROLLBACK", logger: logger)
+                        result.kept.append((tenant, live))
+                        continue
+                    }
                     for table in tables {
                         try await connection.query("DELETE FROM billing.\(unescaped: table) WHERE tenant_id = \(tenant)", logger: logger)
                     }
@@ -191,12 +213,13 @@ public enum TenantPurge {
                     try await connection.query(
                         "DELETE FROM billing.tenants WHERE id = \(tenant) AND deleted_at IS NOT NULL", logger: logger)
                     try await connection.query("COMMIT", logger: logger)
+                    result.purged.append(tenant)
                 } catch {
                     try? await connection.query("ROLLBACK", logger: logger)
                     throw StoreError.wrap(error, operation: "purge tenant \(tenant)")
                 }
             }
-            return due
+            return result
         }
     }
 }

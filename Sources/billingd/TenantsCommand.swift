@@ -27,10 +27,14 @@ struct Tenants: AsyncParsableCommand {
                 throw ConfigurationError.missing("DATABASE_OWNER_URL", "postgres://postgres:PASSWORD@127.0.0.1:5432/billing (the server's role may delete nothing)")
             }
             let retention = retentionDays.map { Double($0) * 86400 } ?? Double(configuration.tenantRetention.components.seconds)
-            let purged = try await TenantPurge.run(
+            let result = try await TenantPurge.run(
                 ownerURL: owner, deletedBefore: Date().addingTimeInterval(-retention), logger: Logger(label: "billingd.tenants"))
-            for tenant in purged { print(tenant.uuidString.lowercased()) }
-            print("purged \(purged.count) tenant(s)")
+            for tenant in result.purged { print(tenant.uuidString.lowercased()) }
+            for (tenant, subscriptions) in result.kept {
+                print("kept \(tenant.uuidString.lowercased()): Stripe subscription(s) \(subscriptions.joined(separator: ", ")) still live; "
+                      + "reconciliation cancels them (or cancel them in Stripe's dashboard), then purge again")
+            }
+            print("purged \(result.purged.count) tenant(s)" + (result.kept.isEmpty ? "" : ", kept \(result.kept.count)"))
         }
     }
 }

@@ -294,6 +294,15 @@ extension TenantLifecycleTests {
             }
             let stripe = try #require(server.stripe)
             #expect(try await stripe.retrieveSubscription(subscriptionID).status == "trialing")
+            // A purge now would leave it billing with nothing left to end it: the tenant is kept.
+            let owner = [
+                "DATABASE_URL": server.database.appURL.secretURLString, "DATABASE_OWNER_URL": server.database.ownerURL.secretURLString,
+            ]
+            let (kept, keptOutput, keptErrors) = try await Billingd.run(["tenants", "purge", "--retention-days", "0"], environment: owner)
+            #expect(kept == 0, "\(keptErrors)")
+            let keptLine = keptOutput.split(separator: "\n").first { $0.hasPrefix("kept \(tenant.uuidString.lowercased()): Stripe subscription(s) ") }
+            #expect(keptLine?.contains(subscriptionID) == true && keptLine?.contains("sub_gone_from_stripe") == true, "\(keptOutput)")
+            #expect(keptOutput.contains("purged 0 tenant(s), kept 1"))
 
             let report = try await server.database.withAppClient { database in
                 try await Reconciler(
@@ -314,6 +323,9 @@ extension TenantLifecycleTests {
                 try await EventInbox(database: database).liveSubscriptionsOfDeletedTenants(limit: 10).count
             }
             #expect(next == 0)
+            let (purged, purgedOutput, _) = try await Billingd.run(["tenants", "purge", "--retention-days", "0"], environment: owner)
+            #expect(purged == 0)
+            #expect(purgedOutput.contains("purged 1 tenant(s)"), "\(purgedOutput)")
         }
     }
 }
