@@ -135,14 +135,13 @@
     if (message) problem.focus();
   }
 
-  // As the server writes amounts (USD 19.00, JPY 500), in minor units as Stripe counts them (the server's Money does the same): whole units for its zero-decimal
-  // currencies, thousandths for its three-decimal ones, hundredths for the rest.
-  const ZERO_DECIMAL = ['bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf'];
-  const THREE_DECIMAL = ['bhd', 'jod', 'kwd', 'omr', 'tnd'];
+  // As the server writes amounts (USD 19.00, JPY 500): in minor units, with the decimals the server gives for each of
+  // the catalog's currencies (two for any other).
+  const CURRENCY_DIGITS = JSON.parse(document.getElementById('currency-digits').textContent);
 
   function money(amount, currency) {
     const code = (currency || '').toLowerCase();
-    const digits = ZERO_DECIMAL.includes(code) ? 0 : THREE_DECIMAL.includes(code) ? 3 : 2;
+    const digits = CURRENCY_DIGITS[code] ?? 2;
     const sign = amount < 0 ? '-' : '';
     return (code.toUpperCase() + ' ' + sign + (Math.abs(amount) / 10 ** digits).toFixed(digits)).trim();
   }

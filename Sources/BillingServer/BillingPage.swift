@@ -32,8 +32,8 @@ public struct BillingPage: Sendable {
         styles = ByteBuffer(string: try readWebFile("billing.css", in: directory))
     }
 
-    /// What the template shows: every plan with its prices and seats, the credit price, and the catalog as JSON for the
-    /// script (with `<`, `>` and `&` escaped, so nothing in it can close the script element).
+    /// What the template shows: every plan with its prices and seats, the credit price, and for the script the catalog
+    /// and its currencies' decimals as JSON.
     static func view(of catalog: PlanCatalog) throws -> [String: Any] {
         let plans: [[String: Any]] = catalog.plans.map { plan in
             let prices = plan.prices.map { price in
@@ -49,9 +49,10 @@ public struct BillingPage: Sendable {
             return entry
         }
         let credits = catalog.credits
-        let json = String(decoding: try JSONEncoder().encode(PlanList(catalog)), as: UTF8.self)
-            .replacingOccurrences(of: "<", with: "\\u003c").replacingOccurrences(of: ">", with: "\\u003e")
-            .replacingOccurrences(of: "&", with: "\\u0026")
+        let json = try scriptJSON(PlanList(catalog))
+        // The decimals of each of the catalog's currencies (the page writes amounts as Money does).
+        let currencies = Set(catalog.plans.flatMap { $0.prices.map(\.currency) } + [credits.currency])
+        let digits = try scriptJSON(Dictionary(uniqueKeysWithValues: currencies.map { ($0.lowercased(), Money.minorUnitDigits($0)) }))
         return [
             "plans": plans,
             "credits": [
@@ -60,7 +61,15 @@ public struct BillingPage: Sendable {
                 "unitPrice": Money(amount: credits.unitAmount, currency: credits.currency).formatted,
             ] as [String: Any],
             "catalogJSON": json,
+            "currencyDigitsJSON": digits,
         ]
+    }
+
+    /// JSON to embed in a script element: `<`, `>` and `&` escaped, so nothing in it can close the element.
+    static func scriptJSON(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+            .replacingOccurrences(of: "<", with: "\\u003c").replacingOccurrences(of: ">", with: "\\u003e")
+            .replacingOccurrences(of: "&", with: "\\u0026")
     }
 
     func addRoutes(to router: Router<some RequestContext>) {

@@ -30,7 +30,7 @@ struct InvoicePage: Sendable {
             return answer(.forbidden, ["title": "Not allowed", "message": "Invoices are for the tenant's owners and admins."])
         }
         let tenant = principal.role == .operator
-            ? request.uri.queryParameters.get("tenant").flatMap { UUID(uuidString: String($0)) } : principal.tenantID
+            ? query.get("tenant").flatMap { UUID(uuidString: String($0)) } : principal.tenantID
         return try await show(
             context.parameters.get("id").flatMap(UUID.init(uuidString:)), tenant: tenant, includingDeleted: principal.role == .operator, api: api)
     }

@@ -14,13 +14,10 @@ public func buildStandInApplication(
     for method in [HTTPRequest.Method.get, .post, .delete] {
         router.on("/v1/**", method: method) { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
-            let response = await state.handle(StandInRequest(
+            return answer(await state.handle(StandInRequest(
                 method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "",
                 body: String(buffer: body), authorization: request.headers[.authorization],
-                idempotencyKey: request.headers[.init("Idempotency-Key")!]))
-            var headers = HTTPFields()
-            for (name, value) in response.headers { headers[.init(name)!] = value }
-            return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
+                idempotencyKey: request.headers[.init("Idempotency-Key")!])))
         }
     }
     router.get("/checkout/{id}") { _, context -> Response in
@@ -51,7 +48,7 @@ public func buildStandInApplication(
     }
     router.post("/portal/{id}") { request, context -> Response in
         let id = try context.parameters.require("id")
-        let form = Dictionary(FormParameters.decodePairs(String(buffer: try await request.body.collect(upTo: 64 << 10))), uniquingKeysWith: { $1 })
+        let form = try await formFields(request)
         let notice = await state.portalAction(
             id, action: form["action"] ?? "", subscription: form["subscription"] ?? "", value: form["value"])
         guard let view = await state.portalView(id) else { return html(.notFound, page("Not found", "No such portal session.")) }
@@ -73,10 +70,8 @@ public func buildStandInApplication(
     }
     router.post("/_stand-in/refunds/{id}/fail") { request, context -> Response in
         let id = try context.parameters.require("id")
-        let form = Dictionary(FormParameters.decodePairs(String(buffer: try await request.body.collect(upTo: 64 << 10))), uniquingKeysWith: { $1 })
-        let response = await state.failRefund(id, failureReason: form["failure_reason"] ?? "expired_or_canceled_card")
-        return Response(status: .init(code: response.status), headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
+        let form = try await formFields(request)
+        return answer(await state.failRefund(id, failureReason: form["failure_reason"] ?? "expired_or_canceled_card"))
     }
     router.delete("/_stand-in/faults") { _, _ -> Response in
         await state.clearFaults()
@@ -84,6 +79,18 @@ public func buildStandInApplication(
     }
     return Application(
         router: router, configuration: .init(address: .hostname(host, port: port), serverName: "stripe-stand-in"), logger: logger)
+}
+
+/// A stand-in answer as Stripe would send it over HTTP.
+func answer(_ response: StandInResponse) -> Response {
+    var headers = HTTPFields()
+    for (name, value) in response.headers { headers[.init(name)!] = value }
+    return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
+}
+
+/// A form post's fields (the last value of a repeated name).
+func formFields(_ request: Request) async throws -> [String: String] {
+    Dictionary(FormParameters.decodePairs(String(buffer: try await request.body.collect(upTo: 64 << 10))), uniquingKeysWith: { $1 })
 }
 
 func html(_ status: HTTPResponse.Status, _ body: String) -> Response {
