@@ -70,7 +70,7 @@ extension BillingAPI {
                 }
                 return
             }
-            guard invoice.status == "open" || invoice.status == "action_required", let due = invoice.nextAttemptAt, due <= at else { return }
+            guard invoice.status == "open" || invoice.status == "action_required", let due = invoice.nextAttemptAt, due.isAtOrBefore(at) else { return }
             try await attempt(&invoice, transaction, at: due, client: client, report: &report)
         }
     }

@@ -189,14 +189,14 @@ extension BillingAPI {
         else { return issued }
         // A bound on the loop: a job that was stopped for a long time catches up at most a year of months at once.
         for _ in 0..<13 {
-            guard start <= at, !subscription.isTerminal else { break }
+            guard start.isAtOrBefore(at), !subscription.isTerminal else { break }
             var end = subscription.currentPeriodEnd ?? Self.periodEnd(from: start, interval: interval)
             // A suspended (unpaid) subscription accrues no invoices: its periods pass unbilled until it is paid up.
             if subscription.status != "unpaid",
                !(try await transaction.invoiceExists(subscriptionID: subscription.stripeSubscriptionID, periodStart: start)) {
                 issued.append(try await issueInvoice(transaction, subscription: subscription, plan: plan, price: price, start: start, end: end, at: at))
             }
-            guard end <= at else { break }
+            guard end.isAtOrBefore(at) else { break }
             if subscription.cancelAtPeriodEnd {
                 try await notifier.setInvoiceSubscription(transaction, subscription, status: "canceled", at: end)
                 break
