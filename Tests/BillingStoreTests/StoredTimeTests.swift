@@ -1,0 +1,25 @@
+import BillingStore
+import BillingTestSupport
+import Foundation
+import PostgresNIO
+import Testing
+
+/// Times read back from PostgreSQL are compared with the times they were written from at the database's precision.
+@Suite struct StoredTimeTests {
+    @Test func aTimeReadBackIsNeverLaterThanTheOneItWasWrittenFrom() async throws {
+        let database = try await TestCluster.shared.freshDatabase()
+        // Ten thousand instants of this year; about one in three hundred comes back a fraction of a microsecond late.
+        let written = (0..<10_000).map { _ in Date(timeIntervalSinceNow: -Double.random(in: 0..<31_536_000)) }
+        let read = try await database.withAppClient(maxConnections: 1) { db in
+            var read: [Date] = []
+            let rows = try await db.client.query("SELECT unnest(\(written)::timestamptz[])", logger: db.logger)
+            for try await date in rows.decode(Date.self) { read.append(date) }
+            return read
+        }
+        try #require(read.count == written.count)
+        let pairs = zip(written, read)
+        // The failure this guards against is real: compared raw, some stored times are after their originals.
+        #expect(pairs.contains { original, stored in stored > original })
+        #expect(pairs.allSatisfy { original, stored in stored.isAtOrBefore(original) && original.isAtOrBefore(stored) })
+    }
+}
