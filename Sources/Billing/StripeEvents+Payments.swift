@@ -221,7 +221,8 @@ extension StripeEventProcessor {
     }
 
     /// Records the payment or completes what is known of it, and settles its credits. Locks its top-up before the
-    /// payment, as fulfilment does, so two events about one payment never deadlock.
+    /// payment, as fulfilment does, so two events about one payment never deadlock; and holds the payment's id first,
+    /// so two events about a new payment do not both insert it.
     func recordPayment(
         intentID: String?, chargeID: String?, amount: Int, refunded: Int?, currency: String, metadata: [String: String],
         created: Date, topUp known: (id: UUID, credits: Int)?, _ context: EventContext
@@ -238,6 +239,7 @@ extension StripeEventProcessor {
         guard let key = intentID ?? chargeID else { throw RetryLater("a payment without a PaymentIntent or charge id") }
         let purpose = topUp != nil || metadata["purpose"] == "credit_topup" ? "credit_topup"
             : metadata["invoice_id"] != nil ? "invoice" : "other"
+        try await transaction.lockPaymentKey(key)
         var existing = try await transaction.lockPayment(key)
         if existing == nil, let chargeID { existing = try await transaction.lockPayment(chargeID) }
         guard var payment = existing else {

@@ -407,6 +407,14 @@ extension TenantTransaction {
 
     // MARK: Payments
 
+    /// Holds the payment id `key` until the transaction ends, whether or not its row exists yet, so two events about a
+    /// new payment (`payment_intent.succeeded` and `charge.succeeded` arrive together) do not both insert it: the
+    /// second waits, then finds the row the first made.
+    public func lockPaymentKey(_ key: String) async throws {
+        try await connection.query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('payment:' || \(tenant.uuidString) || ':' || \(key), 0))", logger: logger)
+    }
+
     /// The payment by its id, PaymentIntent or charge, locked.
     public func lockPayment(_ id: String) async throws -> PaymentRecord? {
         try await decodePayments(connection.query("""

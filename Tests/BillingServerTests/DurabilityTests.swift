@@ -55,6 +55,31 @@ import Testing
         }
     }
 
+    /// A payment's two events (`payment_intent.succeeded`, `charge.succeeded`) arrive together and two workers take
+    /// one each: the second waits for the first's row instead of inserting it again and failing.
+    @Test func twoEventsAboutOneNewPaymentRecordItOnceWithoutARetry() async throws {
+        try await TestServer.run(extra: EventHarness.extra) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let metadata = ["tenant_id": tenant.uuidString.lowercased()]
+            // Claimed in id order: each payment's two events are next to each other.
+            for n in 0..<12 {
+                var intent = EventHarness.topUpIntent("pi_twin_\(n)", tenant: tenant, topUp: UUID(), amount: 700, charge: "ch_twin_\(n)")
+                intent["metadata"] = metadata
+                var charge = EventHarness.charge("ch_twin_\(n)", intent: "pi_twin_\(n)", amount: 700)
+                charge["metadata"] = metadata
+                try await harness.deliver(EventHarness.event("evt_twin_\(n + 10)_a", "payment_intent.succeeded", intent, created: harness.now))
+                try await harness.deliver(EventHarness.event("evt_twin_\(n + 10)_b", "charge.succeeded", charge, created: harness.now))
+            }
+            async let first = harness.drain()
+            async let second = harness.drain()
+            _ = try await (first, second)
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.payments WHERE payment_id LIKE 'pi_twin_%' AND charge_id IS NOT NULL") == 12)
+            let retried = try await harness.count("SELECT count(*)::int FROM billing.stripe_events WHERE event_id LIKE 'evt_twin_%' AND (status <> 'processed' OR attempts > 1)")
+            #expect(retried == 0, "an event failed on the payment another was inserting")
+        }
+    }
+
     /// A worker that dies mid-transaction (its connection drops before COMMIT) leaves the event due and its effects
     /// undone; while it held the event, no other worker could take it.
     @Test func aCrashMidTransactionLeavesTheEventDueAndItAppliesOnce() async throws {
