@@ -59,8 +59,6 @@ extension SubscriptionRecord {
 
 extension BillingAPI {
     static let invoiceSubscriptionPrefix = "inv_sub_"
-    /// The smallest amount charged to a card (Stripe's minimum for USD and most currencies, in minor units).
-    static let minimumCharge = 50
 
     static let utc: Calendar = {
         var calendar = Calendar(identifier: .gregorian)
@@ -224,10 +222,12 @@ extension BillingAPI {
         let unit = catalog.credits.unitAmount
         let available = max(0, try await transaction.creditBalance().available)
         var creditsUsed = min(available, subtotal / unit)
-        // Stripe charges no less than its minimum (50 cents in USD): credits never leave less than that to the card.
+        // Stripe charges no less than its minimum for the currency (50 cents in USD, 30 pence in GBP): credits never
+        // leave less than that to the card.
+        let minimumCharge = Money.minimumCharge(price.currency).amount
         let remainder = subtotal - creditsUsed * unit
-        if remainder > 0 && remainder < Self.minimumCharge {
-            creditsUsed = max(0, (subtotal - Self.minimumCharge) / unit)
+        if remainder > 0 && remainder < minimumCharge {
+            creditsUsed = max(0, (subtotal - minimumCharge) / unit)
         }
         var creditAmount = creditsUsed * unit
         if creditsUsed > 0 {

@@ -27,6 +27,18 @@ public struct Money: Codable, Sendable, Equatable, Hashable {
     /// Stripe's three-decimal currencies.
     public static let threeDecimalCurrencies: Set<String> = ["bhd", "jod", "kwd", "omr", "tnd"]
 
+    /// The least Stripe charges a card in `currency`: its published table of minimum charge amounts, and 50 minor
+    /// units (the USD minimum) for a currency the table does not name.
+    public static func minimumCharge(_ currency: String) -> Money {
+        Money(amount: minimumCharges[currency.lowercased()] ?? 50, currency: currency)
+    }
+
+    static let minimumCharges: [String: Int] = [
+        "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500, "dkk": 250, "eur": 50,
+        "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "myr": 200, "nok": 300, "nzd": 50,
+        "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000,
+    ]
+
     /// How many decimals the currency's minor unit has, as Stripe counts its amounts.
     public static func minorUnitDigits(_ currency: String) -> Int {
         let code = currency.lowercased()

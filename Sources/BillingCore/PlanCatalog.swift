@@ -117,6 +117,12 @@ public struct PlanCatalog: Codable, Sendable, Equatable {
             }
             for price in plan.prices {
                 guard price.amount >= 0 else { throw CatalogError.invalid("plan '\(plan.key)' has a negative price") }
+                // This server charges an invoice-billed plan's card itself, and Stripe refuses less than its minimum.
+                let least = Money(amount: price.amount * rule.min, currency: price.currency)
+                if plan.billing == .invoice, least.amount > 0, least.amount < Money.minimumCharge(price.currency).amount {
+                    throw CatalogError.invalid(
+                        "plan '\(plan.key)' bills \(least.formatted) per \(price.interval.rawValue) at \(rule.min) seat(s), below Stripe's minimum charge of \(Money.minimumCharge(price.currency).formatted); raise its price or seats.min")
+                }
                 if let id = price.stripePriceID, !priceIDs.insert(id).inserted {
                     throw CatalogError.invalid("Stripe price '\(id)' is used twice")
                 }
@@ -128,6 +134,11 @@ public struct PlanCatalog: Codable, Sendable, Equatable {
         }
         guard credits.unitAmount > 0, credits.minimum >= 1, credits.minimum <= credits.maximum else {
             throw CatalogError.invalid("credits need unitAmount > 0 and 1 <= minimum <= maximum")
+        }
+        let smallestTopUp = Money(amount: credits.minimum * credits.unitAmount, currency: credits.currency)
+        guard smallestTopUp.amount >= Money.minimumCharge(credits.currency).amount else {
+            throw CatalogError.invalid(
+                "the smallest top-up (\(credits.minimum) credits) costs \(smallestTopUp.formatted), below Stripe's minimum charge of \(Money.minimumCharge(credits.currency).formatted); raise credits.minimum")
         }
     }
 

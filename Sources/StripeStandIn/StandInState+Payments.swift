@@ -1,3 +1,4 @@
+import BillingCore
 import Foundation
 
 extension StandInState {
@@ -60,6 +61,12 @@ extension StandInState {
         }
         guard let currency = params["currency"] as? String else {
             return Self.missing("currency")
+        }
+        // As Stripe: nothing below the currency's minimum charge.
+        let minimum = Money.minimumCharge(currency)
+        guard amount >= minimum.amount else {
+            return Self.error(400, type: "invalid_request_error", code: "amount_too_small", param: "amount",
+                              message: "Amount must be at least \(minimum.formatted)")
         }
         if let customer = params["customer"] as? String, objects[customer] == nil {
             return Self.noSuch("customer", customer, param: "customer")

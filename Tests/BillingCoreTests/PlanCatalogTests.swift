@@ -84,6 +84,25 @@ func defaultCatalog() throws -> PlanCatalog {
         catalog.defaultPlan = "gold"
         #expect(throws: CatalogError.invalid("defaultPlan 'gold' is not a plan")) { try catalog.validate() }
 
+        // Stripe refuses a charge below its minimum for the currency: no top-up or invoice-billed plan may ask for one.
+        catalog = try defaultCatalog()
+        catalog.credits.currency = "gbp"
+        catalog.credits.unitAmount = 1
+        catalog.credits.minimum = 20
+        #expect(throws: CatalogError.invalid(
+            "the smallest top-up (20 credits) costs GBP 0.20, below Stripe's minimum charge of GBP 0.30; raise credits.minimum")
+        ) { try catalog.validate() }
+        catalog.credits.minimum = 30
+        try catalog.validate()
+
+        catalog = try defaultCatalog()
+        let enterprise = try #require(catalog.plans.firstIndex { $0.key == "enterprise" })
+        catalog.plans[enterprise].prices[0].amount = 50
+        catalog.plans[enterprise].prices[0].currency = "hkd"
+        #expect(throws: CatalogError.invalid(
+            "plan 'enterprise' bills HKD 2.50 per month at 5 seat(s), below Stripe's minimum charge of HKD 4.00; raise its price or seats.min")
+        ) { try catalog.validate() }
+
         let broken = Data(#"{"defaultPlan":"free","plans":[{"key":"free"}],"credits":{}}"#.utf8)
         #expect(throws: CatalogError.self) { try PlanCatalog.load(json: broken) }
     }
@@ -178,5 +197,14 @@ func defaultCatalog() throws -> PlanCatalog {
         #expect(Money(amount: -500, currency: "JPY").formatted == "JPY -500")
         #expect(Money(amount: 1250, currency: "kwd").formatted == "KWD 1.250")
         #expect(Money(amount: 5, currency: "bhd").formatted == "BHD 0.005")
+    }
+
+    @Test func stripesMinimumChargeIsPerCurrency() {
+        #expect(Money.minimumCharge("usd") == Money(amount: 50, currency: "usd"))
+        #expect(Money.minimumCharge("GBP").formatted == "GBP 0.30")
+        #expect(Money.minimumCharge("jpy").formatted == "JPY 50")
+        #expect(Money.minimumCharge("huf").formatted == "HUF 175.00")
+        // A currency Stripe's table does not name: the USD minimum, in its own minor units.
+        #expect(Money.minimumCharge("isk") == Money(amount: 50, currency: "isk"))
     }
 }

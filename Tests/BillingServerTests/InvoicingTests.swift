@@ -123,4 +123,36 @@ import Testing
                 "SELECT count(*)::int FROM billing.invoice_charges WHERE tenant_id = '\(tenant)' AND invoice_id IS NOT NULL") == 1)
         }
     }
+
+    /// Stripe refuses to charge less than its minimum (0.50 in USD), so credits that would leave less than that to
+    /// the card are held back: the card pays the minimum and the rest of the credits stay in the wallet.
+    @Test func creditsNeverLeaveLessThanStripesMinimumToTheCard() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
+            _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .pay)
+            try await harness.deliverStandInEvents()
+            // 199.80 of credits against 200.00: applied whole, they would leave 0.20 to the card.
+            _ = try await client.rpc("credits.grant", [
+                "tenantId": .string(tenant.uuidString), "amount": 19980, "reason": "prepaid", "idempotencyKey": "prepaid",
+            ], token: try await server.token(.operator))
+
+            let subscribed = try await client.rpc("billing.subscribeByInvoice", ["plan": "enterprise", "seats": 5], token: admin)
+            #expect(subscribed["result"]?["creditBalance"] == 30, "\(subscribed)")
+            let invoice = try #require(try await client.rpc("billing.invoices", token: admin)["result"]?["invoices"]?[0])
+            #expect(invoice["amountDue"] == 50)
+            #expect(invoice["status"] == "open")
+            // The collection run charges the card the minimum, which Stripe accepts.
+            let (status, _, errors) = try await Billingd.run(["invoices", "run"], environment: [
+                "DATABASE_URL": server.database.appURL.secretURLString, "STRIPE_SECRET_KEY": "sk_test_cli",
+                "STRIPE_API_BASE": server.stripe!.configuration.apiBase,
+            ])
+            #expect(status == 0, "\(errors)")
+            #expect(try await client.rpc("billing.invoices", token: admin)["result"]?["invoices"]?[0]?["status"] == "processing")
+            try await harness.deliverStandInEvents()
+            #expect(try await client.rpc("billing.invoices", token: admin)["result"]?["invoices"]?[0]?["status"] == "paid")
+        }
+    }
 }
