@@ -8,6 +8,9 @@ extension StripeEventProcessor {
     /// events share a timestamp the current object is read from Stripe; a canceled subscription is never revived.
     func subscriptionChanged(_ object: Subscription, _ context: EventContext) async throws -> EventDisposition {
         let transaction = context.transaction
+        // The tenant before the subscription (the order the management paths lock them in), held so that a
+        // deletion running now is waited for and seen.
+        let tenantIsLive = try await transaction.holdTenantIfLive()
         let existing = try await transaction.lockSubscription(object.id)
         var subscription = object
         // An ending is final in Stripe: it applies whatever arrived before it, and nothing applies after it.
@@ -16,7 +19,7 @@ extension StripeEventProcessor {
             return context.stale("\(object.id) is \(existing.status); a later event does not revive it")
         }
         // Nothing may bill a deleted tenant, whatever this event says (its time, its price).
-        if !ends, try await !transaction.tenantIsLive() {
+        if !ends, !tenantIsLive {
             return try await endForDeletedTenant(object.id, existing: existing, context)
         }
         if let existing {
@@ -102,10 +105,11 @@ extension StripeEventProcessor {
         guard let subscriptionID = session.subscription?.id else {
             return context.rejected("checkout session \(session.id) in subscription mode has no subscription")
         }
+        let tenantIsLive = try await context.transaction.holdTenantIfLive()
         if try await context.transaction.lockSubscription(subscriptionID) != nil {
             return context.processed("subscription \(subscriptionID) was already known")
         }
-        if try await !context.transaction.tenantIsLive() {
+        if !tenantIsLive {
             return try await endForDeletedTenant(subscriptionID, existing: nil, context)
         }
         let record: SubscriptionRecord

@@ -40,6 +40,15 @@ extension TenantTransaction {
             as: Int.self, logger: logger) == 1
     }
 
+    /// Whether the tenant is live, holding its row until the transaction ends (`FOR KEY SHARE`: other holders and
+    /// updates of its columns go on). A deletion under way (which locks the row) is waited for and then seen; one
+    /// that starts later waits for this transaction and then sees what it wrote. So a subscription event and
+    /// `tenants.delete` cannot pass each other unseen.
+    public func holdTenantIfLive() async throws -> Bool {
+        try await connection.first(
+            "SELECT deleted_at IS NULL FROM billing.tenants WHERE id = \(tenant) FOR KEY SHARE", as: Bool.self, logger: logger) ?? false
+    }
+
     /// A credit movement named by `source`, once: a repeat returns the first entry. With `requireBalance`, a movement
     /// that would take the available balance below zero is refused and changes nothing.
     public func applyCredits(source: String, kind: String, amount: Int, reason: String?, requireBalance: Bool) async throws -> CreditEntryResult {

@@ -6,6 +6,7 @@ import Foundation
 import HummingbirdTesting
 import JSONRPC
 import Logging
+import PostgresNIO
 import Testing
 
 /// What tenant admins and operators do day to day, through the running server with the stand-in and its webhooks.
@@ -273,6 +274,48 @@ extension TenantLifecycleTests {
 }
 
 extension TenantLifecycleTests {
+    /// A subscription's first events that run while `tenants.delete` does (it holds the tenant and has listed the
+    /// subscriptions, none yet) wait for the deletion, then see it and cancel the subscription at Stripe: neither
+    /// passes the other unseen.
+    @Test func aSubscriptionEventDuringTheDeletionWaitsForItThenCancels() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let customer: String? = try await harness.owner {
+                try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(tenant)'")
+            }
+            let stripe = try #require(server.stripe)
+            let outside = try await stripe.createCheckoutSession([
+                "mode": "subscription", "customer": .string(try #require(customer)), "success_url": "https://billing.example/done",
+                "line_items": [["price": "price_team_month", "quantity": 3]],
+                "metadata": ["tenant_id": .string(tenant.uuidString.lowercased())],
+                "subscription_data": ["metadata": ["tenant_id": .string(tenant.uuidString.lowercased())]],
+            ], idempotencyKey: UUID().uuidString)
+            _ = await server.standIn!.complete(outside.id, outcome: .pay)
+            let subscriptionID = try #require(try await stripe.retrieveCheckoutSession(outside.id).subscription?.id)
+            // Its first event is in the inbox, not yet processed (the others would catch it later: this one alone).
+            let created = try #require(try await stripe.listEvents().events.first { $0.type == "customer.subscription.created" })
+            try await harness.deliver(Array(created.raw))
+
+            let logger = Logger(label: "test.deletion")
+            try await server.database.ownerURL.withConnection(logger: logger) { deletion in
+                try await deletion.query("BEGIN", logger: logger)
+                try await deletion.query("SELECT 1 FROM billing.tenants WHERE id = \(tenant) FOR UPDATE", logger: logger)
+                let events = Task { try await harness.drain() }
+                try await Task.sleep(for: .seconds(1))
+                #expect(try await stripe.retrieveSubscription(subscriptionID).status == "active")
+                try await deletion.query("UPDATE billing.tenants SET deleted_at = now() WHERE id = \(tenant)", logger: logger)
+                try await deletion.query("COMMIT", logger: logger)
+                try await events.value
+            }
+            #expect(try await stripe.retrieveSubscription(subscriptionID).status == "canceled")
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.subscriptions WHERE stripe_subscription_id = '\(subscriptionID)' AND status = 'canceled'") == 1)
+            #expect(try await harness.count(
+                "SELECT count(*)::int FROM billing.stripe_events WHERE status NOT IN ('processed', 'stale', 'ignored')") == 0)
+        }
+    }
+
     /// A subscription that slipped past `tenants.delete` (its first event ran while the deletion did, so neither saw
     /// the other) is caught by the next reconciliation pass and canceled at Stripe.
     @Test func reconciliationCancelsWhatStillBillsADeletedTenant() async throws {
