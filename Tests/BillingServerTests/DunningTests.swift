@@ -63,9 +63,7 @@ struct DunningHarness {
     }
 
     func saveCard(_ outcome: StandInState.CheckoutOutcome) async throws {
-        let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
-        _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: outcome)
-        try await harness.deliverStandInEvents()
+        try await harness.saveCard(tenant, outcome)
     }
 
     func status() async throws -> JSONValue {
@@ -252,9 +250,7 @@ struct DunningHarness {
             let tenant = try await server.provision(client)
             let admin = try await server.token(.admin, tenant: tenant)
             let operatorToken = try await server.token(.operator)
-            let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
-            _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .saveDeclining)
-            try await harness.deliverStandInEvents()
+            try await harness.saveCard(tenant, .saveDeclining)
             _ = try await client.rpc("credits.grant", [
                 "tenantId": .string(tenant.uuidString), "amount": 5000, "reason": "prepaid", "idempotencyKey": "p",
             ], token: operatorToken)

@@ -11,6 +11,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import StripeAPI
+import StripeStandIn
 import Testing
 
 /// Stripe events built from Stripe's own example objects (the fixture file), delivered signed to the live server,
@@ -186,6 +187,26 @@ extension EventHarness {
         guard let stripe = server.stripe else { throw TestFailure("this test runs without the stand-in") }
         for event in try await stripe.listEvents().events.reversed() { try await deliver(Array(event.raw)) }
         try await drain()
+    }
+
+    /// A card saved through the stand-in's setup-mode Checkout (`outcome` decides which), confirmed by its webhooks.
+    func saveCard(_ tenant: UUID, _ outcome: StandInState.CheckoutOutcome = .pay) async throws {
+        let setup = try await client.rpc("billing.setupPaymentMethod", token: try await server.token(.admin, tenant: tenant))
+        guard let session = setup["result"]?["sessionId"]?.stringValue else { throw TestFailure("setup failed: \(setup)") }
+        _ = await server.standIn!.complete(session, outcome: outcome)
+        try await deliverStandInEvents()
+    }
+
+    /// A subscription Checkout opened at the stand-in directly, as one made in Stripe's dashboard would be: this
+    /// server never saw it. Returns its session id.
+    func outsideCheckout(_ tenant: UUID) async throws -> String {
+        let customer: String? = try await owner { try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(tenant)'") }
+        guard let stripe = server.stripe, let customer else { throw TestFailure("this test needs the stand-in and a Stripe customer") }
+        return try await stripe.createCheckoutSession([
+            "mode": "subscription", "customer": .string(customer), "success_url": "https://billing.example/done",
+            "line_items": [["price": "price_team_month", "quantity": 3]],
+            "subscription_data": ["metadata": ["tenant_id": .string(tenant.uuidString.lowercased())]],
+        ], idempotencyKey: UUID().uuidString).id
     }
 
     /// A paid subscription through Checkout on the stand-in, confirmed by its webhooks.

@@ -23,9 +23,7 @@ import Testing
             #expect(noCard.errorName == "PRECONDITION_FAILED")
             #expect(noCard.errorMessage.contains("billing.setupPaymentMethod"))
 
-            let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
-            _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .pay)
-            try await harness.deliverStandInEvents()
+            try await harness.saveCard(tenant)
             _ = try await client.rpc("credits.grant", [
                 "tenantId": .string(tenant.uuidString), "amount": 30000, "reason": "prepaid", "idempotencyKey": "prepaid",
             ], token: operatorToken)
@@ -131,9 +129,7 @@ import Testing
             let harness = EventHarness(client: client, server: server)
             let tenant = try await server.provision(client)
             let admin = try await server.token(.admin, tenant: tenant)
-            let setup = try await client.rpc("billing.setupPaymentMethod", token: admin)
-            _ = await server.standIn!.complete(try #require(setup["result"]?["sessionId"]?.stringValue), outcome: .pay)
-            try await harness.deliverStandInEvents()
+            try await harness.saveCard(tenant)
             // 199.80 of credits against 200.00: applied whole, they would leave 0.20 to the card.
             _ = try await client.rpc("credits.grant", [
                 "tenantId": .string(tenant.uuidString), "amount": 19980, "reason": "prepaid", "idempotencyKey": "prepaid",

@@ -231,21 +231,14 @@ extension TenantLifecycleTests {
         try await TestServer.run(extra: extra, stripe: true) { client, server in
             let harness = EventHarness(client: client, server: server, extra: extra)
             let tenant = try await server.provision(client, name: "Gone Ltd")
-            let customer: String? = try await harness.owner {
-                try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(tenant)'")
-            }
             let stripe = try #require(server.stripe)
-            let outside = try await stripe.createCheckoutSession([
-                "mode": "subscription", "customer": .string(try #require(customer)), "success_url": "https://billing.example/done",
-                "line_items": [["price": "price_team_month", "quantity": 3]],
-                "subscription_data": ["metadata": ["tenant_id": .string(tenant.uuidString.lowercased())]],
-            ], idempotencyKey: UUID().uuidString)
+            let outside = try await harness.outsideCheckout(tenant)
             let deleted = try await client.rpc("tenants.delete", ["tenantId": .string(tenant.uuidString)], token: try await server.token(.service))
             #expect(deleted["result"]?["deletedAt"]?.stringValue != nil, "\(deleted)")
 
             // Paid afterwards: Stripe now bills a tenant that no longer exists, until its events arrive here.
-            _ = await server.standIn!.complete(outside.id, outcome: .pay)
-            let subscriptionID = try #require(try await stripe.retrieveCheckoutSession(outside.id).subscription?.id)
+            _ = await server.standIn!.complete(outside, outcome: .pay)
+            let subscriptionID = try #require(try await stripe.retrieveCheckoutSession(outside).subscription?.id)
             #expect(try await stripe.retrieveSubscription(subscriptionID).status == "active")
             try await harness.deliverStandInEvents()
             #expect(try await stripe.retrieveSubscription(subscriptionID).status == "canceled")
@@ -281,18 +274,10 @@ extension TenantLifecycleTests {
         try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
             let harness = EventHarness(client: client, server: server)
             let tenant = try await server.provision(client)
-            let customer: String? = try await harness.owner {
-                try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(tenant)'")
-            }
             let stripe = try #require(server.stripe)
-            let outside = try await stripe.createCheckoutSession([
-                "mode": "subscription", "customer": .string(try #require(customer)), "success_url": "https://billing.example/done",
-                "line_items": [["price": "price_team_month", "quantity": 3]],
-                "metadata": ["tenant_id": .string(tenant.uuidString.lowercased())],
-                "subscription_data": ["metadata": ["tenant_id": .string(tenant.uuidString.lowercased())]],
-            ], idempotencyKey: UUID().uuidString)
-            _ = await server.standIn!.complete(outside.id, outcome: .pay)
-            let subscriptionID = try #require(try await stripe.retrieveCheckoutSession(outside.id).subscription?.id)
+            let outside = try await harness.outsideCheckout(tenant)
+            _ = await server.standIn!.complete(outside, outcome: .pay)
+            let subscriptionID = try #require(try await stripe.retrieveCheckoutSession(outside).subscription?.id)
             // Its first event is in the inbox, not yet processed (the others would catch it later: this one alone).
             let created = try #require(try await stripe.listEvents().events.first { $0.type == "customer.subscription.created" })
             try await harness.deliver(Array(created.raw))
