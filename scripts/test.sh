@@ -34,10 +34,16 @@ stripe_port=$(( port + 1 ))
 echo "== localstripe on 127.0.0.1:$stripe_port"
 .venv/bin/python scripts/localstripe_server.py "$stripe_port" >"$base/localstripe.log" 2>&1 &
 localstripe_pid=$!
-for _ in $(seq 1 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$stripe_port/v1/customers" -u sk_test_x: && break
+localstripe_ready=""
+for _ in $(seq 1 300); do
+  if curl -s -o /dev/null "http://127.0.0.1:$stripe_port/v1/customers" -u sk_test_x:; then localstripe_ready=1; break; fi
   sleep 0.1
 done
+if [ -z "$localstripe_ready" ]; then
+  echo "localstripe did not answer on 127.0.0.1:$stripe_port within 30 s; its log:" >&2
+  cat "$base/localstripe.log" >&2
+  exit 1
+fi
 export BILLING_TEST_LOCALSTRIPE_URL="http://127.0.0.1:$stripe_port"
 export BILLING_TEST_PYTHON="$PWD/.venv/bin/python"
 

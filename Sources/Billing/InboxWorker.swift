@@ -10,11 +10,17 @@ public struct InboxWorker: Sendable {
         public var concurrency: Int
         public var pollInterval: Duration
         public var retry: InboxRetryPolicy
+        /// How long one event's transaction may take before the loop gives up on it and goes on (see `abandoning`).
+        public var eventTimeout: Duration
 
-        public init(concurrency: Int = 2, pollInterval: Duration = .seconds(2), retry: InboxRetryPolicy = InboxRetryPolicy()) {
+        public init(
+            concurrency: Int = 2, pollInterval: Duration = .seconds(2), retry: InboxRetryPolicy = InboxRetryPolicy(),
+            eventTimeout: Duration = .seconds(120)
+        ) {
             self.concurrency = max(1, concurrency)
             self.pollInterval = pollInterval
             self.retry = retry
+            self.eventTimeout = eventTimeout
         }
     }
 
@@ -86,8 +92,13 @@ public struct InboxWorker: Sendable {
         var failures = 0
         while !Task.isCancelled {
             do {
-                while !Task.isCancelled, try await processNext() != nil {}
+                // Not waited for past its limit: a transaction stuck on a connection that closed under it must not
+                // stop the loop (or the server's shutdown) for good.
+                while !Task.isCancelled, try await abandoning(after: settings.eventTimeout, { try await processNext() }) != nil {}
                 failures = 0
+            } catch let abandoned as Abandoned {
+                logger.error("an event's transaction was abandoned; going on", metadata: ["reason": "\(abandoned)"])
+                continue
             } catch {
                 // The database is unreachable or refused the claim: nothing was lost; back off and try again.
                 failures += 1

@@ -108,7 +108,8 @@ public struct OutboxDeliverer: Sendable {
     public func run() async {
         while !Task.isCancelled {
             do {
-                while !Task.isCancelled, try await deliverNext() != nil {}
+                // A delivery stuck on a connection that closed under it is given up once its lease has run out.
+                while !Task.isCancelled, try await abandoning(after: timeout + .seconds(60), { try await deliverNext() }) != nil {}
             } catch {
                 logger.warning("outbox delivery could not run; trying again", metadata: ["error": "\(error)"])
             }

@@ -142,7 +142,7 @@ public func makeInboxWorker(
             catalog: catalog, stripe: stripe, liveMode: configuration.stripeLiveMode, notifier: configuration.notifier, logger: logger),
         settings: .init(
             concurrency: max(1, configuration.inboxWorkers), pollInterval: configuration.inboxPollInterval,
-            retry: configuration.inboxRetry),
+            retry: configuration.inboxRetry, eventTimeout: configuration.inboxEventTimeout),
         listenURL: configuration.databaseURL, logger: logger,
         observe: { outcome in metrics?.recordEvent(outcome) })
 }

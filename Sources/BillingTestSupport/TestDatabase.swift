@@ -18,7 +18,7 @@ public actor TestCluster {
             url = try DatabaseURL(given)
         } else {
             let directory = URL(fileURLWithPath: "/tmp/billing-test-\(getpid())")
-            let cluster = LocalCluster(directory: directory, port: Int.random(in: 40000...60000), password: "test-superuser")
+            let cluster = LocalCluster(directory: directory, port: try freeLocalPort(), password: "test-superuser")
             try cluster.start(durable: false)
             startedCluster = cluster
             atexit {
@@ -68,7 +68,7 @@ public actor TestCluster {
     /// A cluster of its own, migrated, for a test that stops and starts PostgreSQL; the caller stops it.
     public static func standalone(logger: Logger = Logger(label: "test")) async throws -> (LocalCluster, TestDatabase) {
         let directory = URL(fileURLWithPath: "/tmp/billing-own-\(getpid())-\(UUID().uuidString.prefix(6))")
-        let cluster = LocalCluster(directory: directory, port: Int.random(in: 40000...60000), password: "own-superuser")
+        let cluster = LocalCluster(directory: directory, port: try freeLocalPort(), password: "own-superuser")
         try cluster.start(durable: false)
         let superuser = cluster.superuserURL
         try await superuser.withConnection(logger: logger) { connection in

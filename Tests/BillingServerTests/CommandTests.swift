@@ -6,6 +6,7 @@ import BillingStore
 import BillingTestSupport
 import StripeAPI
 import Foundation
+import NIOHTTP1
 import Testing
 
 /// The built `billingd`, run as a user runs it (spawned and reaped without Foundation's Process).
@@ -29,6 +30,20 @@ enum Billingd {
         let child = try ChildProcess.spawn(
             [executable.path] + arguments, environment: environment, stdoutPath: stdout.path, stderrPath: stderr.path)
         return Running(child: child, stdout: stdout, stderr: stderr)
+    }
+
+    /// Polls `url` until it answers `status`, for up to 30 s (a debug binary starting on a loaded machine).
+    static func waitUntil(_ url: String, answers status: HTTPResponseStatus) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(1)),
+               response.status == status
+            {
+                return true
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 
     /// Runs to completion; (exit status, standard output, standard error).
@@ -82,7 +97,7 @@ struct CommandTests {
     /// `serve` as its own role, migrating at start because the owner URL is set, and ending cleanly on SIGTERM.
     @Test func serveMigratesAnswersAndStopsOnSIGTERM() async throws {
         let database = try await TestCluster.shared.freshDatabase()
-        let port = Int.random(in: 20000...40000)
+        let port = try freeLocalPort()
         var serveEnvironment = environment
         serveEnvironment["DATABASE_URL"] = database.appURL.secretURLString
         serveEnvironment["DATABASE_OWNER_URL"] = database.ownerURL.secretURLString
@@ -91,17 +106,7 @@ struct CommandTests {
         var exitStatus: Int32?
         defer { if exitStatus == nil { running.child.signal(SIGKILL); _ = running.child.wait() } }
 
-        var ready = false
-        for _ in 0..<100 {
-            if let response = try? await HTTPClient.shared.execute(
-                HTTPClientRequest(url: "http://127.0.0.1:\(port)/readyz"), timeout: .milliseconds(300)), response.status == .ok
-            {
-                ready = true
-                break
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(ready, "\(running.errors())")
+        #expect(try await Billingd.waitUntil("http://127.0.0.1:\(port)/readyz", answers: .ok), "\(running.errors())")
         running.child.signal(SIGTERM)
         for _ in 0..<100 where exitStatus == nil {
             exitStatus = running.child.exitStatusIfDone()
@@ -116,12 +121,11 @@ struct CommandTests {
 
     /// `billingd stand-in` alone sells the catalog's prices.
     @Test func standInRunsAloneWithTheCatalogsPrices() async throws {
-        let port = Int.random(in: 40001...50000)
+        let port = try freeLocalPort()
         let running = try Billingd.start(["stand-in", "--port", String(port)], environment: environment)
         defer { running.child.signal(SIGKILL); _ = running.child.wait() }
-        let client = StripeClient(configuration: StripeConfiguration(
-            apiBase: "http://127.0.0.1:\(port)", secretKey: "sk_test_cli",
-            retry: RetryPolicy(maxAttempts: 30, initialDelay: .milliseconds(100), maxDelay: .milliseconds(100))))
+        try #require(try await Billingd.waitUntil("http://127.0.0.1:\(port)/checkout/none", answers: .notFound), "\(running.errors())")
+        let client = StripeClient(configuration: StripeConfiguration(apiBase: "http://127.0.0.1:\(port)", secretKey: "sk_test_cli"))
         let session = try await client.createCheckoutSession([
             "mode": "subscription", "success_url": "https://billing.example/done",
             "line_items": [["price": "price_team_month", "quantity": 3]],

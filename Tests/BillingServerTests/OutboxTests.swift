@@ -134,9 +134,9 @@ actor ProductEndpoint {
                         .decode(UUID.self).first { _ in true }
                     return try #require(claim)
                 }
-                /// Tries a delivery every 100 ms until one is made (a lease ran out) or 15 s have passed.
+                /// Tries a delivery every 100 ms until one is made (a lease ran out) or 30 s have passed.
                 let nextDelivery = { @Sendable (send: @escaping @Sendable (OutboxMessage) async -> Outbox.Delivery) async throws in
-                    let deadline = Date().addingTimeInterval(15)
+                    let deadline = Date().addingTimeInterval(30)
                     var attempt: (OutboxMessage, Outbox.Delivery)?
                     while attempt == nil, Date() < deadline {
                         try await Task.sleep(for: .milliseconds(100))
@@ -144,7 +144,7 @@ actor ProductEndpoint {
                     }
                     return attempt
                 }
-                let deadClaim = try await dies(3000)
+                let deadClaim = try await dies(8000)
                 let idle = try await outbox.deliverNext(retry: twice, lease: .seconds(30)) { _ in .delivered }
                 #expect(idle == nil, "a leased event was taken by a second deliverer")
 
@@ -153,11 +153,11 @@ actor ProductEndpoint {
                 let harnessForCheck = harness
                 let attempt = try #require(try await nextDelivery { _ in
                     // While sending, no transaction of the deliverer stays open (a quick one of a background job may).
-                    try? await Task.sleep(for: .milliseconds(300))
+                    try? await Task.sleep(for: .milliseconds(2500))
                     let open = (try? await harnessForCheck.count("""
                         SELECT count(*)::int FROM pg_stat_activity
                         WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()
-                          AND state_change < clock_timestamp() - interval '250 milliseconds'
+                          AND state_change < clock_timestamp() - interval '2 seconds'
                         """)) ?? -1
                     return open == 0 ? .failed("the endpoint answered 503") : .failed("a transaction was open while sending: \(open)")
                 })

@@ -32,6 +32,8 @@ struct TestServer {
             "BILLING_HTTP_PORT": "0",
             "BILLING_RESOURCES_DIR": TestPaths.repositoryRoot.path,
             "BILLING_LOG_LEVEL": "warning",
+            // Tests run the plan-change and invoicing job themselves (a tick of the server's own could come first).
+            "BILLING_PLAN_CHANGE_INTERVAL_MS": "0",
         ]
         environment.merge(extra) { $1 }
         let reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment))

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BillingStore
+import BillingTestSupport
 import Foundation
 import JSONRPC
 import NIOCore
@@ -192,23 +193,4 @@ struct Browser: Sendable {
         }
         return try await element(selector).text()
     }
-}
-
-/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick, released for the caller to bind).
-func freeLocalPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw Browser.Failure(description: "socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-        }
-    }
-    guard bound else { throw Browser.Failure(description: "bind() failed") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }

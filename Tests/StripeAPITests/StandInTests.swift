@@ -71,9 +71,10 @@ enum StandInHarness {
         }
     }
 
-    /// Waits (briefly, polling) until `condition` holds.
+    /// Waits (polling, up to 15 s: webhooks go over real HTTP from detached tasks) until `condition` holds.
     static func eventually(_ condition: @Sendable () async -> Bool) async throws -> Bool {
-        for _ in 0..<200 {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
             if await condition() { return true }
             try await Task.sleep(for: .milliseconds(10))
         }
