@@ -67,7 +67,8 @@ public struct WebhookReceiver: Sendable {
         let ignoredBecause = Self.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode)
         do {
             let inbox = self.inbox
-            let stored = try await withTimeout(storeTimeout) {
+            // Answered in time even when the store is stuck on a connection that closed under it: Stripe retries.
+            let stored = try await abandoning(after: storeTimeout) {
                 try await inbox.store(
                     id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)),
                     livemode: event.livemode, payload: String(decoding: body, as: UTF8.self), ignoredBecause: ignoredBecause)
@@ -80,23 +81,5 @@ public struct WebhookReceiver: Sendable {
             logger.error("could not store a Stripe event", metadata: ["event": "\(event.id)", "error": "\(error)"])
             return .unavailable("the event could not be stored")
         }
-    }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    var description: String { "timed out" }
-}
-
-/// `operation`'s result, or `TimedOut` once `limit` has passed (the operation is then cancelled).
-func withTimeout<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw TimedOut() }
-        return value
     }
 }
