@@ -15,7 +15,7 @@ public struct InboxWorker: Sendable {
 
         public init(
             concurrency: Int = 2, pollInterval: Duration = .seconds(2), retry: InboxRetryPolicy = InboxRetryPolicy(),
-            eventTimeout: Duration = .seconds(120)
+            eventTimeout: Duration = .seconds(300)
         ) {
             self.concurrency = max(1, concurrency)
             self.pollInterval = pollInterval
@@ -96,6 +96,8 @@ public struct InboxWorker: Sendable {
                 // stop the loop (or the server's shutdown) for good.
                 while !Task.isCancelled, try await abandoning(after: settings.eventTimeout, { try await processNext() }) != nil {}
                 failures = 0
+            } catch is CancellationError {
+                break
             } catch let abandoned as Abandoned {
                 logger.error("an event's transaction was abandoned; going on", metadata: ["reason": "\(abandoned)"])
                 continue

@@ -110,6 +110,8 @@ public struct OutboxDeliverer: Sendable {
             do {
                 // A delivery stuck on a connection that closed under it is given up once its lease has run out.
                 while !Task.isCancelled, try await abandoning(after: timeout + .seconds(60), { try await deliverNext() }) != nil {}
+            } catch is CancellationError {
+                break
             } catch {
                 logger.warning("outbox delivery could not run; trying again", metadata: ["error": "\(error)"])
             }

@@ -126,8 +126,10 @@ extension StripeEventProcessor {
                                     after: ["topUp": topUp.id.lowercased, "status": "flagged", "flag": flag])
             return context.processed("flagged, not credited: \(flag)")
         }
-        // Lock order in every money handler: top-up, then payment, then the balance (taken by the ledger append).
+        // Lock order in every money handler: top-up, then the payment's id and row, then the balance (taken by the
+        // ledger append).
         if let paymentIntentID = paymentIntentID ?? topUp.paymentIntentID {
+            try await transaction.lockPaymentKey(paymentIntentID)
             _ = try await transaction.lockPayment(paymentIntentID)
         }
         let before = try await transaction.creditBalance()

@@ -125,7 +125,7 @@ public struct BillingConfiguration: Sendable {
         webhookStoreTimeout = .milliseconds(max(1, reader.int(forKey: "billing.webhook.store.timeout.ms", default: 10_000)))
         inboxWorkers = max(0, reader.int(forKey: "billing.inbox.workers", default: 2))
         inboxPollInterval = .milliseconds(max(1, reader.int(forKey: "billing.inbox.poll.ms", default: 2000)))
-        inboxEventTimeout = .milliseconds(max(1, reader.int(forKey: "billing.inbox.event.timeout.ms", default: 120_000)))
+        inboxEventTimeout = .milliseconds(max(1, reader.int(forKey: "billing.inbox.event.timeout.ms", default: 300_000)))
         inboxRetry = InboxRetryPolicy(
             initial: .milliseconds(max(1, reader.int(forKey: "billing.inbox.retry.initial.ms", default: 1000))),
             maximum: .milliseconds(max(1, reader.int(forKey: "billing.inbox.retry.max.ms", default: 3_600_000))),

@@ -11,9 +11,9 @@ extension Date {
         databaseMicroseconds <= other.databaseMicroseconds
     }
 
-    /// This time as PostgresNIO writes a `timestamptz`: whole microseconds since 2000-01-01.
+    /// This time as PostgresNIO writes a `timestamptz`: whole microseconds since 2000-01-01, truncated toward zero.
     var databaseMicroseconds: Int64 {
-        Int64((timeIntervalSince(Self.databaseEpoch) * 1_000_000).rounded(.down))
+        Int64(timeIntervalSince(Self.databaseEpoch) * 1_000_000)
     }
 
     private static let databaseEpoch = Date(timeIntervalSince1970: 946_684_800)
