@@ -119,9 +119,10 @@ public struct PlanCatalog: Codable, Sendable, Equatable {
                 guard price.amount >= 0 else { throw CatalogError.invalid("plan '\(plan.key)' has a negative price") }
                 // This server charges an invoice-billed plan's card itself, and Stripe refuses less than its minimum.
                 let least = Money(amount: price.amount * rule.min, currency: price.currency)
-                if plan.billing == .invoice, least.amount > 0, least.amount < Money.minimumCharge(price.currency).amount {
+                let minimum = Money.minimumCharge(price.currency)
+                if plan.billing == .invoice, least.amount > 0, least.amount < minimum.amount {
                     throw CatalogError.invalid(
-                        "plan '\(plan.key)' bills \(least.formatted) per \(price.interval.rawValue) at \(rule.min) seat(s), below Stripe's minimum charge of \(Money.minimumCharge(price.currency).formatted); raise its price or seats.min")
+                        "plan '\(plan.key)' bills \(least.formatted) per \(price.interval.rawValue) at \(rule.min) seat(s), below Stripe's minimum charge of \(minimum.formatted); raise its price or seats.min")
                 }
                 if let id = price.stripePriceID, !priceIDs.insert(id).inserted {
                     throw CatalogError.invalid("Stripe price '\(id)' is used twice")
@@ -136,9 +137,10 @@ public struct PlanCatalog: Codable, Sendable, Equatable {
             throw CatalogError.invalid("credits need unitAmount > 0 and 1 <= minimum <= maximum")
         }
         let smallestTopUp = Money(amount: credits.minimum * credits.unitAmount, currency: credits.currency)
-        guard smallestTopUp.amount >= Money.minimumCharge(credits.currency).amount else {
+        let minimum = Money.minimumCharge(credits.currency)
+        guard smallestTopUp.amount >= minimum.amount else {
             throw CatalogError.invalid(
-                "the smallest top-up (\(credits.minimum) credits) costs \(smallestTopUp.formatted), below Stripe's minimum charge of \(Money.minimumCharge(credits.currency).formatted); raise credits.minimum")
+                "the smallest top-up (\(credits.minimum) credits) costs \(smallestTopUp.formatted), below Stripe's minimum charge of \(minimum.formatted); raise credits.minimum")
         }
     }
 

@@ -353,10 +353,7 @@ import Testing
                 "SELECT count(*)::int FROM billing.stripe_events WHERE event_id LIKE 'reconcile_sub_%' AND status = 'processed'") == 1)
 
             // `billingd reconcile` does the same pass from the command line.
-            let (status, output, errors) = try await Billingd.run(["reconcile"], environment: [
-                "DATABASE_URL": server.database.appURL.secretURLString, "STRIPE_SECRET_KEY": "sk_test_cli",
-                "STRIPE_API_BASE": server.stripe!.configuration.apiBase,
-            ])
+            let (status, output, errors) = try await Billingd.run(["reconcile"], environment: server.commandEnvironment)
             #expect(status == 0, "\(errors)")
             #expect(output.contains("stored 0 missing"), "\(output)")
         }
@@ -373,7 +370,7 @@ import Testing
             try await harness.deliver(EventHarness.event("evt_cli_bad", "customer.subscription.created", object, created: harness.now - 5))
             try await harness.deliver(EventHarness.event(
                 "evt_cli_other", "customer.updated", EventHarness.object("customer", ["id": "cus_cli"]), created: harness.now))
-            let environment = ["DATABASE_URL": server.database.appURL.secretURLString]
+            let environment = server.commandEnvironment
 
             // Nothing runs the worker but this command.
             let (ran, once, onceErrors) = try await Billingd.run(["worker", "--once"], environment: environment)

@@ -85,10 +85,7 @@ import Testing
             _ = try await client.rpc("billing.addCharge", [
                 "tenantId": .string(tenant.uuidString), "description": "Onboarding workshop", "amount": 5000, "idempotencyKey": "workshop",
             ], token: operatorToken)
-            let environment = [
-                "DATABASE_URL": server.database.appURL.secretURLString, "STRIPE_SECRET_KEY": "sk_test_cli",
-                "STRIPE_API_BASE": server.stripe!.configuration.apiBase,
-            ]
+            let environment = server.commandEnvironment
             let at = periodEnd.addingTimeInterval(60).formatted(.iso8601)
             let (status, output, errors) = try await Billingd.run(["invoices", "run", "--at", at], environment: environment)
             #expect(status == 0, "\(errors)")
@@ -141,10 +138,7 @@ import Testing
             #expect(invoice["amountDue"] == 50)
             #expect(invoice["status"] == "open")
             // The collection run charges the card the minimum, which Stripe accepts.
-            let (status, _, errors) = try await Billingd.run(["invoices", "run"], environment: [
-                "DATABASE_URL": server.database.appURL.secretURLString, "STRIPE_SECRET_KEY": "sk_test_cli",
-                "STRIPE_API_BASE": server.stripe!.configuration.apiBase,
-            ])
+            let (status, _, errors) = try await Billingd.run(["invoices", "run"], environment: server.commandEnvironment)
             #expect(status == 0, "\(errors)")
             #expect(try await client.rpc("billing.invoices", token: admin)["result"]?["invoices"]?[0]?["status"] == "processing")
             try await harness.deliverStandInEvents()

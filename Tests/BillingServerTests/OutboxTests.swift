@@ -122,7 +122,7 @@ actor ProductEndpoint {
                 "tenantId": .string(tenant.uuidString), "amount": 10, "reason": "welcome", "idempotencyKey": "lease",
             ], token: try await server.token(.operator))
             #expect(try await harness.count("SELECT count(*)::int FROM billing.outbox_events WHERE status = 'pending'") == 1)
-            let environment = ["DATABASE_URL": server.database.appURL.secretURLString]
+            let environment = server.commandEnvironment
 
             try await server.database.withAppClient { database in
                 let outbox = Outbox(database: database)

@@ -23,6 +23,16 @@ struct TestServer {
     let standIn: StandInState?
     let stripe: StripeClient?
 
+    /// What `billingd` needs to run a job against this server's database and its Stripe stand-in.
+    var commandEnvironment: [String: String] {
+        var environment = ["DATABASE_URL": database.appURL.secretURLString]
+        if let stripe {
+            environment["STRIPE_SECRET_KEY"] = "sk_test_cli"
+            environment["STRIPE_API_BASE"] = stripe.configuration.apiBase
+        }
+        return environment
+    }
+
     static func configuration(
         _ database: TestDatabase, extra: [String: String] = [:], priceOverrides: [String: String] = [:]
     ) throws -> BillingConfiguration {
