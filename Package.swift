@@ -34,7 +34,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            resources: [.copy("Resources/stripe-definitions.json")]
         ),
         // A local stand-in for the Stripe API subset the product uses, with a hosted Checkout page that signs and
         // delivers webhooks.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # make test: install what is missing, build, start a throwaway PostgreSQL, run every test, stop it.
+# scripts/test.sh --filter NAME runs only the tests NAME matches (any `swift test` arguments are passed on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,4 +49,4 @@ export BILLING_TEST_LOCALSTRIPE_URL="http://127.0.0.1:$stripe_port"
 export BILLING_TEST_PYTHON="$PWD/.venv/bin/python"
 
 echo "== test (the billing page's browser test saves its screenshots in test-artifacts/billing-page/)"
-swift test --skip-build
+swift test --skip-build "$@"

@@ -291,7 +291,9 @@ extension BillingAPI {
                 "client_reference_id": .string(tenantID),
                 "success_url": .string(settings.returnURL),
                 "cancel_url": .string(settings.cancelURL),
-                "payment_method_types": ["card"],
+                // Cards only, for the off-session charges of this server's invoices; with that, no currency is needed.
+                "allowed_payment_method_types": ["card"],
+                "currency": .string(catalog.credits.currency),
                 "metadata": metadata,
                 "setup_intent_data": ["metadata": metadata],
             ], idempotencyKey: "setup:\(tenantID):\(sequence)")

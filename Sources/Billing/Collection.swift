@@ -109,6 +109,8 @@ extension BillingAPI {
             result = .success(try await client.createPaymentIntent([
                 "amount": .int(invoice.amountDue), "currency": .string(invoice.currency), "customer": .string(customer),
                 "payment_method": .string(method), "off_session": true, "confirm": true, "metadata": metadata,
+                // Off-session nobody can follow a redirect: only payment methods that need none, and no return_url.
+                "automatic_payment_methods": ["enabled": true, "allow_redirects": "never"],
                 "description": .string("Invoice \(invoice.number)"),
             ], idempotencyKey: "invoice:\(invoice.id.lowercased):attempt:\(attempt)"))
         } catch {
@@ -134,6 +136,10 @@ extension BillingAPI {
         case .failure(.refused(let refusal)) where refusal.httpStatus == 402:
             try await failed(&invoice, attempt: attempt, outcome: "declined", failure: refusal.message ?? refusal.code ?? "declined", transaction, at: at)
             report.append(invoice.status == "overdue" ? \.overdue : \.declined, invoice.number)
+        case .failure(.refused(let refusal)) where refusal.isMalformedRequest:
+            // Our request, not the customer's card, is at fault: no attempt is spent; the run fails loudly and the
+            // same attempt is tried again once the server is fixed.
+            throw StripeError.refused(refusal)
         case .failure(.refused(let refusal)) where refusal.httpStatus != 429 && (400..<500).contains(refusal.httpStatus):
             // Stripe will never accept this request as it is (a detached card, say): a failed attempt, on the schedule.
             try await failed(&invoice, attempt: attempt, outcome: "error", failure: refusal.message ?? refusal.code ?? "refused", transaction, at: at)

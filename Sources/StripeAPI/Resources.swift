@@ -36,6 +36,66 @@ public struct Customer: Decodable, Sendable, Equatable {
     public var name: String?
     public var metadata: [String: String]?
     public var deleted: Bool?
+    public var invoiceSettings: InvoiceSettings?
+
+    public struct InvoiceSettings: Decodable, Sendable, Equatable {
+        /// The payment method Stripe charges for invoices (and this server off-session); nil once removed.
+        public var defaultPaymentMethod: StripeID?
+        enum CodingKeys: String, CodingKey { case defaultPaymentMethod = "default_payment_method" }
+    }
+
+    enum CodingKeys: String, CodingKey { case id, email, name, metadata, deleted, invoiceSettings = "invoice_settings" }
+}
+
+public struct PaymentMethod: Decodable, Sendable, Equatable {
+    public var id: String
+    public var type: String
+    public var customer: StripeID?
+    public var card: Card?
+    public var created: Int?
+
+    public struct Card: Decodable, Sendable, Equatable {
+        public var brand: String?
+        public var last4: String?
+        public var expMonth: Int?
+        public var expYear: Int?
+        enum CodingKeys: String, CodingKey { case brand, last4, expMonth = "exp_month", expYear = "exp_year" }
+    }
+}
+
+/// A subscription schedule: the portal makes one for a downgrade at the period's end.
+public struct SubscriptionSchedule: Decodable, Sendable, Equatable {
+    public var id: String
+    public var status: String
+    public var subscription: StripeID?
+    /// `release` (the subscription goes on as the last phase left it), `cancel`, `none` or `renew`.
+    public var endBehavior: String?
+    public var phases: [Phase]
+    public var created: Int?
+
+    public struct Phase: Decodable, Sendable, Equatable {
+        public var startDate: Int
+        public var endDate: Int
+        public var items: [Item]
+        enum CodingKeys: String, CodingKey { case items, startDate = "start_date", endDate = "end_date" }
+    }
+
+    public struct Item: Decodable, Sendable, Equatable {
+        public var price: StripeID
+        public var quantity: Int?
+    }
+
+    enum CodingKeys: String, CodingKey { case id, status, subscription, phases, created, endBehavior = "end_behavior" }
+}
+
+/// A Stripe test clock (test mode only): the simulated time of the customers made on it.
+public struct TestClock: Decodable, Sendable, Equatable {
+    public var id: String
+    public var status: String
+    public var frozenTime: Int
+    public var name: String?
+
+    enum CodingKeys: String, CodingKey { case id, status, name, frozenTime = "frozen_time" }
 }
 
 public struct CheckoutSession: Decodable, Sendable, Equatable {
@@ -93,18 +153,36 @@ public struct Subscription: Decodable, Sendable, Equatable {
     public var status: String
     public var customer: StripeID?
     public var cancelAtPeriodEnd: Bool?
-    /// Older API versions keep the period on the subscription.
+    /// When a scheduled cancellation takes effect: since Clover, Stripe schedules cancellations with `cancel_at`
+    /// (also at the period's end).
+    public var cancelAt: Int?
+    /// Older-version fallback: before Basil the period was on the subscription, not its items.
     public var currentPeriodEnd: Int?
     public var items: StripeList<SubscriptionItem>
     public var metadata: [String: String]?
     public var created: Int?
+    /// The schedule that governs it (the portal's downgrade at the period's end makes one).
+    public var schedule: StripeID?
+    /// A change made with `payment_behavior=pending_if_incomplete` that waits for its invoice to be paid.
+    public var pendingUpdate: PendingUpdate?
+    public var trialEnd: Int?
+
+    public struct PendingUpdate: Decodable, Sendable, Equatable {
+        public var expiresAt: Int
+        public var subscriptionItems: [SubscriptionItem]?
+        enum CodingKeys: String, CodingKey { case expiresAt = "expires_at", subscriptionItems = "subscription_items" }
+    }
+
+    /// Fields this type reads for payloads of API versions before the pinned one.
+    public static let olderVersionFields: Set<String> = ["current_period_end"]
 
     /// The period end from the items (current versions) or the subscription (older ones).
     public var periodEnd: Int? { items.data.compactMap(\.currentPeriodEnd).max() ?? currentPeriodEnd }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, customer, items, metadata, created
-        case cancelAtPeriodEnd = "cancel_at_period_end", currentPeriodEnd = "current_period_end"
+        case id, status, customer, items, metadata, created, schedule
+        case cancelAtPeriodEnd = "cancel_at_period_end", currentPeriodEnd = "current_period_end", cancelAt = "cancel_at"
+        case pendingUpdate = "pending_update", trialEnd = "trial_end"
     }
 }
 
@@ -129,10 +207,12 @@ public struct PaymentIntent: Decodable, Sendable, Equatable {
     public var lastPaymentError: PaymentError?
     public var amountReceived: Int?
     public var created: Int?
+    public var cancellationReason: String?
 
     enum CodingKeys: String, CodingKey {
         case id, status, amount, currency, customer, metadata, created
         case latestCharge = "latest_charge", lastPaymentError = "last_payment_error", amountReceived = "amount_received"
+        case cancellationReason = "cancellation_reason"
     }
 }
 
@@ -163,8 +243,12 @@ public struct SetupIntent: Decodable, Sendable, Equatable {
     public var usage: String?
     public var metadata: [String: String]?
     public var created: Int?
+    /// Why the last attempt to save the payment method failed.
+    public var lastSetupError: PaymentError?
 
-    enum CodingKeys: String, CodingKey { case id, status, customer, usage, metadata, created, paymentMethod = "payment_method" }
+    enum CodingKeys: String, CodingKey {
+        case id, status, customer, usage, metadata, created, paymentMethod = "payment_method", lastSetupError = "last_setup_error"
+    }
 }
 
 public struct Charge: Decodable, Sendable, Equatable {
@@ -218,11 +302,15 @@ public struct Invoice: Decodable, Sendable, Equatable {
     public var metadata: [String: String]?
     /// Current API versions: the subscription is in `parent.subscription_details`.
     public var parent: Parent?
-    /// Older API versions.
+    /// Older-version fallback (before Basil).
     public var subscription: StripeID?
+    /// Older-version fallback (before Basil): since then payments come as `invoice_payment` objects.
     public var paymentIntent: StripeID?
-    /// Current API versions list the payments that paid it (when expanded or included).
+    /// The payments that paid it: only when asked for with `expand[]=payments`, never in a webhook.
     public var payments: StripeList<InvoicePayment>?
+
+    /// Fields this type reads for payloads of API versions before the pinned one.
+    public static let olderVersionFields: Set<String> = ["subscription", "payment_intent"]
 
     public struct Parent: Decodable, Sendable, Equatable {
         public var subscriptionDetails: SubscriptionDetails?
@@ -232,14 +320,6 @@ public struct Invoice: Decodable, Sendable, Equatable {
     public struct SubscriptionDetails: Decodable, Sendable, Equatable {
         public var subscription: StripeID?
         public var metadata: [String: String]?
-    }
-
-    public struct InvoicePayment: Decodable, Sendable, Equatable {
-        public var payment: Payment?
-        public struct Payment: Decodable, Sendable, Equatable {
-            public var paymentIntent: StripeID?
-            enum CodingKeys: String, CodingKey { case paymentIntent = "payment_intent" }
-        }
     }
 
     /// The subscription it bills, in current or older shapes.
@@ -256,6 +336,27 @@ public struct Invoice: Decodable, Sendable, Equatable {
         case hostedInvoiceURL = "hosted_invoice_url", attemptCount = "attempt_count", nextPaymentAttempt = "next_payment_attempt"
         case periodStart = "period_start", periodEnd = "period_end", paymentIntent = "payment_intent"
     }
+}
+
+/// One payment towards an invoice (`invoice_payment.paid` carries it): how current API versions link an invoice to
+/// the PaymentIntent that paid it.
+public struct InvoicePayment: Decodable, Sendable, Equatable {
+    public var id: String?
+    public var invoice: StripeID?
+    public var status: String?
+    public var amountPaid: Int?
+    public var currency: String?
+    public var payment: Payment?
+    public var created: Int?
+
+    public struct Payment: Decodable, Sendable, Equatable {
+        public var type: String?
+        public var paymentIntent: StripeID?
+        public var charge: StripeID?
+        enum CodingKeys: String, CodingKey { case type, charge, paymentIntent = "payment_intent" }
+    }
+
+    enum CodingKeys: String, CodingKey { case id, invoice, status, currency, payment, created, amountPaid = "amount_paid" }
 }
 
 /// An event as listed by `GET /v1/events`: its header fields, and the whole JSON as Stripe sent it (for the inbox).
@@ -348,8 +449,22 @@ extension StripeClient {
         try await send(.post, "/v1/refunds", parameters, idempotencyKey: idempotencyKey)
     }
 
+    /// The invoice with its payments (`payments` is only there when expanded).
     public func retrieveInvoice(_ id: String) async throws(StripeError) -> Invoice {
-        try await send(.get, "/v1/invoices/\(id)")
+        try await send(.get, "/v1/invoices/\(id)", ["expand": ["payments"]])
+    }
+
+    public func retrievePaymentMethod(_ id: String) async throws(StripeError) -> PaymentMethod {
+        try await send(.get, "/v1/payment_methods/\(id)")
+    }
+
+    public func retrieveSubscriptionSchedule(_ id: String) async throws(StripeError) -> SubscriptionSchedule {
+        try await send(.get, "/v1/subscription_schedules/\(id)")
+    }
+
+    /// Ends the schedule's control: the subscription goes on as it is now, with no scheduled change.
+    public func releaseSubscriptionSchedule(_ id: String, idempotencyKey: String) async throws(StripeError) -> SubscriptionSchedule {
+        try await send(.post, "/v1/subscription_schedules/\(id)/release", idempotencyKey: idempotencyKey)
     }
 
     /// One page of events created after `createdAfter`, oldest last as Stripe lists them; page on with `startingAfter`.

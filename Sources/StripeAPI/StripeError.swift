@@ -28,6 +28,14 @@ public struct StripeAPIError: Sendable, Equatable, Decodable {
     }
 
     struct Envelope: Decodable { var error: StripeAPIError }
+
+    /// A refusal of the request's own shape (a parameter unknown, missing or invalid at the pinned version): the
+    /// client's mistake, never the customer's, so never a declined payment.
+    public var isMalformedRequest: Bool {
+        guard type == "invalid_request_error", httpStatus == 400 else { return false }
+        if let code { return code.hasPrefix("parameter_") }
+        return param != nil
+    }
 }
 
 /// What can go wrong talking to Stripe. The secret key never appears in any of these.

@@ -17,7 +17,8 @@ public func buildStandInApplication(
             return answer(await state.handle(StandInRequest(
                 method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "",
                 body: String(buffer: body), authorization: request.headers[.authorization],
-                idempotencyKey: request.headers[.init("Idempotency-Key")!])))
+                idempotencyKey: request.headers[.init("Idempotency-Key")!],
+                stripeVersion: request.headers[.init("Stripe-Version")!])))
         }
     }
     router.get("/checkout/{id}") { _, context -> Response in

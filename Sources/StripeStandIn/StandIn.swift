@@ -52,12 +52,16 @@ public struct StandInRequest: Sendable {
     public var body: String
     public var authorization: String?
     public var idempotencyKey: String?
+    /// The `Stripe-Version` header, when sent.
+    public var stripeVersion: String? = nil
 }
 
 public struct StandInResponse: Sendable {
     public var status: Int
     public var body: Data
     public var headers: [(String, String)] = []
+    /// An answer given after execution that Stripe keeps under the idempotency key whatever its status.
+    var storeUnderKey = false
 }
 
 /// An injected fault, taken by the next matching API request.

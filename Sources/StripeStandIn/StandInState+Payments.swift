@@ -87,6 +87,19 @@ extension StandInState {
         intent["last_payment_error"] = NSNull()
         intent["next_action"] = NSNull()
         intent["livemode"] = false
+        // Stripe turns automatic payment methods on when no payment method types are named.
+        if let types = params["allowed_payment_method_types"] as? [Any] {
+            intent["payment_method_types"] = types
+            intent["automatic_payment_methods"] = NSNull()
+        } else {
+            let automatic = params["automatic_payment_methods"] as? [String: Any]
+            let enabled = automatic?["enabled"] as? String != "false"
+            intent["automatic_payment_methods"] = enabled
+                ? ["enabled": true, "allow_redirects": automatic?["allow_redirects"] as? String ?? "always"] as [String: Any]
+                : NSNull()
+            intent["payment_method_types"] = ["card"]
+        }
+        intent["_return_url"] = params["return_url"] as? String ?? NSNull()
         objects[id] = intent
         emit("payment_intent.created", intent)
         if params["confirm"] as? String == "true" {
@@ -109,6 +122,11 @@ extension StandInState {
             return Self.error(400, type: "invalid_request_error", code: "payment_intent_unexpected_state", param: "payment_method",
                               message: "You cannot confirm this PaymentIntent because it's missing a payment method.")
         }
+        var rules: [String: Any] = ["automatic_payment_methods": intent["automatic_payment_methods"] ?? NSNull(), "return_url": intent["_return_url"] ?? NSNull()]
+        if intent["automatic_payment_methods"] is NSNull { rules["allowed_payment_method_types"] = intent["payment_method_types"] }
+        if let problem = StandInRules.redirects(intent: rules, confirmation: params) {
+            return Self.error(400, type: "invalid_request_error", code: problem.code, param: problem.param, message: problem.message)
+        }
         let offSession = params["off_session"] as? String == "true"
         switch TestCard(method) {
         case .succeeds:
@@ -121,7 +139,7 @@ extension StandInState {
             objects[id] = intent
             emit("charge.succeeded", charge)
             emit("payment_intent.succeeded", intent)
-            return Self.json(intent)
+            return Self.json(Self.public(intent))
         case .declines:
             let failure: [String: Any] = ["type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
                                           "message": "Your card was declined."]
@@ -130,22 +148,29 @@ extension StandInState {
             objects[id] = intent
             emit("payment_intent.payment_failed", intent)
             return declined(intent, failure)
+        case .requiresAuthentication where offSession:
+            // Off-session nobody can authenticate: Stripe fails the attempt with authentication_required and leaves
+            // the PaymentIntent waiting for a payment method; the customer must come back on-session.
+            let failure: [String: Any] = ["type": "card_error", "code": "authentication_required", "decline_code": "authentication_required",
+                                          "message": "Your card was declined. This transaction requires authentication."]
+            intent["status"] = "requires_payment_method"
+            intent["last_payment_error"] = failure
+            intent["next_action"] = NSNull()
+            objects[id] = intent
+            emit("payment_intent.payment_failed", intent)
+            return declined(intent, failure)
         case .requiresAuthentication:
             intent["status"] = "requires_action"
             intent["next_action"] = ["type": "use_stripe_sdk", "use_stripe_sdk": [:] as [String: Any]] as [String: Any]
             objects[id] = intent
             emit("payment_intent.requires_action", intent)
-            guard offSession else { return Self.json(intent) }
-            // Off-session, Stripe refuses with authentication_required; the customer must come back on-session.
-            let failure: [String: Any] = ["type": "card_error", "code": "authentication_required",
-                                          "message": "Your card was declined. This transaction requires authentication."]
-            return declined(intent, failure)
+            return Self.json(Self.public(intent))
         }
     }
 
     func declined(_ intent: [String: Any], _ failure: [String: Any]) -> StandInResponse {
         var error = failure
-        error["payment_intent"] = intent
+        error["payment_intent"] = Self.public(intent)
         let body = (try? JSONSerialization.data(withJSONObject: ["error": error], options: [.sortedKeys])) ?? Data()
         return StandInResponse(status: 402, body: body, headers: [("Content-Type", "application/json"), ("Request-Id", "req_\(UUID().uuidString.prefix(14))")])
     }

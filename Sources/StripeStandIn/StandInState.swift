@@ -14,7 +14,11 @@ public actor StandInState {
 
     var objects: [String: [String: Any]] = [:]
     var events: [[String: Any]] = []
-    var idempotency: [String: (fingerprint: String, response: StandInResponse)] = [:]
+    var idempotency: [String: (fingerprint: String, response: StandInResponse, storedAt: Int)] = [:]
+    /// Keys of POSTs being executed now: another request with one of them is answered 409.
+    var keysInFlight: Set<String> = []
+    /// Seconds added to the wall clock (`advanceClock(by:)`), for tests of what Stripe does as time passes.
+    var clockShift = 0
     var faults: [StandInFault] = []
     var delivered: [String: Int] = [:]
     var sequence = 0
@@ -72,35 +76,32 @@ public actor StandInState {
             return Self.error(401, type: "invalid_request_error",
                               message: "Invalid API Key provided: send Authorization: Bearer sk_test_...")
         }
-        if let index = faults.firstIndex(where: { request.path.hasPrefix($0.path ?? "") }) {
-            let fault = faults[index]
-            if let count = fault.count, count > 1 { faults[index].count = count - 1 } else { faults.remove(at: index) }
-            switch fault.kind {
-            case .rateLimited:
-                return Self.error(429, type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly.")
-            case .errorBeforeExecution:
-                return Self.error(500, type: "api_error", message: "An unexpected error occurred (injected, before execution).")
-            case .cardDeclined:
-                return Self.error(402, type: "card_error", code: "card_declined", declineCode: "generic_decline",
-                                  message: "Your card was declined.")
-            case .invalidParam:
-                return Self.error(400, type: "invalid_request_error", code: "parameter_invalid", param: "injected",
-                                  message: "Invalid parameter (injected).")
-            case .delay:
-                try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds ?? 1000))
-            case .errorAfterExecution:
-                let executed = await execute(request)
-                let failure = Self.error(500, type: "api_error", message: "An unexpected error occurred (injected, after execution).")
-                if request.method == "POST", let key = request.idempotencyKey, (200..<300).contains(executed.status) {
-                    idempotency[key] = (Self.fingerprint(request), failure)
-                }
-                return failure
-            }
+        if let version = request.stripeVersion, version != StripeConfiguration.apiVersion {
+            return Self.error(400, type: "invalid_request_error",
+                              message: "Invalid Stripe API version: \(version). The stand-in answers in \(StripeConfiguration.apiVersion) only.")
+        }
+        guard StripeDefinitions.pinned.endpoint(method: request.method, path: request.path) != nil else {
+            return Self.error(404, type: "invalid_request_error",
+                              message: "Unrecognized request URL (\(request.method): \(request.path)). The stand-in implements the subset the billing server uses.")
+        }
+        // Stripe checks parameters before it executes anything, so a refusal here is never stored under the key.
+        let pairs = FormParameters.decodePairs(request.method == "POST" ? request.body : request.query)
+        if let problem = StripeDefinitions.pinned.check(method: request.method, path: request.path, pairs: pairs)
+            ?? StandInRules.check(method: request.method, path: request.path, params: FormDecoding.decode(request.method == "POST" ? request.body : request.query))
+        {
+            return Self.error(400, type: "invalid_request_error", code: problem.code, param: problem.param, message: problem.message)
+        }
+        if let key = request.idempotencyKey, key.count > 255 {
+            return Self.error(400, type: "invalid_request_error",
+                              message: "Idempotency-Key is \(key.count) characters long; keys are at most 255 characters.")
         }
         guard request.method == "POST", let key = request.idempotencyKey else {
-            return await execute(request)
+            return await executeWithFaults(request)
         }
         let fingerprint = Self.fingerprint(request)
+        if let record = idempotency[key], now - record.storedAt >= Self.idempotencyWindow {
+            idempotency[key] = nil  // Stripe keeps a key for 24 hours; after that it is a new request.
+        }
         if let record = idempotency[key] {
             guard record.fingerprint == fingerprint else {
                 return Self.error(400, type: "idempotency_error",
@@ -110,10 +111,52 @@ public actor StandInState {
             replay.headers.append(("Idempotent-Replayed", "true"))
             return replay
         }
-        let response = await execute(request)
-        // Stripe stores results (errors included) once the request executed; 5xx and 429 before that are not kept.
-        if response.status < 500 && response.status != 429 { idempotency[key] = (fingerprint, response) }
+        guard !keysInFlight.contains(key) else {
+            return Self.error(409, type: "idempotency_error", code: "idempotency_key_in_use",
+                              message: "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): \(key). Please try again later.")
+        }
+        keysInFlight.insert(key)
+        defer { keysInFlight.remove(key) }
+        let response = await executeWithFaults(request)
+        // Stripe keeps what an executed request answered, errors included; a 429 or 5xx before execution, a
+        // validation 400 and a conflict are not kept.
+        if response.status < 500 && ![400, 409, 429].contains(response.status) || response.storeUnderKey {
+            idempotency[key] = (fingerprint, response, now)
+        }
         return response
+    }
+
+    /// How long Stripe keeps an idempotency key: 24 hours.
+    static let idempotencyWindow = 24 * 3600
+
+    /// Runs the request, after the next injected fault that matches it.
+    func executeWithFaults(_ request: StandInRequest) async -> StandInResponse {
+        guard let index = faults.firstIndex(where: { request.path.hasPrefix($0.path ?? "") }) else {
+            return await execute(request)
+        }
+        let fault = faults[index]
+        if let count = fault.count, count > 1 { faults[index].count = count - 1 } else { faults.remove(at: index) }
+        switch fault.kind {
+        case .rateLimited:
+            return Self.error(429, type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly.")
+        case .errorBeforeExecution:
+            return Self.error(500, type: "api_error", message: "An unexpected error occurred (injected, before execution).")
+        case .cardDeclined:
+            return Self.error(402, type: "card_error", code: "card_declined", declineCode: "generic_decline",
+                              message: "Your card was declined.")
+        case .invalidParam:
+            return Self.error(400, type: "invalid_request_error", code: "parameter_invalid", param: "injected",
+                              message: "Invalid parameter (injected).")
+        case .delay:
+            try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds ?? 1000))
+            return await execute(request)
+        case .errorAfterExecution:
+            let executed = await execute(request)
+            var failure = Self.error(500, type: "api_error", message: "An unexpected error occurred (injected, after execution).")
+            // Executed, so Stripe keeps this answer under the key and replays it.
+            failure.storeUnderKey = (200..<300).contains(executed.status)
+            return failure
+        }
     }
 
     static func fingerprint(_ request: StandInRequest) -> String { "\(request.method) \(request.path) \(request.body)" }
@@ -166,7 +209,10 @@ public actor StandInState {
         return "\(prefix)_\(String(random))\(sequence)"
     }
 
-    var now: Int { Int(Date().timeIntervalSince1970) }
+    var now: Int { Int(Date().timeIntervalSince1970) + clockShift }
+
+    /// Moves the stand-in's own clock forward (idempotency keys expire by it).
+    public func advanceClock(by seconds: Int) { clockShift += seconds }
 
     func template(_ kind: String) -> [String: Any] { templates[kind] as? [String: Any] ?? ["object": kind] }
 
@@ -389,7 +435,7 @@ public actor StandInState {
     static func `public`(_ object: [String: Any]) -> [String: Any] { object.filter { !$0.key.hasPrefix("_") } }
 
     static func json(_ object: [String: Any], status: Int = 200) -> StandInResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        let data = (try? JSONSerialization.data(withJSONObject: Self.public(object), options: [.sortedKeys])) ?? Data("{}".utf8)
         return StandInResponse(status: status, body: data, headers: [("Content-Type", "application/json"), ("Request-Id", "req_\(UUID().uuidString.prefix(14))")])
     }
 

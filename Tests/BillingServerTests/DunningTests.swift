@@ -206,6 +206,7 @@ struct DunningHarness {
                 "off_session": true, "confirm": true,
                 "metadata": ["invoice_id": .string(invoiceID), "tenant_id": .string(dunning.tenant.uuidString.lowercased()),
                              "purpose": "invoice", "invoice_number": .string(invoice["number"]?.stringValue ?? ""), "attempt": 1],
+                "automatic_payment_methods": ["enabled": true, "allow_redirects": "never"],
                 "description": .string("Invoice \(invoice["number"]?.stringValue ?? "")"),
             ], idempotencyKey: "invoice:\(invoiceID):attempt:1")
             #expect(try await dunning.run(at: Date()).collection.charged.count == 1)
