@@ -456,7 +456,9 @@ extension StripeEventProcessor {
         let problem: String? = switch context.event.type {
         case "invoice.payment_failed": "payment_failed"
         case "invoice.payment_action_required": "action_required"
-        default: nil
+        case "invoice.overdue": "overdue"
+        case "invoice.finalization_failed": "finalization_failed"
+        default: invoice.status == "open" ? try await transaction.stripeInvoiceProblem(invoice.id) : nil
         }
         try await transaction.saveStripeInvoice(StripeInvoiceRecord(
             invoiceID: invoice.id, stripeSubscriptionID: invoice.subscriptionID, number: invoice.number, status: invoice.status,

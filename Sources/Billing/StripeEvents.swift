@@ -34,10 +34,14 @@ public struct StripeEventProcessor: Sendable {
         "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
         "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
         "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
+        "customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
         "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required",
-        "invoice.finalized",
-        "customer.deleted",
-        "setup_intent.succeeded",
+        "invoice.finalized", "invoice.voided", "invoice.marked_uncollectible", "invoice.updated", "invoice.overdue",
+        "invoice.finalization_failed", "invoice_payment.paid",
+        "customer.deleted", "customer.updated",
+        "setup_intent.succeeded", "setup_intent.setup_failed",
+        "payment_method.detached", "payment_method.automatically_updated",
+        "payment_intent.canceled", "payment_intent.processing",
     ]
 
     public func handle(_ event: ClaimedEvent, in scope: EventScope) async throws -> EventDisposition {
@@ -53,7 +57,11 @@ public struct StripeEventProcessor: Sendable {
         } catch {
             return .rejected(tenant: nil, reason: "the event's data.object is not readable: \(error)")
         }
-        let references = Self.references(of: object)
+        var references = Self.references(of: object)
+        if references.customer == nil, let previous = try? Self.decodePreviousAttributes(from: event.payload) {
+            // A detached payment method no longer names its customer; the event's previous attributes do.
+            references.customer = Self.id(previous["customer"])
+        }
         guard let tenant = try await resolveTenant(references, in: scope) else {
             return .unresolved(
                 note: "no tenant yet: no known tenant_id metadata, subscription, customer or payment in \(object["object"]?.stringValue ?? "the object") \(object["id"]?.stringValue ?? "")",
@@ -89,12 +97,27 @@ public struct StripeEventProcessor: Sendable {
         case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed":
             return try await disputeChanged(try Self.decodeObject(Dispute.self, from: payload), context)
         case "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required",
-             "invoice.finalized":
+             "invoice.finalized", "invoice.voided", "invoice.marked_uncollectible", "invoice.updated", "invoice.overdue",
+             "invoice.finalization_failed":
             return try await invoiceChanged(try Self.decodeObject(Invoice.self, from: payload), context)
+        case "invoice_payment.paid":
+            return try await invoicePaymentPaid(try Self.decodeObject(InvoicePayment.self, from: payload), context)
         case "customer.deleted":
             return try await customerDeleted(try Self.decodeObject(Customer.self, from: payload), context)
+        case "customer.updated":
+            return try await customerUpdated(try Self.decodeObject(Customer.self, from: payload), context)
         case "setup_intent.succeeded":
             return try await setupSucceeded(try Self.decodeObject(SetupIntent.self, from: payload), context)
+        case "setup_intent.setup_failed":
+            return try await setupFailed(try Self.decodeObject(SetupIntent.self, from: payload), context)
+        case "payment_method.detached":
+            return try await paymentMethodDetached(try Self.decodeObject(PaymentMethod.self, from: payload), context)
+        case "payment_method.automatically_updated":
+            return try await paymentMethodUpdated(try Self.decodeObject(PaymentMethod.self, from: payload), context)
+        case "payment_intent.canceled":
+            return try await paymentIntentCanceled(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case "payment_intent.processing":
+            return try await paymentIntentProcessing(try Self.decodeObject(PaymentIntent.self, from: payload), context)
         default:
             return try await subscriptionChanged(try Self.decodeObject(Subscription.self, from: payload), context)
         }
@@ -107,6 +130,18 @@ public struct StripeEventProcessor: Sendable {
 
     static func decodeObject<Object: Decodable>(_ type: Object.Type, from payload: String) throws -> Object {
         try JSONDecoder().decode(Envelope<Object>.self, from: Data(payload.utf8)).data.object
+    }
+
+    /// `data.previous_attributes`: what an `*.updated` (or `payment_method.detached`) event changed, as it was.
+    static func decodePreviousAttributes(from payload: String) throws -> JSONValue? {
+        struct Previous: Decodable {
+            struct Body: Decodable {
+                var previousAttributes: JSONValue?
+                enum CodingKeys: String, CodingKey { case previousAttributes = "previous_attributes" }
+            }
+            var data: Body
+        }
+        return try JSONDecoder().decode(Previous.self, from: Data(payload.utf8)).data.previousAttributes
     }
 
     // MARK: Tenant resolution
@@ -142,7 +177,8 @@ public struct StripeEventProcessor: Sendable {
             ? object["id"]?.stringValue
             : id(object["subscription"]) ?? id(object["parent"]?["subscription_details"]?["subscription"])
         references.customer = kind == "customer" ? object["id"]?.stringValue : id(object["customer"])
-        references.payments = [id(object["payment_intent"]), id(object["charge"]), kind == "charge" ? object["id"]?.stringValue : nil]
+        references.payments = [id(object["payment_intent"]), id(object["charge"]), kind == "charge" ? object["id"]?.stringValue : nil,
+                               id(object["payment"]?["payment_intent"]), id(object["payment"]?["charge"])]
             .compactMap { $0 }
         return references
     }

@@ -67,8 +67,9 @@ extension TenantTransaction {
         return nil
     }
 
-    /// Saves the card future invoices charge, unless one saved later is recorded. True when saved.
-    public func setDefaultPaymentMethod(_ paymentMethod: String, savedAt time: Date) async throws -> Bool {
+    /// Saves the card future invoices charge (nil: none, it was removed), unless a change made later is recorded.
+    /// True when saved.
+    public func setDefaultPaymentMethod(_ paymentMethod: String?, savedAt time: Date) async throws -> Bool {
         try await connection.first("""
             WITH u AS (UPDATE billing.tenants SET default_payment_method = \(paymentMethod), default_payment_method_at = \(time)
                        WHERE id = \(tenant) AND (default_payment_method_at IS NULL OR default_payment_method_at <= \(time))

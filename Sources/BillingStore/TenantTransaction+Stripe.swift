@@ -552,10 +552,21 @@ extension TenantTransaction {
     }
 
     /// The payment an invoice was paid with, once both are known.
-    public func linkPayment(_ paymentIntentID: String, toInvoice invoiceID: String) async throws {
-        try await connection.query("""
-            UPDATE billing.payments SET stripe_invoice_id = \(invoiceID), purpose = CASE WHEN purpose = 'other' THEN 'subscription' ELSE purpose END
-            WHERE tenant_id = \(tenant) AND payment_intent_id = \(paymentIntentID)
-            """, logger: logger)
+    /// The payment problem recorded for a Stripe invoice (`payment_failed`, `overdue`, ...), if any.
+    public func stripeInvoiceProblem(_ id: String) async throws -> String? {
+        try await connection.first(
+            "SELECT payment_problem FROM billing.stripe_invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id)",
+            as: String?.self, logger: logger) ?? nil
+    }
+
+    /// Links the payment of `paymentIntentID` to a Stripe invoice; false when no such payment is recorded yet.
+    @discardableResult
+    public func linkPayment(_ paymentIntentID: String, toInvoice invoiceID: String) async throws -> Bool {
+        try await connection.first("""
+            WITH u AS (UPDATE billing.payments SET stripe_invoice_id = \(invoiceID),
+                              purpose = CASE WHEN purpose = 'other' THEN 'subscription' ELSE purpose END
+                       WHERE tenant_id = \(tenant) AND payment_intent_id = \(paymentIntentID) RETURNING 1)
+            SELECT count(*)::int FROM u
+            """, as: Int.self, logger: logger) ?? 0 > 0
     }
 }

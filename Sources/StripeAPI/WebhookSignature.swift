@@ -15,13 +15,14 @@ public enum WebhookSignature {
             case .missingHeader: "no Stripe-Signature header"
             case .malformedHeader: "the Stripe-Signature header is not t=...,v1=..."
             case .noSignatureMatches: "no v1 signature matches any configured webhook secret"
-            case .stale(let age): "the signature's timestamp is \(age) s from now, outside the tolerance"
+            case .stale(let age): "the signature's timestamp is \(age) s old, older than the tolerance"
             }
         }
     }
 
-    /// Verifies before anything parses the body. Any `v1` may match any secret (rotation); timestamps farther than
-    /// `tolerance` from `now`, either way, are refused; comparisons take the same time whatever the bytes.
+    /// Verifies before anything parses the body. Any `v1` may match any secret (rotation); timestamps older than
+    /// `tolerance` are refused (later ones are not, as in Stripe's libraries); comparisons take the same time whatever
+    /// the bytes.
     public static func verify(
         header: String?, body: some DataProtocol, secrets: [String], now: Date, tolerance: Duration
     ) throws(Failure) {
@@ -40,11 +41,12 @@ public enum WebhookSignature {
             }
         }
         guard let timestamp, !signatures.isEmpty else { throw .malformedHeader }
-        // Overflow-safe: a forged t=-9223372036854775808 must be refused, not trap.
+        // As Stripe's own libraries check it: only a signature older than the tolerance is refused, so a server
+        // whose clock is behind Stripe's still takes every webhook. Overflow-safe: a forged
+        // t=-9223372036854775808 must be refused, not trap.
         let (age, overflow) = Int(now.timeIntervalSince1970).subtractingReportingOverflow(timestamp)
-        guard !overflow, age.magnitude <= UInt(max(tolerance.components.seconds, 0)) else {
-            throw .stale(ageSeconds: overflow ? Int.max : age)
-        }
+        let fresh = overflow ? timestamp > 0 : age <= max(Int(tolerance.components.seconds), 0)
+        guard fresh else { throw .stale(ageSeconds: overflow ? Int.max : age) }
 
         var signedPayload = Array("\(timestamp).".utf8)
         signedPayload.append(contentsOf: body)
