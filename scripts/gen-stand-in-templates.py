@@ -6,8 +6,9 @@ nesting and types Stripe sends. Usage: python3 scripts/gen-stand-in-templates.py
 import json
 import sys
 
-KINDS = ["customer", "checkout.session", "billing_portal.session", "subscription", "subscription_item", "price",
-         "invoice", "payment_intent", "charge", "refund", "event"]
+KINDS = ["customer", "checkout.session", "billing_portal.session", "subscription", "subscription_item", "price", "plan",
+         "invoice", "line_item", "invoice_payment", "payment_intent", "payment_method", "setup_intent", "charge", "refund",
+         "dispute", "subscription_schedule", "test_helpers.test_clock", "event"]
 
 resources = json.load(open(sys.argv[1]))["resources"]
 subset = {kind: resources[kind] for kind in KINDS}

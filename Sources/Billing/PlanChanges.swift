@@ -19,7 +19,7 @@ extension BillingAPI {
         let client = try requireStripe()
         let actor = call.actor
         let proration = settings.seatProration
-        try await tenants.database.transaction(call.tenantID, operation: "change plan") { transaction in
+        let waiting = try await tenants.database.transaction(call.tenantID, operation: "change plan") { transaction -> SubscriptionRecord? in
             var current = try await liveSubscription(transaction, for: "change")
             if current.isInvoiceBilled || target.billing == .invoice {
                 throw BillingError.preconditionFailed(
@@ -47,7 +47,7 @@ extension BillingAPI {
                     current.stripeSubscriptionID, plan: target.key, interval: nil, effectiveAt: current.currentPeriodEnd, now: now())
                 try await transaction.audit(actor: actor, action: "plan.change_scheduled", before: before,
                                             after: ["plan": current.plan, "pendingPlan": target.key, "effectiveAt": Self.iso(current.currentPeriodEnd)])
-                return
+                return nil
             }
             let priceID: String
             do {
@@ -62,7 +62,7 @@ extension BillingAPI {
                     current.stripeSubscriptionID, ["cancel_at_period_end": false],
                     idempotencyKey: "resume:\(current.stripeSubscriptionID):\(Self.stamp(current))")
                 try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.resumed")
-                guard let refreshed = try await transaction.currentSubscription() else { return }
+                guard let refreshed = try await transaction.currentSubscription() else { return nil }
                 current = refreshed
             }
             switch PlanChangeDirection(from: currentPlan, currentInterval, to: target, interval) {
@@ -76,12 +76,15 @@ extension BillingAPI {
             case .upgrade:
                 let seats = target.seats.normalize(current.seats)
                 let item = try await subscriptionItem(current.stripeSubscriptionID, client: client)
-                let updated = try await client.updateSubscription(current.stripeSubscriptionID, [
-                    "items": [["id": .string(item), "price": .string(priceID), "quantity": .int(seats)]],
-                    "proration_behavior": .string(proration),
-                ], idempotencyKey: "plan:\(current.stripeSubscriptionID):\(target.key):\(interval.rawValue):\(Self.stamp(current))")
-                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+                let updated = try await client.updateSubscription(
+                    current.stripeSubscriptionID,
+                    Self.itemChange(["id": .string(item), "price": .string(priceID), "quantity": .int(seats)], charging: true, otherwise: proration),
+                    idempotencyKey: "plan:\(current.stripeSubscriptionID):\(target.key):\(interval.rawValue):\(Self.stamp(current))")
+                if updated.pendingUpdate == nil {
+                    try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+                }
                 try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "plan.upgraded")
+                if updated.pendingUpdate != nil { return try await transaction.currentSubscription() }
             case .downgrade:
                 try await transaction.setPendingChange(
                     current.stripeSubscriptionID, plan: target.key, interval: interval.rawValue, effectiveAt: current.currentPeriodEnd,
@@ -91,7 +94,9 @@ extension BillingAPI {
                     "effectiveAt": Self.iso(current.currentPeriodEnd),
                 ])
             }
+            return nil
         }
+        if let waiting { throw Self.upgradeNotPaid(waiting, what: "the change to '\(target.key)'") }
         return try await status(of: call.tenantID)
     }
 
@@ -122,6 +127,16 @@ extension BillingAPI {
             guard let current = try await transaction.currentSubscription(), !current.isTerminal,
                   let pending = try await transaction.pendingChange(), let effective = pending.effectiveAt, effective <= by
             else { return false }
+            if let schedule = current.scheduleID {
+                // A Stripe schedule governs this subscription: its phases decide, and a change made over it would be
+                // undone by the next phase. The request is dropped, visibly.
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now)
+                try await transaction.audit(
+                    actor: AuditActor(kind: .system, id: "plan-change-job"), action: "plan.change_left_to_schedule",
+                    before: ["pendingPlan": pending.plan, "pendingInterval": pending.interval ?? ""],
+                    after: ["schedule": schedule, "reason": "a Stripe subscription schedule governs \(current.stripeSubscriptionID)"])
+                return false
+            }
             let target = try catalog.plan(named: pending.plan)
             let interval = pending.interval.flatMap(BillingInterval.init(rawValue:)) ?? .month
             guard !target.isFree, let priceID = try? catalog.stripePriceID(of: target, per: interval), !current.cancelAtPeriodEnd else {

@@ -6,10 +6,20 @@ extension StripeEventProcessor {
     // MARK: Payment methods
 
     /// `customer.updated`: the customer's default payment method (`invoice_settings.default_payment_method`), changed
-    /// in the Customer Portal or the Dashboard, becomes the card this server charges; removed, there is none. A change
-    /// recorded later is never replaced by an earlier one.
-    func customerUpdated(_ customer: Customer, _ context: EventContext) async throws -> EventDisposition {
-        guard let settings = customer.invoiceSettings else {
+    /// in the Customer Portal or the Dashboard, becomes the card this server charges; removed, there is none. The
+    /// customer is read from Stripe when a client is configured: this server's own change of the default sends such an
+    /// event too, and an older one processed late (in the same second, say) must not bring back the card it replaced.
+    /// Without a client, a change recorded later is never replaced by an earlier one.
+    func customerUpdated(_ event: Customer, _ context: EventContext) async throws -> EventDisposition {
+        var customer = event
+        if let stripe {
+            do {
+                customer = try await stripe.retrieveCustomer(event.id)
+            } catch {
+                throw RetryLater("could not read \(event.id) from Stripe: \(error)")
+            }
+        }
+        guard customer.deleted != true, let settings = customer.invoiceSettings else {
             return context.processed("\(customer.id) has no invoice settings")
         }
         let method = settings.defaultPaymentMethod?.id
@@ -17,7 +27,9 @@ extension StripeEventProcessor {
         guard method != current else {
             return context.processed("the default payment method is \(method ?? "none") already")
         }
-        guard try await context.transaction.setDefaultPaymentMethod(method, savedAt: context.created) else {
+        // Read from Stripe, it is the state now; from the event alone, as of the event.
+        let asOf = stripe == nil ? context.created : Date()
+        guard try await context.transaction.setDefaultPaymentMethod(method, savedAt: asOf) else {
             return context.stale("a payment method change made later than this event is recorded already")
         }
         try await context.audit(

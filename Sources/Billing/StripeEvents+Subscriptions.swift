@@ -155,6 +155,9 @@ extension StripeEventProcessor {
         ]
         if let end = record.currentPeriodEnd { fields["currentPeriodEnd"] = end.formatted(.iso8601) }
         if let since = record.pastDueSince { fields["pastDueSince"] = since.formatted(.iso8601) }
+        if let cancelAt = record.cancelAt { fields["cancelAt"] = cancelAt.formatted(.iso8601) }
+        if let schedule = record.scheduleID { fields["schedule"] = schedule }
+        if let expires = record.pendingUpdateExpiresAt { fields["pendingUpdateExpiresAt"] = expires.formatted(.iso8601) }
         return fields
     }
 
@@ -201,13 +204,68 @@ extension PlanCatalog {
         let pastDueSince: Date? = subscription.status == "past_due"
             ? (previous?.status == "past_due" ? previous?.pastDueSince : nil) ?? created ?? Date()
             : nil
-        return .success(SubscriptionRecord(
+        var record = SubscriptionRecord(
             stripeSubscriptionID: subscription.id, stripeCustomerID: subscription.customer?.id ?? previous?.stripeCustomerID,
             stripePriceID: priceID, plan: plan.key, interval: interval.rawValue, seats: plan.seats.normalize(item.quantity),
             status: subscription.status, pastDueSince: pastDueSince, currentPeriodEnd: subscription.periodEnd.map { Date(timeIntervalSince1970: Double($0)) },
             cancelAtPeriodEnd: subscription.cancelAtPeriodEnd ?? false, isCurrent: previous?.isCurrent ?? true,
             lastEventAt: created ?? previous?.lastEventAt,
-            stripeCreatedAt: subscription.created.map { Date(timeIntervalSince1970: Double($0)) } ?? previous?.stripeCreatedAt))
+            stripeCreatedAt: subscription.created.map { Date(timeIntervalSince1970: Double($0)) } ?? previous?.stripeCreatedAt)
+        record.cancelAt = subscription.cancelAt.map { Date(timeIntervalSince1970: Double($0)) }
+        record.scheduleID = subscription.schedule?.id
+        record.pendingUpdateExpiresAt = subscription.pendingUpdate.map { Date(timeIntervalSince1970: Double($0.expiresAt)) }
+        return .success(record)
     }
 
+}
+
+extension StripeEventProcessor {
+    /// `subscription_schedule.*`: a schedule (the portal makes one for a downgrade at the period's end) governs its
+    /// subscription. Its next phase shows as the pending change (`source: schedule`), and an ending by the schedule as
+    /// the subscription's `cancelAt`; once released, canceled or completed it governs nothing. The schedule is read
+    /// from Stripe when a client is configured, so an event arriving late never brings back an older state.
+    func scheduleChanged(_ object: SubscriptionSchedule, _ context: EventContext) async throws -> EventDisposition {
+        var schedule = object
+        if let stripe {
+            do {
+                schedule = try await stripe.retrieveSubscriptionSchedule(object.id)
+            } catch {
+                throw RetryLater("could not read \(object.id) from Stripe: \(error)")
+            }
+        }
+        guard let subscriptionID = schedule.subscription?.id ?? schedule.releasedSubscription else {
+            return context.processed("\(schedule.id) governs no subscription")
+        }
+        let transaction = context.transaction
+        guard var record = try await transaction.lockSubscription(subscriptionID) else {
+            throw RetryLater("subscription \(subscriptionID) of \(schedule.id) is not recorded yet")
+        }
+        let before = record
+        let pending = try await transaction.pendingChange()
+        if schedule.isInForce {
+            record.scheduleID = schedule.id
+            let next = schedule.phases.sorted { $0.startDate < $1.startDate }.first { Double($0.startDate) > context.created.timeIntervalSince1970 }
+            if let next, let price = next.items.first?.price.id, let (plan, interval) = try? catalog.plan(forStripePrice: price) {
+                try await transaction.setPendingChange(
+                    subscriptionID, plan: plan.key, interval: interval.rawValue,
+                    effectiveAt: Date(timeIntervalSince1970: Double(next.startDate)), source: .schedule, now: Date())
+            } else if pending?.source == .schedule {
+                try await transaction.setPendingChange(subscriptionID, plan: nil, interval: nil, now: Date())
+            }
+            if schedule.endBehavior == "cancel", let last = schedule.phases.map(\.endDate).max() {
+                record.cancelAt = Date(timeIntervalSince1970: Double(last))
+            }
+        } else {
+            if record.scheduleID == schedule.id { record.scheduleID = nil }
+            if pending?.source == .schedule {
+                try await transaction.setPendingChange(subscriptionID, plan: nil, interval: nil, now: Date())
+            }
+        }
+        if record != before {
+            try await transaction.updateSubscription(record, now: Date())
+        }
+        try await context.audit("subscription.schedule_\(schedule.status)", before: Self.auditFields(before),
+                                after: Self.auditFields(record).merging(["schedule": schedule.id]) { $1 })
+        return context.processed()
+    }
 }

@@ -42,6 +42,8 @@ public struct StripeEventProcessor: Sendable {
         "setup_intent.succeeded", "setup_intent.setup_failed",
         "payment_method.detached", "payment_method.automatically_updated",
         "payment_intent.canceled", "payment_intent.processing",
+        "subscription_schedule.created", "subscription_schedule.updated", "subscription_schedule.released",
+        "subscription_schedule.canceled", "subscription_schedule.completed", "subscription_schedule.aborted",
     ]
 
     public func handle(_ event: ClaimedEvent, in scope: EventScope) async throws -> EventDisposition {
@@ -116,6 +118,8 @@ public struct StripeEventProcessor: Sendable {
             return try await paymentMethodUpdated(try Self.decodeObject(PaymentMethod.self, from: payload), context)
         case "payment_intent.canceled":
             return try await paymentIntentCanceled(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case let type where type.hasPrefix("subscription_schedule."):
+            return try await scheduleChanged(try Self.decodeObject(SubscriptionSchedule.self, from: payload), context)
         case "payment_intent.processing":
             return try await paymentIntentProcessing(try Self.decodeObject(PaymentIntent.self, from: payload), context)
         default:

@@ -58,7 +58,7 @@ extension BillingAPI {
         let client = try requireStripe()
         let actor = call.actor
         let proration = settings.seatProration
-        try await tenants.database.transaction(call.tenantID, operation: "update seats") { transaction in
+        let waiting = try await tenants.database.transaction(call.tenantID, operation: "update seats") { transaction -> SubscriptionRecord? in
             let current = try await liveSubscription(transaction, for: "change seats on")
             let plan = try catalog.plan(named: current.plan)
             guard plan.seats.isAdjustable else {
@@ -66,19 +66,21 @@ extension BillingAPI {
                     "plan '\(plan.key)' has \(plan.seats.rangeDescription) seat; to get more seats change to a plan with seats (billing.changePlan, e.g. team)")
             }
             try plan.seats.validate(params.seats, plan: plan.key)
-            guard params.seats != current.seats else { return }
+            guard params.seats != current.seats else { return nil }
             if current.isInvoiceBilled {
                 // Ours to change: the next invoice bills the new count.
                 try await applyLocally(current, transaction, actor: actor, action: "subscription.seats_changed") { $0.seats = params.seats }
-                return
+                return nil
             }
             let item = try await subscriptionItem(current.stripeSubscriptionID, client: client)
-            let updated = try await client.updateSubscription(current.stripeSubscriptionID, [
-                "items": [["id": .string(item), "quantity": .int(params.seats)]],
-                "proration_behavior": .string(proration),
-            ], idempotencyKey: "seats:\(current.stripeSubscriptionID):\(current.seats)->\(params.seats):\(Self.stamp(current))")
+            let updated = try await client.updateSubscription(
+                current.stripeSubscriptionID,
+                Self.itemChange(["id": .string(item), "quantity": .int(params.seats)], charging: params.seats > current.seats, otherwise: proration),
+                idempotencyKey: "seats:\(current.stripeSubscriptionID):\(current.seats)->\(params.seats):\(Self.stamp(current))")
             try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.seats_changed")
+            return updated.pendingUpdate == nil ? nil : try await transaction.currentSubscription()
         }
+        if let waiting { throw Self.upgradeNotPaid(waiting, what: "\(params.seats) seats") }
         return try await status(of: call.tenantID)
     }
 
@@ -105,7 +107,7 @@ extension BillingAPI {
                 return
             }
             if atPeriodEnd {
-                guard !current.cancelAtPeriodEnd else { return }
+                guard !current.cancellationScheduled else { return }
                 let updated = try await client.updateSubscription(
                     current.stripeSubscriptionID, ["cancel_at_period_end": true],
                     idempotencyKey: "cancel:\(current.stripeSubscriptionID):\(Self.stamp(current))")
@@ -123,8 +125,10 @@ extension BillingAPI {
         let client = try requireStripe()
         let actor = call.actor
         try await tenants.database.transaction(call.tenantID, operation: "resume") { transaction in
-            let current = try await liveSubscription(transaction, for: "resume")
-            guard current.cancelAtPeriodEnd else {
+            var current = try await liveSubscription(transaction, for: "resume")
+            let pending = try await transaction.pendingChange()
+            let scheduledDowngrade = current.scheduleID != nil && pending?.source == .schedule
+            guard current.cancellationScheduled || scheduledDowngrade else {
                 throw BillingError.preconditionFailed("this subscription is not set to cancel; there is nothing to resume")
             }
             if let end = current.currentPeriodEnd, end <= now() {
@@ -135,16 +139,46 @@ extension BillingAPI {
                 try await applyLocally(current, transaction, actor: actor, action: "subscription.resumed") { $0.cancelAtPeriodEnd = false }
                 return
             }
-            let updated = try await client.updateSubscription(
-                current.stripeSubscriptionID, ["cancel_at_period_end": false],
-                idempotencyKey: "resume:\(current.stripeSubscriptionID):\(Self.stamp(current))")
-            try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.resumed")
+            // However the ending was set: a schedule (the portal's downgrade or cancellation at the period's end) is
+            // released, so the subscription goes on as it is; then a cancel_at, or the flag, is cleared.
+            if let schedule = current.scheduleID {
+                _ = try await client.releaseSubscriptionSchedule(schedule, idempotencyKey: "release:\(schedule)")
+                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+                let released = try await client.retrieveSubscription(current.stripeSubscriptionID)
+                try await applyConfirmed(released, over: current, transaction, actor: actor, action: "subscription.schedule_released")
+                guard let refreshed = try await transaction.currentSubscription() else { return }
+                current = refreshed
+            }
+            if current.cancellationScheduled {
+                let clear: FormParameters = current.cancelAtPeriodEnd ? ["cancel_at_period_end": false] : ["cancel_at": ""]
+                let updated = try await client.updateSubscription(
+                    current.stripeSubscriptionID, clear, idempotencyKey: "resume:\(current.stripeSubscriptionID):\(Self.stamp(current))")
+                try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.resumed")
+            }
             // A move to free was this cancellation: it is undone with it.
             if let pending = try await transaction.pendingChange(), (try? catalog.plan(named: pending.plan))?.isFree == true {
                 try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
             }
         }
         return try await status(of: call.tenantID)
+    }
+
+    /// The parameters of an item change. One that costs more (an upgrade, more seats) is invoiced and charged at
+    /// once, and applies only once that invoice is paid (`pending_if_incomplete`): a failed payment leaves the
+    /// subscription as it was. Anything else prorates as `BILLING_PRORATION_BEHAVIOR` says.
+    static func itemChange(_ item: FormValue, charging: Bool, otherwise proration: String) -> FormParameters {
+        charging
+            ? ["items": [item], "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"]
+            : ["items": [item], "proration_behavior": .string(proration)]
+    }
+
+    /// The answer to an upgrade whose payment did not go through: the subscription stays as it was until the invoice
+    /// is paid (in the portal, or by Stripe's retries) or the change lapses.
+    static func upgradeNotPaid(_ record: SubscriptionRecord, what: String) -> BillingError {
+        let until = record.pendingUpdateExpiresAt?.formatted(.iso8601) ?? "it lapses"
+        return BillingError.paymentRequired(
+            "the payment for \(what) did not go through, so the subscription stays on \(record.seats) seat(s) of '\(record.plan)'; pay the open invoice in the portal (billing.portal) before \(until), or try another card",
+            data: ["pendingUpdateExpiresAt": record.pendingUpdateExpiresAt.map { .string($0.formatted(.iso8601)) } ?? .null])
     }
 
     func subscriptionItem(_ subscriptionID: String, client: StripeClient) async throws -> String {

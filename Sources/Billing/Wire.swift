@@ -107,6 +107,14 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
         var plan: String
         var interval: String?
         var effectiveAt: Date?
+        /// `request` (billing.changePlan) or `schedule` (a Stripe subscription schedule, as the portal makes).
+        var source: String = "request"
+    }
+
+    /// An upgrade made with a payment that has not gone through: the subscription stays on its plan until it is
+    /// paid, or until `expiresAt`, when the change lapses.
+    public struct PendingUpdate: Encodable, Sendable, Equatable {
+        var expiresAt: Date
     }
     public var tenantID: UUID
     public var plan: String
@@ -119,12 +127,25 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
     public var graceEndsAt: Date?
     public var creditBalance: Int
     public var pendingChange: PendingChange?
+    /// When a scheduled cancellation ends the subscription (nil when none is scheduled), and why:
+    /// `period_end` (cancel at the period's end), `cancel_at` (a date set at Stripe) or `schedule`.
+    public var cancelAt: Date?
+    public var cancelReason: String?
+    public var pendingUpdate: PendingUpdate?
 
     init(tenant: UUID, row: TenantStatusRow, catalog: PlanCatalog, now: Date, grace: Duration) {
         tenantID = tenant
         creditBalance = row.creditsAvailable
         cancelAtPeriodEnd = row.cancelAtPeriodEnd
         currentPeriodEnd = row.currentPeriodEnd
+        if row.cancelAtPeriodEnd {
+            cancelAt = row.cancelAt ?? row.currentPeriodEnd
+            cancelReason = "period_end"
+        } else if let at = row.cancelAt {
+            cancelAt = at
+            cancelReason = row.scheduleID == nil ? "cancel_at" : "schedule"
+        }
+        pendingUpdate = row.pendingUpdateExpiresAt.map { PendingUpdate(expiresAt: $0) }
         if let plan = row.plan, let statusText = row.status, let status = SubscriptionStatus(rawValue: statusText) {
             self.plan = plan
             interval = row.interval
@@ -134,7 +155,8 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
             entitled = verdict.entitled
             graceEndsAt = verdict.graceEndsAt
             pendingChange = row.pendingPlan.map {
-                PendingChange(plan: $0, interval: row.pendingInterval, effectiveAt: row.currentPeriodEnd)
+                PendingChange(plan: $0, interval: row.pendingInterval, effectiveAt: row.pendingEffectiveAt ?? row.currentPeriodEnd,
+                              source: row.pendingSource ?? "request")
             }
         } else {
             // No subscription: the catalog's default plan, active and entitled.
@@ -151,7 +173,7 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case tenantID = "tenantId", plan, interval, status, seats, currentPeriodEnd, cancelAtPeriodEnd, entitled
-        case graceEndsAt, creditBalance, pendingChange
+        case graceEndsAt, creditBalance, pendingChange, cancelAt, cancelReason, pendingUpdate
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -167,5 +189,8 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
         try container.encode(graceEndsAt, forKey: .graceEndsAt)
         try container.encode(creditBalance, forKey: .creditBalance)
         try container.encode(pendingChange, forKey: .pendingChange)
+        try container.encode(cancelAt, forKey: .cancelAt)
+        try container.encode(cancelReason, forKey: .cancelReason)
+        try container.encode(pendingUpdate, forKey: .pendingUpdate)
     }
 }

@@ -24,6 +24,12 @@ public struct TenantStatusRow: Sendable, Equatable {
     public var pendingInterval: String?
     public var creditsAvailable: Int
     public var creditsFrozen: Int
+    public var cancelAt: Date? = nil
+    public var pendingEffectiveAt: Date? = nil
+    /// `request` or `schedule`.
+    public var pendingSource: String? = nil
+    public var scheduleID: String? = nil
+    public var pendingUpdateExpiresAt: Date? = nil
 }
 
 /// Who made a change, for the audit trail.
@@ -134,12 +140,16 @@ struct TenantStatusStatement: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> TenantStatusRow {
-        let (plan, interval, status, seats, periodEnd, cancelAtPeriodEnd, pastDueSince, pendingPlan, pendingInterval, available, frozen) =
-            try row.decode((String?, String?, String?, Int?, Date?, Bool?, Date?, String?, String?, Int, Int).self)
+        let (plan, interval, status, seats, periodEnd, cancelAtPeriodEnd, pastDueSince, pendingPlan, pendingInterval, available, frozen,
+             cancelAt, pendingEffectiveAt, pendingSource, scheduleID, pendingUpdateExpiresAt) =
+            try row.decode((String?, String?, String?, Int?, Date?, Bool?, Date?, String?, String?, Int, Int,
+                            Date?, Date?, String?, String?, Date?).self)
         return TenantStatusRow(
             plan: plan, interval: interval, status: status, seats: seats, currentPeriodEnd: periodEnd,
             cancelAtPeriodEnd: cancelAtPeriodEnd ?? false, pastDueSince: pastDueSince, pendingPlan: pendingPlan,
-            pendingInterval: pendingInterval, creditsAvailable: available, creditsFrozen: frozen)
+            pendingInterval: pendingInterval, creditsAvailable: available, creditsFrozen: frozen, cancelAt: cancelAt,
+            pendingEffectiveAt: pendingEffectiveAt, pendingSource: pendingSource, scheduleID: scheduleID,
+            pendingUpdateExpiresAt: pendingUpdateExpiresAt)
     }
 }
 

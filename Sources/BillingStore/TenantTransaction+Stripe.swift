@@ -22,6 +22,15 @@ public struct SubscriptionRecord: Sendable, Equatable {
     public var stripeCreatedAt: Date?
     /// When our row last changed (read only).
     public var updatedAt: Date?
+    /// When a scheduled cancellation takes effect (Stripe's `cancel_at`, which may be before the period's end).
+    public var cancelAt: Date?
+    /// The Stripe subscription schedule that governs it, if any: its phases decide what comes next.
+    public var scheduleID: String?
+    /// An upgrade waiting for its invoice to be paid (Stripe's `pending_update`) lapses then.
+    public var pendingUpdateExpiresAt: Date?
+
+    /// Whether it is set to end: at the period's end, or at `cancelAt`.
+    public var cancellationScheduled: Bool { cancelAtPeriodEnd || cancelAt != nil }
 
     public init(
         stripeSubscriptionID: String, stripeCustomerID: String?, stripePriceID: String?, plan: String, interval: String,
@@ -195,16 +204,28 @@ extension TenantTransaction {
 
     // MARK: Subscriptions
 
+    /// The one column list every read of a subscription decodes (`decodeSubscriptions`).
+    static let subscriptionColumns = """
+        stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status, past_due_since,
+        current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at, cancel_at,
+        stripe_schedule_id, pending_update_expires_at
+        """
+
     func decodeSubscriptions(_ rows: PostgresRowSequence) async throws -> [SubscriptionRecord] {
         var records: [SubscriptionRecord] = []
-        for try await (id, customer, price, plan, interval, seats, status, pastDue, periodEnd, cancel, current, last, created, updated)
-            in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?, Date?, Date).self)
+        for try await (id, customer, price, plan, interval, seats, status, pastDue, periodEnd, cancel, current, last, created, updated,
+                       cancelAt, schedule, pendingUpdate)
+            in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?, Date?, Date,
+                            Date?, String?, Date?).self)
         {
             var record = SubscriptionRecord(
                 stripeSubscriptionID: id, stripeCustomerID: customer, stripePriceID: price, plan: plan, interval: interval,
                 seats: seats, status: status, pastDueSince: pastDue, currentPeriodEnd: periodEnd, cancelAtPeriodEnd: cancel,
                 isCurrent: current, lastEventAt: last, stripeCreatedAt: created)
             record.updatedAt = updated
+            record.cancelAt = cancelAt
+            record.scheduleID = schedule
+            record.pendingUpdateExpiresAt = pendingUpdate
             records.append(record)
         }
         return records
@@ -213,38 +234,42 @@ extension TenantTransaction {
     /// The subscription, locked until the transaction ends (events about it apply one at a time).
     public func lockSubscription(_ id: String) async throws -> SubscriptionRecord? {
         let rows = try await connection.query("""
-            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            SELECT \(unescaped: Self.subscriptionColumns)
             FROM billing.subscriptions WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(id) FOR UPDATE
             """, logger: logger)
         return try await decodeSubscriptions(rows).first
     }
 
     /// Records (or clears, with nil) a plan change that waits for the period's end.
+    /// `source` says who made it: a request here (`billing.changePlan`), or a Stripe subscription schedule.
     public func setPendingChange(
-        _ subscriptionID: String, plan: String?, interval: String?, effectiveAt: Date? = nil, now: Date
+        _ subscriptionID: String, plan: String?, interval: String?, effectiveAt: Date? = nil, source: PendingChange.Source = .request,
+        now: Date
     ) async throws {
         try await connection.query("""
             UPDATE billing.subscriptions SET pending_plan = \(plan), pending_interval = \(interval),
-                pending_effective_at = \(plan == nil ? nil : effectiveAt), updated_at = \(now)
+                pending_effective_at = \(plan == nil ? nil : effectiveAt), pending_source = \(plan == nil ? nil : source.rawValue),
+                updated_at = \(now)
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID)
             """, logger: logger)
     }
 
     public struct PendingChange: Sendable, Equatable {
+        public enum Source: String, Sendable { case request, schedule }
         public var plan: String
         public var interval: String?
         public var effectiveAt: Date?
+        public var source: Source = .request
     }
 
     /// The tenant's current subscription's pending plan change, if any.
     public func pendingChange() async throws -> PendingChange? {
         let rows = try await connection.query("""
-            SELECT pending_plan, pending_interval, pending_effective_at FROM billing.subscriptions
+            SELECT pending_plan, pending_interval, pending_effective_at, coalesce(pending_source, 'request') FROM billing.subscriptions
             WHERE tenant_id = \(tenant) AND is_current AND pending_plan IS NOT NULL
             """, logger: logger)
-        for try await (plan, interval, effective) in rows.decode((String, String?, Date?).self) {
-            return PendingChange(plan: plan, interval: interval, effectiveAt: effective)
+        for try await (plan, interval, effective, source) in rows.decode((String, String?, Date?, String).self) {
+            return PendingChange(plan: plan, interval: interval, effectiveAt: effective, source: PendingChange.Source(rawValue: source) ?? .request)
         }
         return nil
     }
@@ -256,8 +281,7 @@ extension TenantTransaction {
             UPDATE billing.subscriptions SET grace_notified_at = \(now)
             WHERE tenant_id = \(tenant) AND is_current AND status = 'past_due' AND past_due_since <= \(since)
               AND grace_notified_at IS NULL
-            RETURNING stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            RETURNING \(unescaped: Self.subscriptionColumns)
             """, logger: logger)
         return try await decodeSubscriptions(rows).first
     }
@@ -265,8 +289,7 @@ extension TenantTransaction {
     /// The tenant's current subscription, locked.
     public func currentSubscription() async throws -> SubscriptionRecord? {
         let rows = try await connection.query("""
-            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            SELECT \(unescaped: Self.subscriptionColumns)
             FROM billing.subscriptions WHERE tenant_id = \(tenant) AND is_current FOR UPDATE
             """, logger: logger)
         return try await decodeSubscriptions(rows).first
@@ -275,8 +298,7 @@ extension TenantTransaction {
     /// Every subscription of the tenant that is still live.
     public func allLiveSubscriptions() async throws -> [SubscriptionRecord] {
         let rows = try await connection.query("""
-            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            SELECT \(unescaped: Self.subscriptionColumns)
             FROM billing.subscriptions
             WHERE tenant_id = \(tenant) AND status NOT IN ('canceled', 'incomplete_expired')
             FOR UPDATE
@@ -287,8 +309,7 @@ extension TenantTransaction {
     /// The tenant's subscriptions with this customer that are still live.
     public func liveSubscriptions(customer: String) async throws -> [SubscriptionRecord] {
         let rows = try await connection.query("""
-            SELECT stripe_subscription_id, stripe_customer_id, stripe_price_id, plan, billing_interval, seats, status,
-                   past_due_since, current_period_end, cancel_at_period_end, is_current, last_event_at, stripe_created_at, updated_at
+            SELECT \(unescaped: Self.subscriptionColumns)
             FROM billing.subscriptions
             WHERE tenant_id = \(tenant) AND stripe_customer_id = \(customer) AND status NOT IN ('canceled', 'incomplete_expired')
             FOR UPDATE
@@ -302,10 +323,11 @@ extension TenantTransaction {
             WITH i AS (
                 INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, stripe_customer_id, stripe_price_id, plan,
                     billing_interval, seats, status, past_due_since, current_period_end, cancel_at_period_end, is_current,
-                    last_event_at, stripe_created_at, created_at, updated_at)
+                    last_event_at, stripe_created_at, created_at, updated_at, cancel_at, stripe_schedule_id, pending_update_expires_at)
                 VALUES (\(tenant), \(record.stripeSubscriptionID), \(record.stripeCustomerID), \(record.stripePriceID), \(record.plan),
                     \(record.interval), \(record.seats), \(record.status), \(record.pastDueSince), \(record.currentPeriodEnd),
-                    \(record.cancelAtPeriodEnd), false, \(record.lastEventAt), \(record.stripeCreatedAt), \(now), \(now))
+                    \(record.cancelAtPeriodEnd), false, \(record.lastEventAt), \(record.stripeCreatedAt), \(now), \(now),
+                    \(record.cancelAt), \(record.scheduleID), \(record.pendingUpdateExpiresAt))
                 ON CONFLICT (tenant_id, stripe_subscription_id) DO NOTHING RETURNING 1)
             SELECT count(*)::int FROM i
             """, as: Int.self, logger: logger) == 1
@@ -319,6 +341,8 @@ extension TenantTransaction {
                 plan = \(record.plan), billing_interval = \(record.interval), seats = \(record.seats), status = \(record.status),
                 past_due_since = \(record.pastDueSince), current_period_end = \(record.currentPeriodEnd),
                 cancel_at_period_end = \(record.cancelAtPeriodEnd), last_event_at = \(record.lastEventAt),
+                cancel_at = \(record.cancelAt), stripe_schedule_id = \(record.scheduleID),
+                pending_update_expires_at = \(record.pendingUpdateExpiresAt),
                 stripe_created_at = coalesce(\(record.stripeCreatedAt), stripe_created_at), updated_at = \(now),
                 grace_notified_at = CASE WHEN \(record.status) = 'past_due' AND past_due_since = \(record.pastDueSince)
                                          THEN grace_notified_at END

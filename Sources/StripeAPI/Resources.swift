@@ -68,6 +68,9 @@ public struct SubscriptionSchedule: Decodable, Sendable, Equatable {
     public var id: String
     public var status: String
     public var subscription: StripeID?
+    /// Once released, the subscription it governed (`subscription` is then null).
+    public var releasedSubscription: String?
+    public var customer: StripeID?
     /// `release` (the subscription goes on as the last phase left it), `cancel`, `none` or `renew`.
     public var endBehavior: String?
     public var phases: [Phase]
@@ -85,7 +88,12 @@ public struct SubscriptionSchedule: Decodable, Sendable, Equatable {
         public var quantity: Int?
     }
 
-    enum CodingKeys: String, CodingKey { case id, status, subscription, phases, created, endBehavior = "end_behavior" }
+    enum CodingKeys: String, CodingKey {
+        case id, status, subscription, phases, created, customer, endBehavior = "end_behavior", releasedSubscription = "released_subscription"
+    }
+
+    /// Whether it still governs its subscription.
+    public var isInForce: Bool { status == "not_started" || status == "active" }
 }
 
 /// A Stripe test clock (test mode only): the simulated time of the customers made on it.

@@ -113,7 +113,8 @@ extension StandInState {
             let charge = charged(&intent)
             let invoice = paidInvoice(for: session, subscription: subscription, intent: intent)
             emitted = [("customer.subscription.created", subscription), ("checkout.session.completed", Self.public(session)),
-                       ("charge.succeeded", charge), ("invoice.paid", invoice), ("payment_intent.succeeded", intent)]
+                       ("charge.succeeded", charge), ("invoice.paid", invoice)]
+                + invoicePayments(invoice).map { ("invoice_payment.paid", $0) } + [("payment_intent.succeeded", intent)]
         case "payment":
             var intent = paymentIntent(for: session, status: "succeeded", customer: customerID)
             let charge = charged(&intent)
@@ -144,7 +145,7 @@ extension StandInState {
         let id = newID("cus")
         customer["id"] = id
         customer["created"] = now
-        customer["email"] = session["customer_email"] as? String
+        customer["email"] = session["customer_email"] as? String ?? NSNull()
         customer["metadata"] = [:] as [String: Any]
         customer["livemode"] = false
         objects[id] = customer
@@ -181,12 +182,17 @@ extension StandInState {
     /// A succeeded SetupIntent that saved `paymentMethod` to the customer for off-session use.
     func setupIntent(for session: [String: Any], customer: String, paymentMethod: String) -> [String: Any] {
         let id = newID("seti")
-        let intent: [String: Any] = [
-            "id": id, "object": "setup_intent", "created": now, "customer": customer, "livemode": false,
-            "payment_method": paymentMethod, "payment_method_types": ["card"], "status": "succeeded", "usage": "off_session",
-            "metadata": (session["_setup_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:],
-            "last_setup_error": NSNull(), "next_action": NSNull(), "client_secret": "\(id)_secret_standin",
-        ]
+        var intent = template("setup_intent")
+        intent["id"] = id
+        intent["created"] = now
+        intent["customer"] = customer
+        intent["livemode"] = false
+        intent["payment_method"] = paymentMethod
+        intent["payment_method_types"] = ["card"]
+        intent["status"] = "succeeded"
+        intent["usage"] = "off_session"
+        intent["metadata"] = (session["_setup_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
+        intent["client_secret"] = "\(id)_secret_standin"
         objects[id] = intent
         return intent
     }
@@ -224,6 +230,11 @@ extension StandInState {
         subscription["trial_start"] = trialDays > 0 ? now : NSNull()
         subscription["trial_end"] = trialDays > 0 ? periodEnd : NSNull()
         subscription["cancel_at_period_end"] = false
+        subscription["currency"] = (session["currency"] as? String) ?? "usd"
+        subscription["billing_cycle_anchor"] = periodEnd
+        subscription["collection_method"] = "charge_automatically"
+        // Checkout saves the card it was paid with as the subscription's default for its renewals.
+        subscription["default_payment_method"] = "pm_card_visa"
         subscription["canceled_at"] = NSNull()
         subscription["ended_at"] = NSNull()
         subscription["metadata"] = subscriptionData["metadata"] as? [String: Any] ?? [:]
@@ -231,6 +242,33 @@ extension StandInState {
         subscription["livemode"] = false
         objects[id] = subscription
         return subscription
+    }
+
+    /// One payment towards an invoice, as `invoice_payment.paid` carries it.
+    func invoicePayment(invoice: String, intent: [String: Any]) -> [String: Any] {
+        var payment = template("invoice_payment")
+        payment["id"] = newID("inpay")
+        payment["invoice"] = invoice
+        payment["status"] = "paid"
+        payment["amount_paid"] = intent["amount"]
+        payment["amount_requested"] = intent["amount"]
+        payment["currency"] = intent["currency"]
+        payment["is_default"] = true
+        payment["created"] = now
+        payment["livemode"] = false
+        var paid = StandInObjects.fresh("invoice_payment.Payment", example: [:], now: now)
+        paid["type"] = "payment_intent"
+        paid["payment_intent"] = intent["id"]
+        payment["payment"] = paid
+        var transitions = StandInObjects.fresh("invoice_payment.StatusTransitions", example: [:], now: now)
+        transitions["paid_at"] = now
+        payment["status_transitions"] = transitions
+        return payment
+    }
+
+    /// The payments of an invoice as `GET /v1/invoices/:id?expand[]=payments` lists them.
+    func invoicePayments(_ invoice: [String: Any]) -> [[String: Any]] {
+        invoice["_payments"] as? [[String: Any]] ?? []
     }
 
     /// The subscription's first invoice, paid by `intent`, or for 0.00 with no payment (a trial).
@@ -251,13 +289,9 @@ extension StandInState {
         invoice["billing_reason"] = "subscription_create"
         invoice["period_start"] = now
         invoice["period_end"] = now
-        let payments: [[String: Any]] = intent.map { intent in
-            [[
-                "object": "invoice_payment", "status": "paid", "amount_paid": amount, "is_default": true,
-                "payment": ["type": "payment_intent", "payment_intent": intent["id"] as Any] as [String: Any],
-            ]]
-        } ?? []
-        invoice["payments"] = list(payments, url: "/v1/invoice_payments?invoice=\(id)")
+        // Its payments are kept apart: Stripe sends them only when asked for (`expand[]=payments`), and says which
+        // payment paid it with `invoice_payment.paid`.
+        invoice["_payments"] = intent.map { [invoicePayment(invoice: id, intent: $0)] } ?? []
         invoice["parent"] = ["type": "subscription_details",
                              "subscription_details": ["subscription": subscription["id"] as Any,
                                                       "metadata": subscription["metadata"] as Any]] as [String: Any]

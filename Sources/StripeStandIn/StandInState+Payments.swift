@@ -49,10 +49,21 @@ extension StandInState {
         case .declines: "0341"
         case .requiresAuthentication: "3184"
         }
-        return Self.json([
-            "id": id, "object": "payment_method", "type": "card", "livemode": false,
-            "card": ["brand": "visa", "last4": last4, "exp_month": 12, "exp_year": 2034] as [String: Any],
-        ])
+        var method = template("payment_method")
+        method["id"] = id
+        method["type"] = "card"
+        method["livemode"] = false
+        method["created"] = now
+        var card = StandInObjects.fresh("payment_method.Card", example: [:], now: now)
+        card["brand"] = "visa"
+        card["display_brand"] = "visa"
+        card["last4"] = last4
+        card["exp_month"] = 12
+        card["exp_year"] = 2034
+        card["funding"] = "credit"
+        card["country"] = "US"
+        method["card"] = card
+        return Self.json(method)
     }
 
     func createPaymentIntent(_ params: [String: Any]) -> StandInResponse {

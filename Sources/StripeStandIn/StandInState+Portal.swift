@@ -58,6 +58,10 @@ extension StandInState {
             params = ["cancel_at_period_end": "true"]
         case "renew":
             params = ["cancel_at_period_end": "false"]
+        case "downgrade":
+            // The portal's "change at the end of the period": a subscription schedule.
+            guard let priceID = value else { return "Choose one of the listed plans." }
+            return scheduleChange(subscription, to: priceID) ?? "Saved: the change takes effect at the end of the period."
         default:
             return "Unknown action."
         }

@@ -17,6 +17,8 @@ public actor StandInState {
     var idempotency: [String: (fingerprint: String, response: StandInResponse, storedAt: Int)] = [:]
     /// Keys of POSTs being executed now: another request with one of them is answered 409.
     var keysInFlight: Set<String> = []
+    /// Requests refused for their parameters (Stripe's definitions or `StandInRules`), as `METHOD path: problem`.
+    var refused: [String] = []
     /// Seconds added to the wall clock (`advanceClock(by:)`), for tests of what Stripe does as time passes.
     var clockShift = 0
     var faults: [StandInFault] = []
@@ -46,6 +48,9 @@ public actor StandInState {
     public func deliveries(of eventID: String) -> Int { delivered[eventID] ?? 0 }
 
     public func eventTypes() -> [String] { events.compactMap { $0["type"] as? String } }
+
+    /// Every request refused for its parameters so far: a client that Stripe would accept leaves this empty.
+    public func refusedRequests() -> [String] { refused }
 
     /// Holds the webhooks of every event emitted from now on until `releaseWebhooks()`, as when Stripe is slow to send
     /// them. Deliveries already under way (and their retries) are not held.
@@ -89,6 +94,7 @@ public actor StandInState {
         if let problem = StripeDefinitions.pinned.check(method: request.method, path: request.path, pairs: pairs)
             ?? StandInRules.check(method: request.method, path: request.path, params: FormDecoding.decode(request.method == "POST" ? request.body : request.query))
         {
+            refused.append("\(request.method) \(request.path): \(problem)")
             return Self.error(400, type: "invalid_request_error", code: problem.code, param: problem.param, message: problem.message)
         }
         if let key = request.idempotencyKey, key.count > 255 {
@@ -192,7 +198,9 @@ public actor StandInState {
         if let id = match("GET", "payment_intents/:id") { return retrieve(id, kind: "payment_intent") }
         if match("POST", "refunds") != nil { return createRefund(params) }
         if let id = match("GET", "charges/:id") { return retrieve(id, kind: "charge") }
-        if let id = match("GET", "invoices/:id") { return retrieve(id, kind: "invoice") }
+        if let id = match("GET", "invoices/:id") { return retrieveInvoice(id, params) }
+        if let id = match("GET", "subscription_schedules/:id") { return retrieve(id, kind: "subscription_schedule") }
+        if let id = match("POST", "subscription_schedules/:id/release") { return releaseSchedule(id) }
         if match("GET", "events") != nil { return listEvents(params) }
         switch request.method {
         default:
@@ -214,7 +222,10 @@ public actor StandInState {
     /// Moves the stand-in's own clock forward (idempotency keys expire by it).
     public func advanceClock(by seconds: Int) { clockShift += seconds }
 
-    func template(_ kind: String) -> [String: Any] { templates[kind] as? [String: Any] ?? ["object": kind] }
+    /// A new object of `kind` in Stripe's shape, with no example value left over (`StandInObjects`).
+    func template(_ kind: String) -> [String: Any] {
+        StandInObjects.fresh(kind, example: templates[kind] as? [String: Any] ?? ["object": kind], now: now)
+    }
 
     func store(_ object: [String: Any]) -> StandInResponse {
         objects[object["id"] as! String] = object
@@ -233,8 +244,8 @@ public actor StandInState {
         var customer = template("customer")
         customer["id"] = newID("cus")
         customer["created"] = now
-        customer["email"] = params["email"] as? String
-        customer["name"] = params["name"] as? String
+        customer["email"] = params["email"] as? String ?? NSNull()
+        customer["name"] = params["name"] as? String ?? NSNull()
         customer["metadata"] = params["metadata"] as? [String: Any] ?? [:]
         customer["livemode"] = false
         let response = store(customer)
@@ -291,10 +302,10 @@ public actor StandInState {
         session["status"] = "open"
         session["payment_status"] = mode == "setup" ? "no_payment_required" : "unpaid"
         session["success_url"] = successURL
-        session["cancel_url"] = params["cancel_url"] as? String
-        session["client_reference_id"] = params["client_reference_id"] as? String
-        session["customer"] = params["customer"] as? String
-        session["customer_email"] = params["customer_email"] as? String
+        session["cancel_url"] = params["cancel_url"] as? String ?? NSNull()
+        session["client_reference_id"] = params["client_reference_id"] as? String ?? NSNull()
+        session["customer"] = params["customer"] as? String ?? NSNull()
+        session["customer_email"] = params["customer_email"] as? String ?? NSNull()
         session["metadata"] = params["metadata"] as? [String: Any] ?? [:]
         // A trial is free today: Stripe's session totals what is due now, and the first charge comes when it ends.
         let trialDays = Int((params["subscription_data"] as? [String: Any])?["trial_period_days"] as? String ?? "") ?? 0
@@ -341,47 +352,11 @@ public actor StandInState {
         session["id"] = id
         session["created"] = now
         session["customer"] = customer
-        session["return_url"] = params["return_url"] as? String
+        session["return_url"] = params["return_url"] as? String ?? NSNull()
         session["url"] = "\(configuration.publicURL)/portal/\(id)"
         session["livemode"] = false
         session["flow"] = NSNull()
         return store(session)
-    }
-
-    func updateSubscription(_ id: String, _ params: [String: Any]) -> StandInResponse {
-        guard var subscription = objects[id], subscription["object"] as? String == "subscription" else {
-            return retrieve(id, kind: "subscription")
-        }
-        guard subscription["status"] as? String != "canceled" else {
-            return Self.error(400, type: "invalid_request_error",
-                              message: "A canceled subscription can only update its cancellation_details and metadata.")
-        }
-        if let cancel = params["cancel_at_period_end"] as? String { subscription["cancel_at_period_end"] = cancel == "true" }
-        if let metadata = params["metadata"] as? [String: Any] {
-            subscription["metadata"] = (subscription["metadata"] as? [String: Any] ?? [:]).merging(metadata) { $1 }
-        }
-        if let changes = params["items"] as? [Any] {
-            var items = (subscription["items"] as? [String: Any])?["data"] as? [[String: Any]] ?? []
-            for raw in changes {
-                let change = raw as? [String: Any] ?? [:]
-                guard let itemID = change["id"] as? String, let index = items.firstIndex(where: { $0["id"] as? String == itemID }) else {
-                    return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "items[0][id]",
-                                      message: "No such subscription item on \(id)")
-                }
-                if let quantity = (change["quantity"] as? String).flatMap(Int.init) { items[index]["quantity"] = quantity }
-                if let priceID = change["price"] as? String {
-                    guard let price = price(priceID) else {
-                        return Self.noSuch("price", priceID, param: "items[0][price]")
-                    }
-                    items[index]["price"] = priceObject(price)
-                    items[index]["plan"] = planObject(price)
-                }
-            }
-            subscription["items"] = list(items, url: "/v1/subscription_items?subscription=\(id)")
-        }
-        objects[id] = subscription
-        emit("customer.subscription.updated", subscription)
-        return Self.json(subscription)
     }
 
     func cancelSubscription(_ id: String) -> StandInResponse {
@@ -425,8 +400,18 @@ public actor StandInState {
 
     /// The legacy `plan` view of a price, as Stripe still sends on subscription items.
     func planObject(_ price: StandInPrice) -> [String: Any] {
-        ["id": price.id, "object": "plan", "amount": price.unitAmount, "currency": price.currency,
-         "interval": price.interval ?? NSNull(), "interval_count": 1, "active": true, "livemode": false]
+        var plan = template("plan")
+        plan["id"] = price.id
+        plan["amount"] = price.unitAmount
+        plan["amount_decimal"] = String(price.unitAmount)
+        plan["currency"] = price.currency
+        plan["interval"] = price.interval ?? "month"
+        plan["interval_count"] = 1
+        plan["active"] = true
+        plan["livemode"] = false
+        plan["usage_type"] = "licensed"
+        plan["billing_scheme"] = "per_unit"
+        return plan
     }
 
     // MARK: Responses

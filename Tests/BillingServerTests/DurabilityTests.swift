@@ -369,14 +369,14 @@ import Testing
             let object = EventHarness.subscription("sub_cli", customer: "cus_cli", price: "price_not_ours")
             try await harness.deliver(EventHarness.event("evt_cli_bad", "customer.subscription.created", object, created: harness.now - 5))
             try await harness.deliver(EventHarness.event(
-                "evt_cli_other", "customer.updated", EventHarness.object("customer", ["id": "cus_cli"]), created: harness.now))
+                "evt_cli_other", "customer.discount.created", EventHarness.object("customer", ["id": "cus_cli"]), created: harness.now))
             let environment = server.commandEnvironment
 
             // Nothing runs the worker but this command.
             let (ran, once, onceErrors) = try await Billingd.run(["worker", "--once"], environment: environment)
             #expect(ran == 0, "\(onceErrors)")
             #expect(once.contains("evt_cli_bad\tcustomer.subscription.created\trejected"))
-            #expect(once.contains("evt_cli_other\tcustomer.updated\tignored"))
+            #expect(once.contains("evt_cli_other\tcustomer.discount.created\tignored"))
             #expect(once.contains("2 event(s) processed"))
 
             let (listed, list, _) = try await Billingd.run(["events", "list", "--status", "failed"], environment: environment)

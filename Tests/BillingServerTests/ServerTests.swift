@@ -168,7 +168,7 @@ import Testing
             let expected: JSONValue = [
                 "tenantId": .string(tenant.uuidString.lowercased()), "plan": "free", "interval": nil, "status": "active",
                 "seats": 1, "currentPeriodEnd": nil, "cancelAtPeriodEnd": false, "entitled": true, "graceEndsAt": nil,
-                "creditBalance": 0, "pendingChange": nil,
+                "creditBalance": 0, "pendingChange": nil, "cancelAt": nil, "cancelReason": nil, "pendingUpdate": nil,
             ]
             #expect(response["result"] == expected)
         }

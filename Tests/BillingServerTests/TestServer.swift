@@ -1,3 +1,4 @@
+import Testing
 import Billing
 import BillingCore
 import BillingServer
@@ -79,6 +80,9 @@ struct TestServer {
             let client = StripeClient(configuration: StripeConfiguration(apiBase: base, secretKey: "sk_test_server_tests"))
             let server = TestServer(database: database, tokens: tokens, standIn: state, stripe: client)
             try await app.test(.live) { client in try await body(client, server) }
+            // Every request the real server sent on its money paths was one Stripe's definitions accept.
+            let refused = await state.refusedRequests()
+            #expect(refused.isEmpty, "the server sent requests Stripe would refuse: \(refused)")
         }
     }
 

@@ -201,6 +201,49 @@ extension Dictionary where Key == String, Value == Any {
         }
     }
 
+    /// The objects the stand-in sends have every field of their resource at the pinned version, none it lacks, and
+    /// no value left over from Stripe's example objects.
+    @Test func itsObjectsHaveEveryFieldAndNoExampleLeftovers() async throws {
+        try await StandInHarness.run { client, state, _, standIn in
+            let customer = try await client.createCustomer(email: "o@acme.example", name: "O", tenantID: "t", idempotencyKey: "c:o")
+            let subscription = try await client.createCheckoutSession([
+                "mode": "subscription", "customer": .string(customer.id), "success_url": "https://x.example",
+                "line_items": [["price": "price_team_month", "quantity": 3]],
+            ], idempotencyKey: "cs-sub")
+            _ = await state.complete(subscription.id, outcome: .pay)
+            let setup = try await client.createCheckoutSession([
+                "mode": "setup", "customer": .string(customer.id), "success_url": "https://x.example", "currency": "usd",
+            ], idempotencyKey: "cs-setup")
+            _ = await state.complete(setup.id, outcome: .pay)
+            let intent = try await client.createPaymentIntent([
+                "amount": 900, "currency": "usd", "customer": .string(customer.id), "payment_method": "pm_card_visa", "confirm": true,
+                "automatic_payment_methods": ["enabled": true, "allow_redirects": "never"],
+            ], idempotencyKey: "pi-shape")
+            _ = try await client.createRefund(["payment_intent": .string(intent.id), "amount": 100], idempotencyKey: "re-shape")
+            let raw = RawCall(base: "http://127.0.0.1:\(standIn.port!)")
+            let events = try await raw.send(.GET, "/v1/events", query: "limit=100").json["data"] as? [[String: Any]] ?? []
+            #expect(events.count >= 10)
+            let definitions = StripeDefinitions.pinned
+            var seen: Set<String> = []
+            for event in events {
+                #expect(Set(event.keys) == Set(definitions.resources["event"]!.fields.keys), "event \(event["type"] ?? "")")
+                let object = (event["data"] as? [String: Any])?["object"] as? [String: Any] ?? [:]
+                let kind = object["object"] as? String ?? "?"
+                seen.insert(kind)
+                let fields = Set(try #require(definitions.resources[kind], "\(kind) is not described").fields.keys)
+                // Stripe's includable fields come only when expanded, never in an event.
+                let includable: [String: Set<String>] = ["invoice": ["payments"], "charge": ["refunds"], "checkout.session": ["line_items"]]
+                let expected = fields.subtracting(includable[kind] ?? [])
+                #expect(Set(object.keys).symmetricDifference(expected).isEmpty, "\(kind): extra \(Set(object.keys).subtracting(expected)), missing \(expected.subtracting(object.keys))")
+                let text = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+                #expect(!text.contains("1234567890"), "\(kind) carries Stripe's example timestamp")
+                #expect(!text.contains("cus_QXg1o8vcGmoR32"), "\(kind) carries an example customer id")
+            }
+            #expect(seen.isSuperset(of: ["customer", "checkout.session", "subscription", "invoice", "invoice_payment", "payment_intent",
+                                         "charge", "setup_intent", "refund"]), "\(seen)")
+        }
+    }
+
     /// The committed definitions are what the pinned `stripe` package generates now (moving the pin is one command).
     @Test func theCommittedDefinitionsMatchAFreshGeneration() throws {
         guard let python = ProcessInfo.processInfo.environment["BILLING_TEST_PYTHON"], !python.isEmpty else {

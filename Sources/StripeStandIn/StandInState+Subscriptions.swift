@@ -1,0 +1,237 @@
+import BillingCore
+import Foundation
+
+extension StandInState {
+    /// `POST /v1/subscriptions/:id`: quantities and prices (`items`), `cancel_at_period_end`, `cancel_at` (a time, or ""
+    /// to clear it), `default_payment_method`, `metadata`. With `proration_behavior=always_invoice` a change that costs
+    /// more is invoiced and charged at once (prorated per second of the period left, as Stripe documents); with
+    /// `payment_behavior=pending_if_incomplete` a charge that fails leaves the subscription as it was, with the change
+    /// in `pending_update` until it expires.
+    func updateSubscription(_ id: String, _ params: [String: Any]) -> StandInResponse {
+        guard var subscription = objects[id], subscription["object"] as? String == "subscription" else {
+            return retrieve(id, kind: "subscription")
+        }
+        guard subscription["status"] as? String != "canceled" else {
+            return Self.error(400, type: "invalid_request_error",
+                              message: "A canceled subscription can only update its cancellation_details and metadata.")
+        }
+        if let cancel = params["cancel_at_period_end"] as? String {
+            subscription["cancel_at_period_end"] = cancel == "true"
+            subscription["cancel_at"] = cancel == "true" ? periodEnd(of: subscription) ?? NSNull() : NSNull()
+        }
+        if let cancelAt = params["cancel_at"] as? String {
+            subscription["cancel_at"] = Int(cancelAt) ?? NSNull()
+            if cancelAt.isEmpty { subscription["cancel_at_period_end"] = false }
+        }
+        if let method = params["default_payment_method"] as? String { subscription["default_payment_method"] = method.isEmpty ? NSNull() : method }
+        if let metadata = params["metadata"] as? [String: Any] {
+            subscription["metadata"] = (subscription["metadata"] as? [String: Any] ?? [:]).merging(metadata) { $1 }
+        }
+        var emitted: [(String, [String: Any])] = []
+        if let changes = params["items"] as? [Any] {
+            let before = (subscription["items"] as? [String: Any])?["data"] as? [[String: Any]] ?? []
+            var items = before
+            for raw in changes {
+                let change = raw as? [String: Any] ?? [:]
+                guard let itemID = change["id"] as? String, let index = items.firstIndex(where: { $0["id"] as? String == itemID }) else {
+                    return Self.error(400, type: "invalid_request_error", code: "resource_missing", param: "items[0][id]",
+                                      message: "No such subscription item on \(id)")
+                }
+                if let quantity = (change["quantity"] as? String).flatMap(Int.init) { items[index]["quantity"] = quantity }
+                if let priceID = change["price"] as? String {
+                    guard let price = price(priceID) else {
+                        return Self.noSuch("price", priceID, param: "items[0][price]")
+                    }
+                    items[index]["price"] = priceObject(price)
+                    items[index]["plan"] = planObject(price)
+                }
+            }
+            let proration = prorationAmount(from: before, to: items, subscription: subscription)
+            if params["proration_behavior"] as? String == "always_invoice", proration > 0 {
+                let outcome = invoiceProration(proration, subscription: subscription)
+                emitted += outcome.events
+                if !outcome.paid && params["payment_behavior"] as? String == "pending_if_incomplete" {
+                    // Nothing changes until the invoice is paid; the change waits in pending_update.
+                    var pending = StandInObjects.fresh("subscription.PendingUpdate", example: [:], now: now)
+                    pending["expires_at"] = now + 23 * 3600
+                    pending["subscription_items"] = items
+                    subscription["pending_update"] = pending
+                    subscription["latest_invoice"] = outcome.invoice["id"]
+                    objects[id] = subscription
+                    for (type, object) in emitted { emit(type, object) }
+                    emit("customer.subscription.updated", subscription)
+                    return Self.json(subscription)
+                }
+                subscription["latest_invoice"] = outcome.invoice["id"]
+            }
+            subscription["items"] = list(items, url: "/v1/subscription_items?subscription=\(id)")
+            // A change that applies replaces one still waiting for its payment.
+            subscription["pending_update"] = NSNull()
+        }
+        objects[id] = subscription
+        for (type, object) in emitted { emit(type, object) }
+        emit("customer.subscription.updated", subscription)
+        return Self.json(subscription)
+    }
+
+    func periodEnd(of subscription: [String: Any]) -> Int? {
+        (((subscription["items"] as? [String: Any])?["data"] as? [[String: Any]])?.compactMap { $0["current_period_end"] as? Int }.max())
+    }
+
+    /// What the change costs for the rest of the period: the new recurring amount less the old, for the share of the
+    /// period left, to the second.
+    func prorationAmount(from before: [[String: Any]], to after: [[String: Any]], subscription: [String: Any]) -> Int {
+        func amount(_ items: [[String: Any]]) -> Int {
+            items.reduce(0) { total, item in
+                total + ((item["price"] as? [String: Any])?["unit_amount"] as? Int ?? 0) * (item["quantity"] as? Int ?? 1)
+            }
+        }
+        guard let item = after.first, let end = item["current_period_end"] as? Int, let start = item["current_period_start"] as? Int,
+              end > start
+        else { return 0 }
+        let left = Double(max(0, end - now)) / Double(end - start)
+        return Int((Double(amount(after) - amount(before)) * left).rounded())
+    }
+
+    /// A proration invoice charged to the subscription's (or the customer's) default payment method.
+    func invoiceProration(_ amount: Int, subscription: [String: Any]) -> (invoice: [String: Any], paid: Bool, events: [(String, [String: Any])]) {
+        let customerID = subscription["customer"] as? String ?? ""
+        let method = subscription["default_payment_method"] as? String
+            ?? ((objects[customerID]?["invoice_settings"] as? [String: Any])?["default_payment_method"] as? String)
+        var invoice = template("invoice")
+        let id = newID("in")
+        invoice["id"] = id
+        invoice["number"] = String(format: "STANDIN-%04d", count(of: "invoice") + 1)
+        invoice["created"] = now
+        invoice["customer"] = customerID
+        invoice["currency"] = subscription["currency"] as? String ?? "usd"
+        invoice["billing_reason"] = "subscription_update"
+        invoice["amount_due"] = amount
+        invoice["total"] = amount
+        invoice["subtotal"] = amount
+        invoice["period_start"] = now
+        invoice["period_end"] = now
+        invoice["attempt_count"] = 1
+        invoice["attempted"] = true
+        invoice["livemode"] = false
+        var parent = StandInObjects.fresh("invoice.Parent", example: [:], now: now)
+        parent["type"] = "subscription_details"
+        var details = StandInObjects.fresh("invoice.Parent.SubscriptionDetails", example: [:], now: now)
+        details["subscription"] = subscription["id"]
+        details["metadata"] = subscription["metadata"]
+        parent["subscription_details"] = details
+        invoice["parent"] = parent
+        var intent = template("payment_intent")
+        intent["id"] = newID("pi")
+        intent["created"] = now
+        intent["amount"] = amount
+        intent["currency"] = invoice["currency"]
+        intent["customer"] = customerID
+        intent["payment_method"] = method ?? NSNull()
+        intent["metadata"] = [:] as [String: Any]
+        intent["livemode"] = false
+        var events: [(String, [String: Any])] = []
+        if method != nil, TestCard(method) == .succeeds {
+            intent["status"] = "succeeded"
+            intent["amount_received"] = amount
+            let charge = createCharge(for: intent)
+            intent["latest_charge"] = charge["id"]
+            invoice["status"] = "paid"
+            invoice["amount_paid"] = amount
+            invoice["amount_remaining"] = 0
+            invoice["_payments"] = [invoicePayment(invoice: id, intent: intent)]
+            objects[intent["id"] as! String] = intent
+            objects[id] = invoice
+            events = [("charge.succeeded", charge), ("invoice.paid", invoice)]
+                + invoicePayments(invoice).map { ("invoice_payment.paid", $0) } + [("payment_intent.succeeded", intent)]
+            return (invoice, true, events)
+        }
+        let failure: [String: Any] = TestCard(method) == .requiresAuthentication
+            ? ["type": "card_error", "code": "authentication_required", "message": "This transaction requires authentication."]
+            : ["type": "card_error", "code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."]
+        intent["status"] = "requires_payment_method"
+        intent["last_payment_error"] = failure
+        invoice["status"] = "open"
+        invoice["amount_paid"] = 0
+        invoice["amount_remaining"] = amount
+        invoice["hosted_invoice_url"] = "\(configuration.publicURL)/invoice/\(id)"
+        objects[intent["id"] as! String] = intent
+        objects[id] = invoice
+        events = [("invoice.finalized", invoice), ("payment_intent.payment_failed", intent), ("invoice.payment_failed", invoice)]
+        return (invoice, false, events)
+    }
+
+    /// `GET /v1/invoices/:id`, with its payments when asked for (`expand[]=payments`).
+    func retrieveInvoice(_ id: String, _ params: [String: Any]) -> StandInResponse {
+        guard var invoice = objects[id], invoice["object"] as? String == "invoice" else { return retrieve(id, kind: "invoice") }
+        if (params["expand"] as? [Any])?.contains(where: { $0 as? String == "payments" }) == true {
+            invoice["payments"] = list(invoicePayments(invoice), url: "/v1/invoice_payments?invoice=\(id)")
+        }
+        return Self.json(invoice)
+    }
+
+    // MARK: Subscription schedules
+
+    /// What the portal does for a downgrade at the period's end: a schedule whose next phase, from the period's end,
+    /// has the new price; the subscription names it in `schedule`.
+    func scheduleChange(_ subscriptionID: String, to priceID: String) -> String? {
+        guard var subscription = objects[subscriptionID], let end = periodEnd(of: subscription),
+              let item = ((subscription["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first,
+              let current = (item["price"] as? [String: Any])?["id"] as? String, price(priceID) != nil
+        else { return "No such subscription or price." }
+        var schedule = template("subscription_schedule")
+        let id = newID("sub_sched")
+        func phase(_ price: String, from start: Int, to finish: Int) -> [String: Any] {
+            var phase = StandInObjects.fresh("subscription_schedule.Phase", example: [:], now: now)
+            var phaseItem = StandInObjects.fresh("subscription_schedule.Phase.Item", example: [:], now: now)
+            phaseItem["price"] = price
+            phaseItem["quantity"] = item["quantity"] ?? 1
+            phaseItem["metadata"] = [:] as [String: Any]
+            phase["items"] = [phaseItem]
+            phase["start_date"] = start
+            phase["end_date"] = finish
+            phase["proration_behavior"] = "create_prorations"
+            return phase
+        }
+        let start = item["current_period_start"] as? Int ?? now
+        schedule["id"] = id
+        schedule["created"] = now
+        schedule["customer"] = subscription["customer"]
+        schedule["subscription"] = subscriptionID
+        schedule["status"] = "active"
+        schedule["end_behavior"] = "release"
+        schedule["phases"] = [phase(current, from: start, to: end), phase(priceID, from: end, to: end + (end - start))]
+        schedule["livemode"] = false
+        schedule["metadata"] = [:] as [String: Any]
+        objects[id] = schedule
+        subscription["schedule"] = id
+        objects[subscriptionID] = subscription
+        emit("subscription_schedule.created", schedule)
+        emit("customer.subscription.updated", subscription)
+        return nil
+    }
+
+    /// `POST /v1/subscription_schedules/:id/release`: the schedule stops governing; the subscription goes on as it is.
+    func releaseSchedule(_ id: String) -> StandInResponse {
+        guard var schedule = objects[id], schedule["object"] as? String == "subscription_schedule" else {
+            return retrieve(id, kind: "subscription_schedule")
+        }
+        guard ["active", "not_started"].contains(schedule["status"] as? String ?? "") else {
+            return Self.error(400, type: "invalid_request_error",
+                              message: "You cannot release a subscription schedule that is currently in the `\(schedule["status"] as? String ?? "")` status. It must be in `not_started` or `active`.")
+        }
+        let subscriptionID = schedule["subscription"] as? String
+        schedule["status"] = "released"
+        schedule["released_at"] = now
+        schedule["released_subscription"] = subscriptionID ?? NSNull()
+        schedule["subscription"] = NSNull()
+        objects[id] = schedule
+        emit("subscription_schedule.released", schedule)
+        if let subscriptionID, var subscription = objects[subscriptionID] {
+            subscription["schedule"] = NSNull()
+            objects[subscriptionID] = subscription
+            emit("customer.subscription.updated", subscription)
+        }
+        return Self.json(schedule)
+    }
+}

@@ -1,0 +1,157 @@
+import Billing
+import BillingStore
+import BillingTestSupport
+import Foundation
+import HummingbirdTesting
+import JSONRPC
+import Logging
+import Testing
+
+/// Endings and changes Stripe schedules on its side: `cancel_at` (how Clover schedules cancellations), the portal's
+/// downgrade at the period's end (a subscription schedule), and upgrades whose payment fails (pending updates).
+@Suite struct ScheduledChangesTests {
+    func portalSession(_ client: some TestClientProtocol, _ admin: String) async throws -> String {
+        let opened = try await client.rpc("billing.portal", token: admin)
+        let url = try #require(opened["result"]?["url"]?.stringValue, "\(opened)")
+        return String(try #require(url.split(separator: "/").last))
+    }
+
+    @Test func aCancelAtSetAtStripeShowsWhenAndWhyAndResumeClearsIt() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let subscriptionID: String = try #require(try await harness.owner {
+                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
+            })
+            // Set in Stripe's dashboard: end in ten days, before the period's end.
+            let cancelAt = Int(Date().timeIntervalSince1970) + 10 * 86400
+            _ = try await server.stripe!.updateSubscription(subscriptionID, ["cancel_at": .int(cancelAt)], idempotencyKey: UUID().uuidString)
+            try await harness.deliverStandInEvents()
+            let status = try await client.rpc("billing.status", token: admin)
+            #expect(status["result"]?["cancelAtPeriodEnd"] == false)
+            #expect(status["result"]?["cancelReason"] == "cancel_at")
+            #expect(status["result"]?["cancelAt"]?.stringValue == Date(timeIntervalSince1970: Double(cancelAt)).formatted(.iso8601))
+            #expect(status["result"]?["entitled"] == true)
+
+            let resumed = try await client.rpc("billing.resume", token: admin)
+            #expect(resumed["result"]?["cancelAt"] == .null, "\(resumed)")
+            #expect(resumed["result"]?["cancelReason"] == .null)
+            let atStripe = try await server.stripe!.retrieveSubscription(subscriptionID)
+            #expect(atStripe.cancelAt == nil)
+            #expect(atStripe.cancelAtPeriodEnd == false)
+            #expect(try await client.rpc("billing.resume", token: admin).errorName == "PRECONDITION_FAILED")
+
+            // billing.cancel at the period's end says so too.
+            let canceled = try await client.rpc("billing.cancel", token: admin)
+            #expect(canceled["result"]?["cancelReason"] == "period_end")
+            #expect(canceled["result"]?["cancelAt"] == canceled["result"]?["currentPeriodEnd"])
+        }
+    }
+
+    @Test func thePortalsDowngradeAtThePeriodsEndIsAScheduleThatResumeReleases() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let subscriptionID: String = try #require(try await harness.owner {
+                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
+            })
+            let portal = try await portalSession(client, admin)
+            let notice = await server.standIn!.portalAction(portal, action: "downgrade", subscription: subscriptionID, value: "price_pro_month")
+            #expect(notice.hasPrefix("Saved"), "\(notice)")
+            try await harness.deliverStandInEvents()
+
+            let status = try await client.rpc("billing.status", token: admin)
+            #expect(status["result"]?["plan"] == "team")
+            #expect(status["result"]?["pendingChange"]?["plan"] == "pro", "\(status)")
+            #expect(status["result"]?["pendingChange"]?["source"] == "schedule")
+            #expect(status["result"]?["pendingChange"]?["effectiveAt"] == status["result"]?["currentPeriodEnd"])
+
+            // The plan-change job leaves it to the schedule.
+            let catalog = try TestServer.configuration(server.database).loadCatalog()
+            let changed = try await server.database.withAppClient { database in
+                try await BillingAPI(
+                    catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
+                    stripe: StripeSettings(client: server.stripe!, publicURL: TestServer.publicURL), openRPC: .null
+                ).applyDuePlanChanges(now: Date().addingTimeInterval(40 * 86400), lead: .seconds(3600), logger: Logger(label: "job"))
+            }
+            #expect(changed.isEmpty)
+            #expect(try await server.stripe!.retrieveSubscription(subscriptionID).items.data.first?.priceID == "price_team_month")
+
+            // Resume undoes it however Stripe scheduled it: the schedule is released.
+            let resumed = try await client.rpc("billing.resume", token: admin)
+            #expect(resumed["result"]?["pendingChange"] == .null, "\(resumed)")
+            #expect(resumed["result"]?["plan"] == "team")
+            let atStripe = try await server.stripe!.retrieveSubscription(subscriptionID)
+            #expect(atStripe.schedule == nil)
+            try await harness.deliverStandInEvents()
+            let after = try await client.rpc("billing.status", token: admin)
+            #expect(after["result"]?["pendingChange"] == .null)
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.audit_events WHERE action = 'subscription.schedule_released'") >= 1)
+        }
+    }
+
+    @Test func aRequestedDowngradeUnderAScheduleIsLeftToTheScheduleAndAudited() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            _ = try await client.rpc("billing.changePlan", ["plan": "pro"], token: admin)
+            // Then a schedule appears at Stripe (made in the dashboard) while the request waits.
+            try await harness.owner {
+                try await $0.run("UPDATE billing.subscriptions SET stripe_schedule_id = 'sub_sched_dashboard' WHERE tenant_id = '\(tenant)'")
+            }
+            let catalog = try TestServer.configuration(server.database).loadCatalog()
+            let changed = try await server.database.withAppClient { database in
+                try await BillingAPI(
+                    catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
+                    stripe: StripeSettings(client: server.stripe!, publicURL: TestServer.publicURL), openRPC: .null
+                ).applyDuePlanChanges(now: Date().addingTimeInterval(40 * 86400), lead: .seconds(3600), logger: Logger(label: "job"))
+            }
+            #expect(changed.isEmpty)
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.audit_events WHERE action = 'plan.change_left_to_schedule'") == 1)
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["pendingChange"] == .null)
+        }
+    }
+
+    /// Upgrades and seat increases are invoiced at once and apply only when paid: a declined card leaves the tenant
+    /// where it was, and says so.
+    @Test func anUpgradeWhosePaymentFailsLeavesThePlanAsItWas() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let subscriptionID: String = try #require(try await harness.owner {
+                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
+            })
+            // A good card: more seats are charged and applied at once.
+            let more = try await client.rpc("billing.updateSeats", ["seats": 5], token: admin)
+            #expect(more["result"]?["seats"] == 5, "\(more)")
+            // The card on file now declines.
+            _ = try await server.stripe!.updateSubscription(
+                subscriptionID, ["default_payment_method": "pm_card_chargeCustomerFail"], idempotencyKey: UUID().uuidString)
+            let refused = try await client.rpc("billing.updateSeats", ["seats": 8], token: admin)
+            #expect(refused.errorName == "PAYMENT_REQUIRED", "\(refused)")
+            #expect(refused.errorMessage.contains("stays on 5 seat"))
+            let status = try await client.rpc("billing.status", token: admin)
+            #expect(status["result"]?["seats"] == 5)
+            #expect(status["result"]?["pendingUpdate"]?["expiresAt"]?.stringValue != nil, "\(status)")
+            let upgrade = try await client.rpc("billing.changePlan", ["plan": "team", "interval": "year"], token: admin)
+            #expect(upgrade.errorName == "PAYMENT_REQUIRED", "\(upgrade)")
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["interval"] == "month")
+            let atStripe = try await server.stripe!.retrieveSubscription(subscriptionID)
+            #expect(atStripe.items.data.first?.quantity == 5)
+            #expect(atStripe.pendingUpdate != nil)
+            // Fewer seats cost nothing now: that change applies (prorated as BILLING_PRORATION_BEHAVIOR says).
+            _ = try await server.stripe!.updateSubscription(subscriptionID, ["default_payment_method": "pm_card_visa"], idempotencyKey: UUID().uuidString)
+            try await harness.deliverStandInEvents()
+            let fewer = try await client.rpc("billing.updateSeats", ["seats": 4], token: admin)
+            #expect(fewer["result"]?["seats"] == 4, "\(fewer)")
+        }
+    }
+}
