@@ -183,8 +183,9 @@
     const periodEnd = live && status.currentPeriodEnd;
     show($('period-label'), Boolean(periodEnd));
     show($('period-end'), Boolean(periodEnd));
-    $('period-label').textContent = status.cancelAtPeriodEnd ? 'Ends on' : status.status === 'trialing' ? 'Trial ends on' : 'Renews on';
-    $('period-end').textContent = day(status.currentPeriodEnd);
+    // A scheduled ending (at the period's end, on a date set at Stripe, or by a schedule) is when it ends.
+    $('period-label').textContent = status.cancelAt ? 'Ends on' : status.status === 'trialing' ? 'Trial ends on' : 'Renews on';
+    $('period-end').textContent = day(status.cancelAt || status.currentPeriodEnd);
     const pending = status.pendingChange;
     document.querySelectorAll('.pending').forEach((element) => show(element, Boolean(pending)));
     $('pending-change').textContent = pending
@@ -199,6 +200,9 @@
     } else if (unpaid && !status.entitled) {
       grace.textContent = 'Your payment failed and the grace period is over: paid features are off until the payment goes through. '
         + 'Update your card under "Payment methods and receipts".';
+    } else if (status.pendingUpdate) {
+      grace.textContent = 'A change to your subscription is waiting for its payment: your plan and seats stay as they are until '
+        + 'the open invoice is paid under "Payment methods and receipts", or the change lapses on ' + day(status.pendingUpdate.expiresAt) + '.';
     } else if (status.status === 'incomplete') {
       grace.textContent = 'The first payment of this subscription has not gone through yet; its features start once it does.';
     } else {

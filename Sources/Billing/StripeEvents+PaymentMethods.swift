@@ -3,6 +3,19 @@ import Foundation
 import StripeAPI
 
 extension StripeEventProcessor {
+    /// The object as Stripe has it now when a client is configured (an event may arrive long after a newer one), the
+    /// event's copy otherwise; Stripe not answering leaves the event due.
+    func current<Object: Sendable>(
+        _ fromEvent: Object, id: String, _ read: (StripeClient, String) async throws -> Object
+    ) async throws -> Object {
+        guard let stripe else { return fromEvent }
+        do {
+            return try await read(stripe, id)
+        } catch {
+            throw RetryLater("could not read \(id) from Stripe: \(error)")
+        }
+    }
+
     // MARK: Payment methods
 
     /// `customer.updated`: the customer's default payment method (`invoice_settings.default_payment_method`), changed
@@ -11,14 +24,7 @@ extension StripeEventProcessor {
     /// event too, and an older one processed late (in the same second, say) must not bring back the card it replaced.
     /// Without a client, a change recorded later is never replaced by an earlier one.
     func customerUpdated(_ event: Customer, _ context: EventContext) async throws -> EventDisposition {
-        var customer = event
-        if let stripe {
-            do {
-                customer = try await stripe.retrieveCustomer(event.id)
-            } catch {
-                throw RetryLater("could not read \(event.id) from Stripe: \(error)")
-            }
-        }
+        let customer = try await current(event, id: event.id) { try await $0.retrieveCustomer($1) }
         guard customer.deleted != true, let settings = customer.invoiceSettings else {
             return context.processed("\(customer.id) has no invoice settings")
         }

@@ -216,7 +216,6 @@ extension PlanCatalog {
         record.pendingUpdateExpiresAt = subscription.pendingUpdate.map { Date(timeIntervalSince1970: Double($0.expiresAt)) }
         return .success(record)
     }
-
 }
 
 extension StripeEventProcessor {
@@ -225,14 +224,7 @@ extension StripeEventProcessor {
     /// the subscription's `cancelAt`; once released, canceled or completed it governs nothing. The schedule is read
     /// from Stripe when a client is configured, so an event arriving late never brings back an older state.
     func scheduleChanged(_ object: SubscriptionSchedule, _ context: EventContext) async throws -> EventDisposition {
-        var schedule = object
-        if let stripe {
-            do {
-                schedule = try await stripe.retrieveSubscriptionSchedule(object.id)
-            } catch {
-                throw RetryLater("could not read \(object.id) from Stripe: \(error)")
-            }
-        }
+        let schedule = try await current(object, id: object.id) { try await $0.retrieveSubscriptionSchedule($1) }
         guard let subscriptionID = schedule.subscription?.id ?? schedule.releasedSubscription else {
             return context.processed("\(schedule.id) governs no subscription")
         }

@@ -219,6 +219,27 @@ extension EventHarness {
         try await deliverStandInEvents()
     }
 
+    /// The tenant's (one) Stripe subscription id.
+    func subscriptionID(_ tenant: UUID) async throws -> String {
+        let id: String? = try await owner {
+            try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
+        }
+        guard let id else { throw TestFailure("tenant \(tenant) has no subscription") }
+        return id
+    }
+
+    /// The plan-change job as the server runs it, at `now`; the tenants it changed.
+    func runPlanChangeJob(at now: Date) async throws -> [UUID] {
+        guard let stripe = server.stripe else { throw TestFailure("this test runs without the stand-in") }
+        let catalog = try TestServer.configuration(server.database).loadCatalog()
+        return try await server.database.withAppClient { database in
+            try await BillingAPI(
+                catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
+                stripe: StripeSettings(client: stripe, publicURL: TestServer.publicURL), openRPC: .null
+            ).applyDuePlanChanges(now: now, lead: .seconds(3600), logger: Logger(label: "job"))
+        }
+    }
+
     /// A paid top-up through Checkout on the stand-in, confirmed by its webhooks.
     func topUp(_ tenant: UUID, credits: Int) async throws {
         let started = try await client.rpc("billing.topUp", ["credits": .integer(credits)], token: try await server.token(.admin, tenant: tenant))

@@ -394,15 +394,7 @@ extension JSONValue {
             #expect(downgraded["result"]?["pendingChange"]?["effectiveAt"] == downgraded["result"]?["currentPeriodEnd"])
             let periodEnd = try #require(downgraded["result"]?["currentPeriodEnd"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) })
 
-            let catalog = try TestServer.configuration(server.database).loadCatalog()
-            let job = { (now: Date) in
-                try await server.database.withAppClient { database in
-                    try await BillingAPI(
-                        catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
-                        stripe: StripeSettings(client: server.stripe!, publicURL: TestServer.publicURL), openRPC: .null
-                    ).applyDuePlanChanges(now: now, lead: .seconds(3600), logger: Logger(label: "job"))
-                }
-            }
+            let job = { (now: Date) in try await harness.runPlanChangeJob(at: now) }
             // Not earlier than an hour before the period's end; then, before the renewal bills the old price.
             #expect(try await job(periodEnd.addingTimeInterval(-7200)).isEmpty)
             #expect(try await job(periodEnd.addingTimeInterval(-60)) == [tenant])

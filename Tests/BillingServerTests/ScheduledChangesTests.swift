@@ -22,9 +22,7 @@ import Testing
             let tenant = try await server.provision(client)
             let admin = try await server.token(.admin, tenant: tenant)
             try await harness.subscribe(tenant, plan: "team", seats: 3)
-            let subscriptionID: String = try #require(try await harness.owner {
-                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
-            })
+            let subscriptionID = try await harness.subscriptionID(tenant)
             // Set in Stripe's dashboard: end in ten days, before the period's end.
             let cancelAt = Int(Date().timeIntervalSince1970) + 10 * 86400
             _ = try await server.stripe!.updateSubscription(subscriptionID, ["cancel_at": .int(cancelAt)], idempotencyKey: UUID().uuidString)
@@ -56,9 +54,7 @@ import Testing
             let tenant = try await server.provision(client)
             let admin = try await server.token(.admin, tenant: tenant)
             try await harness.subscribe(tenant, plan: "team", seats: 3)
-            let subscriptionID: String = try #require(try await harness.owner {
-                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
-            })
+            let subscriptionID = try await harness.subscriptionID(tenant)
             let portal = try await portalSession(client, admin)
             let notice = await server.standIn!.portalAction(portal, action: "downgrade", subscription: subscriptionID, value: "price_pro_month")
             #expect(notice.hasPrefix("Saved"), "\(notice)")
@@ -71,13 +67,7 @@ import Testing
             #expect(status["result"]?["pendingChange"]?["effectiveAt"] == status["result"]?["currentPeriodEnd"])
 
             // The plan-change job leaves it to the schedule.
-            let catalog = try TestServer.configuration(server.database).loadCatalog()
-            let changed = try await server.database.withAppClient { database in
-                try await BillingAPI(
-                    catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
-                    stripe: StripeSettings(client: server.stripe!, publicURL: TestServer.publicURL), openRPC: .null
-                ).applyDuePlanChanges(now: Date().addingTimeInterval(40 * 86400), lead: .seconds(3600), logger: Logger(label: "job"))
-            }
+            let changed = try await harness.runPlanChangeJob(at: Date().addingTimeInterval(40 * 86400))
             #expect(changed.isEmpty)
             #expect(try await server.stripe!.retrieveSubscription(subscriptionID).items.data.first?.priceID == "price_team_month")
 
@@ -105,13 +95,7 @@ import Testing
             try await harness.owner {
                 try await $0.run("UPDATE billing.subscriptions SET stripe_schedule_id = 'sub_sched_dashboard' WHERE tenant_id = '\(tenant)'")
             }
-            let catalog = try TestServer.configuration(server.database).loadCatalog()
-            let changed = try await server.database.withAppClient { database in
-                try await BillingAPI(
-                    catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
-                    stripe: StripeSettings(client: server.stripe!, publicURL: TestServer.publicURL), openRPC: .null
-                ).applyDuePlanChanges(now: Date().addingTimeInterval(40 * 86400), lead: .seconds(3600), logger: Logger(label: "job"))
-            }
+            let changed = try await harness.runPlanChangeJob(at: Date().addingTimeInterval(40 * 86400))
             #expect(changed.isEmpty)
             #expect(try await harness.count("SELECT count(*)::int FROM billing.audit_events WHERE action = 'plan.change_left_to_schedule'") == 1)
             #expect(try await client.rpc("billing.status", token: admin)["result"]?["pendingChange"] == .null)
@@ -126,9 +110,7 @@ import Testing
             let tenant = try await server.provision(client)
             let admin = try await server.token(.admin, tenant: tenant)
             try await harness.subscribe(tenant, plan: "team", seats: 3)
-            let subscriptionID: String = try #require(try await harness.owner {
-                try await $0.first("SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = '\(tenant)'")
-            })
+            let subscriptionID = try await harness.subscriptionID(tenant)
             // A good card: more seats are charged and applied at once.
             let more = try await client.rpc("billing.updateSeats", ["seats": 5], token: admin)
             #expect(more["result"]?["seats"] == 5, "\(more)")
