@@ -33,6 +33,8 @@ extension BillingAPI {
                 throw BillingError.invalidParams(
                     field: "interval", "plan '\(target.key)' is offered \(target.intervals.map(\.rawValue).joined(separator: " or ")), not \(interval.rawValue)")
             }
+            // A choice made here replaces whatever a Stripe schedule had planned.
+            current = try await releaseSchedule(of: current, transaction, client: client, actor: actor)
             let pending = try await transaction.pendingChange()
             let before = ["plan": current.plan, "interval": current.interval, "pendingPlan": pending?.plan ?? ""]
             // A plan nothing is paid for: leave at the period's end.
@@ -74,6 +76,7 @@ extension BillingAPI {
                                                 after: ["plan": current.plan, "interval": current.interval, "pendingPlan": ""])
                 }
             case .upgrade:
+                try refuseWhileUpgradeUnpaid(current)
                 let seats = target.seats.normalize(current.seats)
                 let item = try await subscriptionItem(current.stripeSubscriptionID, client: client)
                 let updated = try await client.updateSubscription(

@@ -33,8 +33,9 @@ extension StripeEventProcessor {
         guard method != current else {
             return context.processed("the default payment method is \(method ?? "none") already")
         }
-        // Read from Stripe, it is the state now; from the event alone, as of the event.
-        let asOf = stripe == nil ? context.created : Date()
+        // Read from Stripe, it is the state now (and never older than the event, whose time may run ahead of ours on
+        // a test clock); from the event alone, as of the event.
+        let asOf = stripe == nil ? context.created : max(context.created, Date())
         guard try await context.transaction.setDefaultPaymentMethod(method, savedAt: asOf) else {
             return context.stale("a payment method change made later than this event is recorded already")
         }

@@ -236,7 +236,8 @@ extension StripeEventProcessor {
         let pending = try await transaction.pendingChange()
         if schedule.isInForce {
             record.scheduleID = schedule.id
-            let next = schedule.phases.sorted { $0.startDate < $1.startDate }.first { Double($0.startDate) > context.created.timeIntervalSince1970 }
+            // Stripe's current phase says where the schedule is (by its clock); without it, as of the event.
+            let next = schedule.nextPhase(after: Int(context.created.timeIntervalSince1970))
             if let next, let price = next.items.first?.price.id, let (plan, interval) = try? catalog.plan(forStripePrice: price) {
                 try await transaction.setPendingChange(
                     subscriptionID, plan: plan.key, interval: interval.rawValue,

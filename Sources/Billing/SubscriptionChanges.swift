@@ -67,6 +67,7 @@ extension BillingAPI {
             }
             try plan.seats.validate(params.seats, plan: plan.key)
             guard params.seats != current.seats else { return nil }
+            if params.seats > current.seats { try refuseWhileUpgradeUnpaid(current) }
             if current.isInvoiceBilled {
                 // Ours to change: the next invoice bills the new count.
                 try await applyLocally(current, transaction, actor: actor, action: "subscription.seats_changed") { $0.seats = params.seats }
@@ -107,11 +108,16 @@ extension BillingAPI {
                 return
             }
             if atPeriodEnd {
-                guard !current.cancellationScheduled else { return }
+                // Ending sooner than a later cancel_at, so that one is replaced; an ending at or before the period's
+                // end stands.
+                if current.cancelAtPeriodEnd { return }
+                if let at = current.cancelAt, let end = current.currentPeriodEnd, at <= end { return }
+                // Stripe takes no cancellation on a subscription a schedule governs: the schedule goes first.
+                let unscheduled = try await releaseSchedule(of: current, transaction, client: client, actor: actor)
                 let updated = try await client.updateSubscription(
-                    current.stripeSubscriptionID, ["cancel_at_period_end": true],
-                    idempotencyKey: "cancel:\(current.stripeSubscriptionID):\(Self.stamp(current))")
-                try await applyConfirmed(updated, over: current, transaction, actor: actor, action: "subscription.cancel_scheduled")
+                    unscheduled.stripeSubscriptionID, ["cancel_at_period_end": true],
+                    idempotencyKey: "cancel:\(unscheduled.stripeSubscriptionID):\(Self.stamp(unscheduled))")
+                try await applyConfirmed(updated, over: unscheduled, transaction, actor: actor, action: "subscription.cancel_scheduled")
             } else {
                 let ended = try await client.endSubscription(current.stripeSubscriptionID)
                 try await applyConfirmed(ended, over: current, transaction, actor: actor, action: "subscription.canceled")
@@ -141,14 +147,7 @@ extension BillingAPI {
             }
             // However the ending was set: a schedule (the portal's downgrade or cancellation at the period's end) is
             // released, so the subscription goes on as it is; then a cancel_at, or the flag, is cleared.
-            if let schedule = current.scheduleID {
-                _ = try await client.releaseSubscriptionSchedule(schedule, idempotencyKey: "release:\(schedule)")
-                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
-                let released = try await client.retrieveSubscription(current.stripeSubscriptionID)
-                try await applyConfirmed(released, over: current, transaction, actor: actor, action: "subscription.schedule_released")
-                guard let refreshed = try await transaction.currentSubscription() else { return }
-                current = refreshed
-            }
+            current = try await releaseSchedule(of: current, transaction, client: client, actor: actor)
             if current.cancellationScheduled {
                 let clear: FormParameters = current.cancelAtPeriodEnd ? ["cancel_at_period_end": false] : ["cancel_at": ""]
                 let updated = try await client.updateSubscription(
@@ -161,6 +160,31 @@ extension BillingAPI {
             }
         }
         return try await status(of: call.tenantID)
+    }
+
+    /// A Stripe schedule governing the subscription (the portal's downgrade, an ending set in the Dashboard) is
+    /// released before a change made here, which its next phase would otherwise undo; the subscription goes on as it
+    /// is, and the change the schedule had pending goes with it. A schedule no longer in force at Stripe (released or
+    /// ended there, its webhook not here yet) is let be. Returns the subscription as it is then.
+    func releaseSchedule(
+        of current: SubscriptionRecord, _ transaction: TenantTransaction, client: StripeClient, actor: AuditActor
+    ) async throws -> SubscriptionRecord {
+        guard let schedule = current.scheduleID else { return current }
+        try await client.releaseScheduleInForce(schedule)
+        if try await transaction.pendingChange()?.source == .schedule {
+            try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+        }
+        let released = try await client.retrieveSubscription(current.stripeSubscriptionID)
+        try await applyConfirmed(released, over: current, transaction, actor: actor, action: "subscription.schedule_released")
+        return try await transaction.currentSubscription() ?? current
+    }
+
+    /// A change that costs more while an earlier one still waits for its payment would charge twice for one period:
+    /// refused until that invoice is paid or the earlier change lapses.
+    func refuseWhileUpgradeUnpaid(_ current: SubscriptionRecord) throws {
+        if let expires = current.pendingUpdateExpiresAt, expires > now() {
+            throw Self.upgradeNotPaid(current, what: "the earlier change")
+        }
     }
 
     /// The parameters of an item change. One that costs more (an upgrade, more seats) is invoiced and charged at
@@ -197,6 +221,16 @@ extension BillingAPI {
 }
 
 extension StripeClient {
+    /// Releases a schedule; one no longer in force at Stripe (released or ended there) is let be.
+    func releaseScheduleInForce(_ scheduleID: String) async throws(StripeError) {
+        do {
+            _ = try await releaseSubscriptionSchedule(scheduleID, idempotencyKey: "release:\(scheduleID)")
+        } catch .refused(let refusal) {
+            let schedule = try await retrieveSubscriptionSchedule(scheduleID)
+            guard refusal.httpStatus == 400, !schedule.isInForce else { throw StripeError.refused(refusal) }
+        }
+    }
+
     /// Cancels now; a subscription Stripe has already ended (a retry, or a webhook not here yet) is read instead.
     func endSubscription(_ subscriptionID: String) async throws -> Subscription {
         do {

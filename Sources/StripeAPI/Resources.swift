@@ -74,7 +74,15 @@ public struct SubscriptionSchedule: Decodable, Sendable, Equatable {
     /// `release` (the subscription goes on as the last phase left it), `cancel`, `none` or `renew`.
     public var endBehavior: String?
     public var phases: [Phase]
+    /// The phase in force now, by Stripe's clock (a test clock's, for a customer on one); null when none is.
+    public var currentPhase: CurrentPhase?
     public var created: Int?
+
+    public struct CurrentPhase: Decodable, Sendable, Equatable {
+        public var startDate: Int
+        public var endDate: Int
+        enum CodingKeys: String, CodingKey { case startDate = "start_date", endDate = "end_date" }
+    }
 
     public struct Phase: Decodable, Sendable, Equatable {
         public var startDate: Int
@@ -90,10 +98,18 @@ public struct SubscriptionSchedule: Decodable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case id, status, subscription, phases, created, customer, endBehavior = "end_behavior", releasedSubscription = "released_subscription"
+        case currentPhase = "current_phase"
     }
 
     /// Whether it still governs its subscription.
     public var isInForce: Bool { status == "not_started" || status == "active" }
+
+    /// The first phase still to start: after the current one, or (when none is current, or Stripe did not say) after
+    /// `now`.
+    public func nextPhase(after now: Int) -> Phase? {
+        let from = currentPhase?.endDate ?? now + 1
+        return phases.sorted { $0.startDate < $1.startDate }.first { $0.startDate >= from }
+    }
 }
 
 /// A Stripe test clock (test mode only): the simulated time of the customers made on it.

@@ -33,7 +33,7 @@ public struct StripeAPIError: Sendable, Equatable, Decodable {
     /// client's mistake, never the customer's, so never a declined payment.
     public var isMalformedRequest: Bool {
         guard type == "invalid_request_error", httpStatus == 400 else { return false }
-        if let code { return code.hasPrefix("parameter_") }
+        if let code { return code.hasPrefix("parameter_") || code == "parameters_exclusive" }
         return param != nil
     }
 }

@@ -38,7 +38,8 @@ enum StandInObjects {
         case .map:
             return [:] as [String: Any]
         case .integer:
-            if let number = example as? Int { return number == exampleTimestamp ? now : number }
+            // Only the example's timestamps mean anything here (made current); its amounts and counts are leftovers.
+            if let number = example as? Int, number == exampleTimestamp { return now }
             return 0
         case .boolean:
             return example as? Bool ?? false

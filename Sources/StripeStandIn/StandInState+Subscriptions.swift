@@ -15,6 +15,12 @@ extension StandInState {
             return Self.error(400, type: "invalid_request_error",
                               message: "A canceled subscription can only update its cancellation_details and metadata.")
         }
+        // "If the subscription is managed by a subscription schedule, you can't update cancel_at_period_end or
+        // cancel_at directly; update the schedule instead."
+        if let schedule = subscription["schedule"] as? String, params["cancel_at_period_end"] != nil || params["cancel_at"] != nil {
+            return Self.error(400, type: "invalid_request_error",
+                              message: "The subscription is managed by the subscription schedule `\(schedule)`, and updating any cancelation behavior directly is not allowed. Please update the schedule instead.")
+        }
         if let cancel = params["cancel_at_period_end"] as? String {
             subscription["cancel_at_period_end"] = cancel == "true"
             subscription["cancel_at"] = cancel == "true" ? periodEnd(of: subscription) ?? NSNull() : NSNull()
@@ -201,6 +207,7 @@ extension StandInState {
         schedule["status"] = "active"
         schedule["end_behavior"] = "release"
         schedule["phases"] = [phase(current, from: start, to: end), phase(priceID, from: end, to: end + (end - start))]
+        schedule["current_phase"] = ["start_date": start, "end_date": end]
         schedule["livemode"] = false
         schedule["metadata"] = [:] as [String: Any]
         objects[id] = schedule
@@ -225,6 +232,7 @@ extension StandInState {
         schedule["released_at"] = now
         schedule["released_subscription"] = subscriptionID ?? NSNull()
         schedule["subscription"] = NSNull()
+        schedule["current_phase"] = NSNull()
         objects[id] = schedule
         emit("subscription_schedule.released", schedule)
         if let subscriptionID, var subscription = objects[subscriptionID] {

@@ -5,6 +5,7 @@ import Foundation
 import HummingbirdTesting
 import JSONRPC
 import Logging
+import StripeAPI
 import Testing
 
 /// Endings and changes Stripe schedules on its side: `cancel_at` (how Clover schedules cancellations), the portal's
@@ -44,6 +45,7 @@ import Testing
             // billing.cancel at the period's end says so too.
             let canceled = try await client.rpc("billing.cancel", token: admin)
             #expect(canceled["result"]?["cancelReason"] == "period_end")
+            #expect(canceled["result"]?["cancelAt"]?.stringValue != nil, "\(canceled)")
             #expect(canceled["result"]?["cancelAt"] == canceled["result"]?["currentPeriodEnd"])
         }
     }
@@ -99,6 +101,48 @@ import Testing
             #expect(changed.isEmpty)
             #expect(try await harness.count("SELECT count(*)::int FROM billing.audit_events WHERE action = 'plan.change_left_to_schedule'") == 1)
             #expect(try await client.rpc("billing.status", token: admin)["result"]?["pendingChange"] == .null)
+        }
+    }
+
+    /// Stripe takes no cancellation on a subscription a schedule governs, and the schedule's next phase would undo a
+    /// plan change: both release it first. A schedule released at Stripe before its webhook came is let be.
+    @Test func cancellingOrChangingPlanUnderAScheduleReleasesItFirst() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let subscriptionID = try await harness.subscriptionID(tenant)
+            let stripe = try #require(server.stripe)
+            func downgradeInPortal() async throws {
+                let notice = await server.standIn!.portalAction(
+                    try await portalSession(client, admin), action: "downgrade", subscription: subscriptionID, value: "price_pro_month")
+                #expect(notice.hasPrefix("Saved"), "\(notice)")
+                try await harness.deliverStandInEvents()
+            }
+            try await downgradeInPortal()
+            await #expect(throws: StripeError.self) {
+                _ = try await stripe.updateSubscription(subscriptionID, ["cancel_at_period_end": true], idempotencyKey: UUID().uuidString)
+            }
+            let canceled = try await client.rpc("billing.cancel", token: admin)
+            #expect(canceled["result"]?["cancelReason"] == "period_end", "\(canceled)")
+            #expect(canceled["result"]?["pendingChange"] == .null)
+            var atStripe = try await stripe.retrieveSubscription(subscriptionID)
+            #expect(atStripe.schedule == nil)
+            #expect(atStripe.cancelAtPeriodEnd == true)
+            try await harness.deliverStandInEvents()
+            #expect(try await client.rpc("billing.resume", token: admin)["result"]?["cancelReason"] == .null)
+
+            // Again, and this time the schedule is released at Stripe before its webhook comes: the change goes on.
+            try await downgradeInPortal()
+            let schedule = try #require(try await stripe.retrieveSubscription(subscriptionID).schedule?.id)
+            _ = try await stripe.releaseSubscriptionSchedule(schedule, idempotencyKey: UUID().uuidString)
+            let changed = try await client.rpc("billing.changePlan", ["plan": "pro"], token: admin)
+            #expect(changed["result"]?["pendingChange"]?["plan"] == "pro", "\(changed)")
+            #expect(changed["result"]?["pendingChange"]?["source"] == "request")
+            atStripe = try await stripe.retrieveSubscription(subscriptionID)
+            #expect(atStripe.schedule == nil)
+            #expect(atStripe.items.data.first?.priceID == "price_team_month")
         }
     }
 

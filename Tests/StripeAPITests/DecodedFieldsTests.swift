@@ -6,7 +6,7 @@ import Testing
 /// that records each key a resource type asks for walks the types, and each recorded path is resolved in
 /// `stripe-definitions.json`. Fields kept for older payloads must be named as fallbacks (`olderVersionFields`).
 @Suite struct DecodedFieldsTests {
-    static let resources: [(String, any Decodable.Type, Set<String>)] = [
+    nonisolated(unsafe) static let resources: [(String, any Decodable.Type, Set<String>)] = [
         ("customer", Customer.self, []),
         ("checkout.session", CheckoutSession.self, []),
         ("billing_portal.session", PortalSession.self, []),

@@ -81,7 +81,11 @@ extension Dictionary where Key == String, Value == Any {
             #expect(answer.json.error["type"] as? String == "invalid_request_error")
             #expect(answer.json.error["code"] as? String == code)
             #expect(answer.json.error["param"] as? String == param)
-            #expect(await state.count(of: "checkout.session") == 0)
+            // Nothing was made, and nothing announced.
+            let kind = ["/v1/customers": "customer", "/v1/checkout/sessions": "checkout.session", "/v1/payment_intents": "payment_intent",
+                        "/v1/refunds": "refund"][path] ?? "subscription"
+            #expect(await state.count(of: kind) == 0)
+            #expect(await state.eventTypes().isEmpty)
         }
     }
 
