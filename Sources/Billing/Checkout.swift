@@ -14,12 +14,18 @@ public struct StripeSettings: Sendable {
     public var allowPromotionCodes: Bool
     /// Checkout Sessions (subscription and top-up) one tenant may open per minute.
     public var sessionsPerMinute: Int
+    /// Test mode only (`BILLING_STRIPE_TEST_CLOCKS`): each tenant's Stripe customer is made on a test clock of its own,
+    /// so that its renewals, retries and trial ends can be run by advancing the clock.
+    public var testClocks: Bool
 
-    public init(client: StripeClient?, publicURL: String, allowPromotionCodes: Bool = false, sessionsPerMinute: Int = 10) {
+    public init(
+        client: StripeClient?, publicURL: String, allowPromotionCodes: Bool = false, sessionsPerMinute: Int = 10, testClocks: Bool = false
+    ) {
         self.client = client
         self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
         self.allowPromotionCodes = allowPromotionCodes
         self.sessionsPerMinute = sessionsPerMinute
+        self.testClocks = testClocks
     }
 
     var returnURL: String { "\(publicURL)/billing?checkout={CHECKOUT_SESSION_ID}" }
@@ -99,9 +105,14 @@ extension BillingAPI {
     /// Within a transaction: the tenant's Stripe customer, created (idempotently, keyed by the tenant) if missing.
     func ensureCustomer(_ transaction: TenantTransaction, _ tenant: TenantRecord, stripe: StripeClient) async throws -> String {
         if let existing = tenant.stripeCustomerID { return existing }
+        let tenantID = tenant.id.uuidString.lowercased()
+        // A clock of the tenant's own, starting now (a retry finds the same one by its key).
+        let clock = self.stripe.testClocks
+            ? try await stripe.createTestClock(
+                frozenTime: Int(now().timeIntervalSince1970), name: "tenant \(tenantID)", idempotencyKey: "clock:\(tenantID)").id
+            : nil
         let customer = try await stripe.createCustomer(
-            email: tenant.email, name: tenant.name, tenantID: tenant.id.uuidString.lowercased(),
-            idempotencyKey: "customer:\(tenant.id.uuidString.lowercased())")
+            email: tenant.email, name: tenant.name, tenantID: tenantID, testClock: clock, idempotencyKey: "customer:\(tenantID)")
         try await transaction.setStripeCustomer(customer.id)
         return customer.id
     }

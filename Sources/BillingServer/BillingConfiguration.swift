@@ -40,6 +40,8 @@ public struct BillingConfiguration: Sendable {
     public var webhookTolerance: Duration
     public var webhookStoreTimeout: Duration
     public var checkoutSessionsPerMinute: Int
+    /// BILLING_STRIPE_TEST_CLOCKS: each tenant's Stripe customer on a test clock of its own (test keys only).
+    public var stripeTestClocks: Bool
     /// Inbox workers run by `serve` (0: none; run `billingd worker` elsewhere) and by `billingd worker`.
     public var inboxWorkers: Int
     public var inboxPollInterval: Duration
@@ -119,6 +121,11 @@ public struct BillingConfiguration: Sendable {
         stripeMaxAttempts = reader.int(forKey: "billing.stripe.max.attempts", default: 3)
         allowPromotionCodes = reader.bool(forKey: "billing.checkout.promotion.codes", default: false)
         checkoutSessionsPerMinute = reader.int(forKey: "billing.checkout.sessions.per.minute", default: 10)
+        stripeTestClocks = reader.bool(forKey: "billing.stripe.test.clocks", default: false)
+        if stripeTestClocks, stripeSecretKey?.hasPrefix("sk_live_") == true {
+            throw ConfigurationError.invalid(
+                "BILLING_STRIPE_TEST_CLOCKS", "test clocks exist in test mode only: unset it, or use an sk_test_ key")
+        }
         webhookSecrets = (reader.string(forKey: "stripe.webhook.secrets", isSecret: true) ?? "")
             .split(separator: ",").map { String($0.trimmedOfSpaces) }.filter { !$0.isEmpty }
         webhookTolerance = .seconds(reader.int(forKey: "billing.webhook.tolerance.seconds", default: 300))

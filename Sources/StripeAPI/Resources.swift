@@ -37,6 +37,8 @@ public struct Customer: Decodable, Sendable, Equatable {
     public var metadata: [String: String]?
     public var deleted: Bool?
     public var invoiceSettings: InvoiceSettings?
+    /// The test clock the customer lives on (test mode only).
+    public var testClock: StripeID?
 
     public struct InvoiceSettings: Decodable, Sendable, Equatable {
         /// The payment method Stripe charges for invoices (and this server off-session); nil once removed.
@@ -44,7 +46,9 @@ public struct Customer: Decodable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey { case defaultPaymentMethod = "default_payment_method" }
     }
 
-    enum CodingKeys: String, CodingKey { case id, email, name, metadata, deleted, invoiceSettings = "invoice_settings" }
+    enum CodingKeys: String, CodingKey {
+        case id, email, name, metadata, deleted, invoiceSettings = "invoice_settings", testClock = "test_clock"
+    }
 }
 
 public struct PaymentMethod: Decodable, Sendable, Equatable {
@@ -405,10 +409,31 @@ public struct StripeEvent: Sendable, Equatable {
 }
 
 extension StripeClient {
-    public func createCustomer(email: String, name: String, tenantID: String, idempotencyKey: String) async throws(StripeError) -> Customer {
-        try await send(.post, "/v1/customers", [
+    /// A customer for the tenant; in test mode, on `testClock` when given (it then lives in that clock's time).
+    public func createCustomer(
+        email: String, name: String, tenantID: String, testClock: String? = nil, idempotencyKey: String
+    ) async throws(StripeError) -> Customer {
+        var parameters: FormParameters = [
             "email": .string(email), "name": .string(name), "metadata": ["tenant_id": .string(tenantID)],
-        ], idempotencyKey: idempotencyKey)
+        ]
+        if let testClock { parameters["test_clock"] = .string(testClock) }
+        return try await send(.post, "/v1/customers", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// Test mode only: a clock frozen at `frozenTime`, for customers whose subscriptions should live in simulated time.
+    public func createTestClock(frozenTime: Int, name: String, idempotencyKey: String) async throws(StripeError) -> TestClock {
+        try await send(.post, "/v1/test_helpers/test_clocks", ["frozen_time": .int(frozenTime), "name": .string(name)],
+                       idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveTestClock(_ id: String) async throws(StripeError) -> TestClock {
+        try await send(.get, "/v1/test_helpers/test_clocks/\(id)")
+    }
+
+    /// Starts moving the clock to `frozenTime`; Stripe answers `advancing` and is `ready` once all that falls due has
+    /// happened (poll `retrieveTestClock`, or wait for `test_helpers.test_clock.ready`).
+    public func advanceTestClock(_ id: String, to frozenTime: Int, idempotencyKey: String) async throws(StripeError) -> TestClock {
+        try await send(.post, "/v1/test_helpers/test_clocks/\(id)/advance", ["frozen_time": .int(frozenTime)], idempotencyKey: idempotencyKey)
     }
 
     public func retrieveCustomer(_ id: String) async throws(StripeError) -> Customer {

@@ -44,6 +44,7 @@ enum Pages {
               <button name="outcome" value="pay" id="pay">Pay with 4242 4242 4242 4242 (succeeds)</button>
               <button name="outcome" value="decline" id="decline">Pay with 4000 0000 0000 0002 (declined)</button>
               <button name="outcome" value="authenticate" id="authenticate">Pay with 4000 0025 0000 3155 (3-D Secure)</button>
+              <button name="outcome" value="disputed" id="disputed">Pay with 4000 0000 0000 0259 (disputed at once)</button>
               <button name="outcome" value="cancel" id="cancel">Cancel and go back</button>
             </form>
             """,

@@ -32,15 +32,29 @@ public struct StandInConfiguration: Sendable {
     public var webhookRetryInitial: Duration
     /// ... up to this many attempts in all.
     public var webhookMaxAttempts: Int
+    /// The account's retry schedule for a subscription's failed payment (Stripe's "custom retry schedule"): the days
+    /// after each failed attempt that the next one is made. After the last, `afterFinalFailure`.
+    public var retryDays: [Int]
+    public var afterFinalFailure: FinalFailure
+
+    /// What the account's settings do to a subscription once every retry of its payment has failed.
+    public enum FinalFailure: String, Sendable, CaseIterable {
+        case cancel
+        case markUnpaid = "unpaid"
+        case leavePastDue = "past_due"
+    }
 
     public init(publicURL: String, webhookURL: String?, webhookSecret: String, prices: [StandInPrice],
-                webhookRetryInitial: Duration = .seconds(1), webhookMaxAttempts: Int = 8) {
+                webhookRetryInitial: Duration = .seconds(1), webhookMaxAttempts: Int = 8,
+                retryDays: [Int] = [3, 5, 7], afterFinalFailure: FinalFailure = .cancel) {
         self.publicURL = publicURL
         self.webhookURL = webhookURL
         self.webhookSecret = webhookSecret
         self.prices = prices
         self.webhookRetryInitial = webhookRetryInitial
         self.webhookMaxAttempts = webhookMaxAttempts
+        self.retryDays = retryDays
+        self.afterFinalFailure = afterFinalFailure
     }
 }
 

@@ -18,6 +18,8 @@ extension StandInState {
         case saveDeclining
         /// The person failed it.
         case authenticationFailed = "authentication_failed"
+        /// Pays with 4000 0000 0000 0259: the charge succeeds, and the card holder disputes it at once.
+        case disputed
         case cancel
     }
 
@@ -60,8 +62,13 @@ extension StandInState {
         case challenge
     }
 
-    /// Completes, declines or cancels a session as the hosted page's buttons do, emitting what Stripe would emit.
+    /// Completes, declines or cancels a session as the hosted page's buttons do, emitting what Stripe would emit (at
+    /// the time of the customer's test clock, if it is on one).
     public func complete(_ id: String, outcome: CheckoutOutcome) -> CheckoutResult {
+        onClock(of: objects[id]?["customer"] as? String) { completeSession(id, outcome: outcome) }
+    }
+
+    func completeSession(_ id: String, outcome: CheckoutOutcome) -> CheckoutResult {
         guard var session = objects[id], session["object"] as? String == "checkout.session" else {
             return .message("No such Checkout Session.")
         }
@@ -87,7 +94,7 @@ extension StandInState {
             objects[id] = session
             emit("payment_intent.payment_failed", intent)
             return .message(outcome == .decline ? "Your card was declined. Try another card." : "Authentication failed. Try again.")
-        case .pay, .authenticated:
+        case .pay, .authenticated, .disputed:
             break
         }
 
@@ -134,6 +141,9 @@ extension StandInState {
             emitted = [("setup_intent.succeeded", intent), ("checkout.session.completed", Self.public(session))]
         }
         objects[id] = session
+        if outcome == .disputed, let charge = emitted.first(where: { $0.0 == "charge.succeeded" })?.1 {
+            emitted += dispute(charge, paymentMethod: "pm_card_createDispute")
+        }
         for (type, object) in emitted { emit(type, object) }
         let successURL = (session["success_url"] as? String ?? "/").replacingOccurrences(of: "{CHECKOUT_SESSION_ID}", with: id)
         return .redirect(successURL)
@@ -206,7 +216,10 @@ extension StandInState {
         let id = newID("sub")
         let subscriptionData = session["_subscription_data"] as? [String: Any] ?? [:]
         let trialDays = Self.trialDays(of: session)
-        let periodEnd = now + (trialDays > 0 ? trialDays * 86400 : 30 * 86400)
+        // A trial's period ends with it; otherwise one interval of the price, by the calendar.
+        let interval = (session["_line_items"] as? [Any] ?? []).lazy
+            .compactMap { (($0 as? [String: Any])?["price"] as? String).flatMap(self.price)?.interval }.first
+        let periodEnd = trialDays > 0 ? now + trialDays * 86400 : Self.periodEnd(from: now, interval: interval ?? "month")
         let items = (session["_line_items"] as? [Any] ?? []).compactMap { raw -> [String: Any]? in
             let line = raw as? [String: Any] ?? [:]
             guard let priceID = line["price"] as? String, let price = price(priceID) else { return nil }

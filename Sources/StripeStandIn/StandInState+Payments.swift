@@ -5,6 +5,8 @@ extension StandInState {
     /// Test payment methods, as Stripe names them.
     enum TestCard {
         case succeeds, declines, requiresAuthentication
+        /// Succeeds, and the card holder disputes the charge at once.
+        case disputes
 
         init(_ paymentMethod: String?) {
             switch paymentMethod {
@@ -13,6 +15,8 @@ extension StandInState {
                 self = .declines
             case "pm_card_authenticationRequired", "pm_card_threeDSecure2Required", "pm_card_authenticationRequiredOnSetup":
                 self = .requiresAuthentication
+            case "pm_card_createDispute":
+                self = .disputes
             default:
                 self = .succeeds
             }
@@ -48,6 +52,7 @@ extension StandInState {
         case .succeeds: "4242"
         case .declines: "0341"
         case .requiresAuthentication: "3184"
+        case .disputes: "0259"
         }
         var method = template("payment_method")
         method["id"] = id
@@ -140,7 +145,7 @@ extension StandInState {
         }
         let offSession = params["off_session"] as? String == "true"
         switch TestCard(method) {
-        case .succeeds:
+        case .succeeds, .disputes:
             let charge = createCharge(for: intent)
             intent["status"] = "succeeded"
             intent["amount_received"] = intent["amount"]
@@ -150,6 +155,7 @@ extension StandInState {
             objects[id] = intent
             emit("charge.succeeded", charge)
             emit("payment_intent.succeeded", intent)
+            for (type, object) in dispute(charge, paymentMethod: method) { emit(type, object) }
             return Self.json(Self.public(intent))
         case .declines:
             let failure: [String: Any] = ["type": "card_error", "code": "card_declined", "decline_code": "generic_decline",

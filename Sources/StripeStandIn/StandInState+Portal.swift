@@ -43,6 +43,10 @@ extension StandInState {
     /// What the portal's forms do: `seats` (quantity), `price` (switch plan), `cancel` and `renew` (at period end),
     /// each through the same update path as the API, so each emits `customer.subscription.updated`.
     public func portalAction(_ id: String, action: String, subscription: String, value: String?) -> String {
+        onClock(of: objects[id]?["customer"] as? String) { portalChange(id, action: action, subscription: subscription, value: value) }
+    }
+
+    func portalChange(_ id: String, action: String, subscription: String, value: String?) -> String {
         guard let view = portalView(id), let line = view.subscriptions.first(where: { $0.subscriptionID == subscription }) else {
             return "No such subscription in this portal session."
         }

@@ -99,26 +99,40 @@ extension StandInState {
         return Int((Double(amount(after) - amount(before)) * left).rounded())
     }
 
-    /// A proration invoice charged to the subscription's (or the customer's) default payment method.
+    /// A proration invoice, finalized and charged at once to the subscription's (or the customer's) default payment
+    /// method. Its events are returned, for the caller to send after the subscription's own change.
     func invoiceProration(_ amount: Int, subscription: [String: Any]) -> (invoice: [String: Any], paid: Bool, events: [(String, [String: Any])]) {
-        let customerID = subscription["customer"] as? String ?? ""
-        let method = subscription["default_payment_method"] as? String
-            ?? ((objects[customerID]?["invoice_settings"] as? [String: Any])?["default_payment_method"] as? String)
+        let invoice = subscriptionInvoice(amount, subscription: subscription, reason: "subscription_update")
+        let id = invoice["id"] as! String
+        objects[id] = invoice
+        let outcome = collect(id, nextAttempt: nil)
+        return (objects[id] ?? invoice, outcome.paid,
+                [("invoice.created", invoice), ("invoice.finalized", invoice)] + outcome.events)
+    }
+
+    /// A finalized (`open`) invoice of the subscription for `amount`, not yet charged or stored.
+    func subscriptionInvoice(_ amount: Int, subscription: [String: Any], reason: String) -> [String: Any] {
         var invoice = template("invoice")
         let id = newID("in")
         invoice["id"] = id
         invoice["number"] = String(format: "STANDIN-%04d", count(of: "invoice") + 1)
         invoice["created"] = now
-        invoice["customer"] = customerID
+        invoice["customer"] = subscription["customer"] as? String ?? ""
         invoice["currency"] = subscription["currency"] as? String ?? "usd"
-        invoice["billing_reason"] = "subscription_update"
+        invoice["billing_reason"] = reason
+        invoice["collection_method"] = "charge_automatically"
+        invoice["status"] = "open"
         invoice["amount_due"] = amount
+        invoice["amount_paid"] = 0
+        invoice["amount_remaining"] = amount
         invoice["total"] = amount
         invoice["subtotal"] = amount
         invoice["period_start"] = now
         invoice["period_end"] = now
-        invoice["attempt_count"] = 1
-        invoice["attempted"] = true
+        invoice["attempt_count"] = 0
+        invoice["attempted"] = false
+        invoice["next_payment_attempt"] = NSNull()
+        invoice["hosted_invoice_url"] = "\(configuration.publicURL)/invoice/\(id)"
         invoice["livemode"] = false
         var parent = StandInObjects.fresh("invoice.Parent", example: [:], now: now)
         parent["type"] = "subscription_details"
@@ -127,44 +141,66 @@ extension StandInState {
         details["metadata"] = subscription["metadata"]
         parent["subscription_details"] = details
         invoice["parent"] = parent
-        var intent = template("payment_intent")
-        intent["id"] = newID("pi")
-        intent["created"] = now
-        intent["amount"] = amount
-        intent["currency"] = invoice["currency"]
-        intent["customer"] = customerID
+        return invoice
+    }
+
+    /// One payment attempt on an open invoice, with the subscription's default payment method (or else the
+    /// customer's), through the invoice's PaymentIntent (made at the first attempt, confirmed again at each retry).
+    /// A failure leaves it open, to be tried again at `nextAttempt` when given. Returns the events, not yet sent.
+    func collect(_ id: String, nextAttempt: Int?) -> (paid: Bool, events: [(String, [String: Any])]) {
+        guard var invoice = objects[id] else { return (false, []) }
+        let customerID = invoice["customer"] as? String ?? ""
+        let subscription = Self.subscriptionID(of: invoice).flatMap { objects[$0] }
+        let method = subscription?["default_payment_method"] as? String
+            ?? ((objects[customerID]?["invoice_settings"] as? [String: Any])?["default_payment_method"] as? String)
+        let amount = invoice["amount_remaining"] as? Int ?? 0
+        invoice["attempt_count"] = (invoice["attempt_count"] as? Int ?? 0) + 1
+        invoice["attempted"] = true
+        invoice["next_payment_attempt"] = NSNull()
+        guard amount > 0 else {
+            invoice["status"] = "paid"
+            objects[id] = invoice
+            return (true, [("invoice.paid", invoice)])
+        }
+        var intent = (invoice["_payment_intent"] as? String).flatMap { objects[$0] } ?? {
+            var intent = template("payment_intent")
+            intent["id"] = newID("pi")
+            intent["created"] = now
+            intent["amount"] = amount
+            intent["currency"] = invoice["currency"]
+            intent["customer"] = customerID
+            intent["metadata"] = [:] as [String: Any]
+            intent["livemode"] = false
+            return intent
+        }()
+        let intentID = intent["id"] as! String
+        invoice["_payment_intent"] = intentID
         intent["payment_method"] = method ?? NSNull()
-        intent["metadata"] = [:] as [String: Any]
-        intent["livemode"] = false
-        var events: [(String, [String: Any])] = []
-        if method != nil, TestCard(method) == .succeeds {
+        if method != nil, [.succeeds, .disputes].contains(TestCard(method)) {
             intent["status"] = "succeeded"
             intent["amount_received"] = amount
+            intent["last_payment_error"] = NSNull()
             let charge = createCharge(for: intent)
             intent["latest_charge"] = charge["id"]
             invoice["status"] = "paid"
             invoice["amount_paid"] = amount
             invoice["amount_remaining"] = 0
-            invoice["_payments"] = [invoicePayment(invoice: id, intent: intent)]
-            objects[intent["id"] as! String] = intent
+            invoice["_payments"] = invoicePayments(invoice) + [invoicePayment(invoice: id, intent: intent)]
+            objects[intentID] = intent
             objects[id] = invoice
-            events = [("charge.succeeded", charge), ("invoice.paid", invoice)]
+            let events = [("charge.succeeded", charge), ("invoice.paid", invoice)]
                 + invoicePayments(invoice).map { ("invoice_payment.paid", $0) } + [("payment_intent.succeeded", intent)]
-            return (invoice, true, events)
+            return (true, events + dispute(charge, paymentMethod: method))
         }
         let failure: [String: Any] = TestCard(method) == .requiresAuthentication
             ? ["type": "card_error", "code": "authentication_required", "message": "This transaction requires authentication."]
             : ["type": "card_error", "code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."]
         intent["status"] = "requires_payment_method"
         intent["last_payment_error"] = failure
-        invoice["status"] = "open"
-        invoice["amount_paid"] = 0
-        invoice["amount_remaining"] = amount
-        invoice["hosted_invoice_url"] = "\(configuration.publicURL)/invoice/\(id)"
-        objects[intent["id"] as! String] = intent
+        invoice["next_payment_attempt"] = nextAttempt ?? NSNull()
+        objects[intentID] = intent
         objects[id] = invoice
-        events = [("invoice.finalized", invoice), ("payment_intent.payment_failed", intent), ("invoice.payment_failed", invoice)]
-        return (invoice, false, events)
+        return (false, [("payment_intent.payment_failed", intent), ("invoice.payment_failed", invoice)])
     }
 
     /// `GET /v1/invoices/:id`, with its payments when asked for (`expand[]=payments`).

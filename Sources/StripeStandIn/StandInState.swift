@@ -21,6 +21,8 @@ public actor StandInState {
     var refused: [String] = []
     /// Seconds added to the wall clock (`advanceClock(by:)`), for tests of what Stripe does as time passes.
     var clockShift = 0
+    /// The test clock whose time the request (or clock run) under way lives in: its customer's.
+    var clockInScope: String?
     var faults: [StandInFault] = []
     var delivered: [String: Int] = [:]
     var sequence = 0
@@ -105,7 +107,7 @@ public actor StandInState {
             return await executeWithFaults(request)
         }
         let fingerprint = Self.fingerprint(request)
-        if let record = idempotency[key], now - record.storedAt >= Self.idempotencyWindow {
+        if let record = idempotency[key], wallNow - record.storedAt >= Self.idempotencyWindow {
             idempotency[key] = nil  // Stripe keeps a key for 24 hours; after that it is a new request.
         }
         if let record = idempotency[key] {
@@ -127,7 +129,7 @@ public actor StandInState {
         // Stripe keeps what an executed request answered, errors included; a 429 or 5xx before execution, a
         // validation 400 and a conflict are not kept.
         if response.status < 500 && ![400, 409, 429].contains(response.status) || response.storeUnderKey {
-            idempotency[key] = (fingerprint, response, now)
+            idempotency[key] = (fingerprint, response, wallNow)
         }
         return response
     }
@@ -181,6 +183,9 @@ public actor StandInState {
             }
             return id
         }
+        // What is done for a customer on a test clock happens at the clock's time.
+        clockInScope = clock(for: params, path: segments)
+        defer { clockInScope = nil }
         if match("POST", "customers") != nil { return createCustomer(params) }
         if let id = match("GET", "customers/:id") { return retrieve(id, kind: "customer") }
         if let id = match("POST", "customers/:id") { return updateCustomer(id, params) }
@@ -202,6 +207,10 @@ public actor StandInState {
         if let id = match("GET", "subscription_schedules/:id") { return retrieve(id, kind: "subscription_schedule") }
         if let id = match("POST", "subscription_schedules/:id/release") { return releaseSchedule(id) }
         if match("GET", "events") != nil { return listEvents(params) }
+        if match("POST", "test_helpers/test_clocks") != nil { return createTestClock(params) }
+        if let id = match("GET", "test_helpers/test_clocks/:id") { return retrieve(id, kind: Self.clockKind) }
+        if let id = match("POST", "test_helpers/test_clocks/:id/advance") { return advanceTestClock(id, params) }
+        if let id = match("DELETE", "test_helpers/test_clocks/:id") { return deleteTestClock(id) }
         switch request.method {
         default:
             return Self.error(404, type: "invalid_request_error",
@@ -217,7 +226,14 @@ public actor StandInState {
         return "\(prefix)_\(String(random))\(sequence)"
     }
 
-    var now: Int { Int(Date().timeIntervalSince1970) + clockShift }
+    /// The time of what is being done: a test clock's frozen time for its customers, else the wall clock's.
+    var now: Int {
+        if let clock = clockInScope, let frozen = objects[clock]?["frozen_time"] as? Int { return frozen }
+        return wallNow
+    }
+
+    /// The stand-in's own time, whatever clock is in scope (idempotency keys expire by it).
+    var wallNow: Int { Int(Date().timeIntervalSince1970) + clockShift }
 
     /// Moves the stand-in's own clock forward (idempotency keys expire by it).
     public func advanceClock(by seconds: Int) { clockShift += seconds }
@@ -241,12 +257,22 @@ public actor StandInState {
     }
 
     func createCustomer(_ params: [String: Any]) -> StandInResponse {
+        if let clock = params["test_clock"] as? String {
+            guard objects[clock]?["object"] as? String == Self.clockKind else {
+                return Self.noSuch("test_helpers.test_clock", clock, param: "test_clock")
+            }
+            guard customers(on: clock).count < 3 else {
+                return Self.error(400, type: "invalid_request_error", param: "test_clock",
+                                  message: "Test clock \(clock) has 3 customers already, the most a test clock can have; create another test clock.")
+            }
+        }
         var customer = template("customer")
         customer["id"] = newID("cus")
         customer["created"] = now
         customer["email"] = params["email"] as? String ?? NSNull()
         customer["name"] = params["name"] as? String ?? NSNull()
         customer["metadata"] = params["metadata"] as? [String: Any] ?? [:]
+        customer["test_clock"] = params["test_clock"] as? String ?? NSNull()
         customer["livemode"] = false
         let response = store(customer)
         emit("customer.created", customer)

@@ -28,6 +28,8 @@ struct EventHarness {
     let server: TestServer
     /// The configuration the server runs with (the drain processes as it would).
     var extra: [String: String] = EventHarness.extra
+    /// When deliveries are signed: the server's clock (a test clock's time, in tests that move one).
+    var signingTime: @Sendable () -> Date = Date.init
 
     // MARK: Objects
 
@@ -89,7 +91,7 @@ struct EventHarness {
     func deliver(_ body: [UInt8]) async throws -> TestResponse {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         headers[.init("Stripe-Signature")!] = WebhookSignature.header(
-            body: body, secrets: [Self.secret], timestamp: Int(Date().timeIntervalSince1970))
+            body: body, secrets: [Self.secret], timestamp: Int(signingTime().timeIntervalSince1970))
         let response = try await client.execute(uri: "/webhooks/stripe", method: .post, headers: headers, body: ByteBuffer(bytes: body))
         guard response.status == .ok else { throw TestFailure("delivery answered \(response.status): \(String(buffer: response.body))") }
         return response
@@ -185,7 +187,15 @@ extension EventHarness {
     /// endpoint registered with it would have.
     func deliverStandInEvents() async throws {
         guard let stripe = server.stripe else { throw TestFailure("this test runs without the stand-in") }
-        for event in try await stripe.listEvents().events.reversed() { try await deliver(Array(event.raw)) }
+        // Every page, newest first as Stripe lists them; delivered oldest first.
+        var events: [StripeEvent] = []
+        var page = try await stripe.listEvents()
+        events += page.events
+        while page.hasMore, let last = page.events.last {
+            page = try await stripe.listEvents(startingAfter: last.id)
+            events += page.events
+        }
+        for event in events.reversed() { try await deliver(Array(event.raw)) }
         try await drain()
     }
 

@@ -54,21 +54,27 @@ struct TestServer {
     static let publicURL = "http://billing.test:8080"
 
     /// Runs `body` against a live server; with `stripe`, against a live Stripe stand-in that knows the catalog's prices.
+    /// `now` is the server's clock (a test clock's time, for tests that advance one); `standIn` adjusts the stand-in's
+    /// account settings.
     static func run(
         extra: [String: String] = [:], stripe: Bool = false, database given: TestDatabase? = nil,
+        now: @escaping @Sendable () -> Date = Date.init,
+        standIn adjust: @Sendable (inout StandInConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (any TestClientProtocol, TestServer) async throws -> Void
     ) async throws {
         let database = if let given { given } else { try await TestCluster.shared.freshDatabase() }
         let tokens = await TokenAuthority(secrets: [secrets[0]])
         guard stripe else {
-            let app = try await buildApplication(configuration: try configuration(database, extra: extra))
+            let app = try await buildApplication(configuration: try configuration(database, extra: extra), now: now)
             let server = TestServer(database: database, tokens: tokens, standIn: nil, stripe: nil)
             try await app.test(.live) { client in try await body(client, server) }
             return
         }
         let catalog = try configuration(database).loadCatalog()
-        let state = StandInState(configuration: StandInConfiguration(
-            publicURL: "http://stand-in.test", webhookURL: nil, webhookSecret: "whsec_test", prices: catalog.standInPrices))
+        var standInConfiguration = StandInConfiguration(
+            publicURL: "http://stand-in.test", webhookURL: nil, webhookSecret: "whsec_test", prices: catalog.standInPrices)
+        adjust(&standInConfiguration)
+        let state = StandInState(configuration: standInConfiguration)
         try await buildStandInApplication(state: state, port: 0).test(.live) { standIn in
             let base = "http://127.0.0.1:\(standIn.port!)"
             var environment = [
@@ -76,7 +82,7 @@ struct TestServer {
                 "BILLING_STRIPE_RETRY_INITIAL_MS": "1", "BILLING_STRIPE_TIMEOUT_MS": "2000",
             ]
             environment.merge(extra) { $1 }
-            let app = try await buildApplication(configuration: try configuration(database, extra: environment))
+            let app = try await buildApplication(configuration: try configuration(database, extra: environment), now: now)
             let client = StripeClient(configuration: StripeConfiguration(apiBase: base, secretKey: "sk_test_server_tests"))
             let server = TestServer(database: database, tokens: tokens, standIn: state, stripe: client)
             try await app.test(.live) { client in try await body(client, server) }
