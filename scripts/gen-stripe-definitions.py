@@ -181,29 +181,43 @@ class Types:
         return described
 
 
-def param_types(module_path, class_name, named):
-    """Adds `class_name` (a TypedDict of `module_path`) and every TypedDict it reaches to `named`."""
+def param_types(module_path, class_name, named, origins):
+    """Adds `class_name` (a TypedDict of `module_path`) and every TypedDict it reaches to `named`; returns its key.
+
+    A class is keyed by its name, unless another module's class has that name already (`SessionCreateParams` is
+    both Checkout's and the portal's): then by its module's folder too (`billing_portal.SessionCreateParams`).
+    `origins` records which module each key was taken from."""
     tree = parse(module_path)
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    folder = os.path.dirname(module_path).removeprefix("params").strip("/").replace("/", ".")
+
+    def key(name):
+        if origins.get(name, module_path) == module_path:
+            return name
+        qualified = f"{folder}.{name}" if folder else name
+        if origins.get(qualified, module_path) != module_path:
+            raise SystemExit(f"{module_path}: {name} collides with {origins[qualified]}'s even qualified as {qualified}")
+        return qualified
 
     def resolve(name):
         if name not in classes:
             raise SystemExit(f"{module_path}: {name} is not a TypedDict of this module")
-        add(name)
-        return name
+        return add(name)
 
     types = Types(resolve)
 
     def add(name):
-        if name in named:
-            return
-        named[name] = None
+        keyed = key(name)
+        if keyed in named:
+            return keyed
+        origins[keyed] = module_path
+        named[keyed] = None
         fields = {}
         for node in classes[name].body:
             if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
                 continue
-            key = node.target.id
-            if key in OPTION_KEYS:
+            field = node.target.id
+            if field in OPTION_KEYS:
                 continue
             annotation = node.annotation
             text = ast.unparse(annotation)
@@ -211,10 +225,11 @@ def param_types(module_path, class_name, named):
                             text.startswith('"NotRequired'))
             described = dict(types.of(annotation))
             described["required"] = required
-            fields[key] = described
-        named[name] = {"fields": dict(sorted(fields.items()))}
+            fields[field] = described
+        named[keyed] = {"fields": dict(sorted(fields.items()))}
+        return keyed
 
-    add(class_name)
+    return add(class_name)
 
 
 def services():
@@ -293,12 +308,13 @@ def generate():
     known = services()
     endpoints = []
     params = {}
+    origins = {}
     for method, path in ENDPOINTS:
         if (method, path) not in known:
             raise SystemExit(f"stripe {stripe.VERSION} has no {method.upper()} {path}")
         module, class_name = known[(method, path)]
-        param_types(module, class_name, params)
-        endpoints.append({"method": method.upper(), "path": path, "params": class_name})
+        keyed = param_types(module, class_name, params, origins)
+        endpoints.append({"method": method.upper(), "path": path, "params": keyed})
 
     # Resource classes are named by their object type; classes we do not describe stay named as in Python.
     classes_to_objects = {}

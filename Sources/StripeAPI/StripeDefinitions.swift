@@ -190,6 +190,12 @@ extension StripeDefinitions {
 
     func check(_ node: FormNode, type: FieldType, param: String) -> ParameterProblem? {
         if case .value("") = node, type.emptyable { return nil }
+        // "" asks Stripe to unset a parameter; one that cannot be unset is refused, not taken as a value.
+        if case .value("") = node, type.kind != .any, type.kind != .map {
+            return ParameterProblem(
+                code: "parameter_invalid_empty", param: param,
+                message: "You passed an empty string for '\(param)'. We assume empty values are an attempt to unset a parameter; however '\(param)' cannot be unset. You should remove '\(param)' from your request or supply a non-empty value.")
+        }
         switch type.kind {
         case .any:
             return nil

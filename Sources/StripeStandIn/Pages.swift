@@ -34,6 +34,15 @@ enum Pages {
             """,
         "message": "<p>{{text}}</p>",
         "notice": #"{{#notice}}<p class="notice" role="{{role}}">{{notice}}</p>{{/notice}}"#,
+        "invoice": """
+            <h1>Invoice {{number}}</h1>{{> notice}}
+            <p>Status: {{status}}</p>
+            {{#open}}<p>Amount due: {{due}}</p>
+            <form method="post">
+              <button name="card" value="succeeds" id="pay">Pay with 4242 4242 4242 4242 (succeeds)</button>
+              <button name="card" value="declines" id="decline">Pay with 4000 0000 0000 0002 (declined)</button>
+            </form>{{/open}}
+            """,
         "checkout-closed": "<h1>Checkout</h1>{{> notice}}<p>This session is {{status}}.</p>",
         "checkout": """
             <h1>Checkout</h1>{{> notice}}

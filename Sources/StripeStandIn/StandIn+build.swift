@@ -55,6 +55,19 @@ public func buildStandInApplication(
         guard let view = await state.portalView(id) else { return html(.notFound, page("Not found", "No such portal session.")) }
         return html(.ok, portalPage(view, notice: notice))
     }
+    router.get("/invoice/{id}") { _, context -> Response in
+        let id = try context.parameters.require("id")
+        guard let view = await state.invoiceView(id) else { return html(.notFound, page("Not found", "No such invoice.")) }
+        return html(.ok, invoicePage(view))
+    }
+    router.post("/invoice/{id}") { request, context -> Response in
+        let id = try context.parameters.require("id")
+        let form = try await formFields(request)
+        let method = form["card"] == "declines" ? "pm_card_chargeDeclined" : "pm_card_visa"
+        let notice = await state.payInvoice(id, paymentMethod: method)
+        guard let view = await state.invoiceView(id) else { return html(.notFound, page("Not found", notice)) }
+        return html(.ok, invoicePage(view, notice: notice))
+    }
     router.post("/_stand-in/faults") { request, _ -> Response in
         let body = try await request.body.collect(upTo: 64 << 10)
         let fault = try JSONDecoder().decode(StandInFault.self, from: Data(body.readableBytesView))
@@ -120,6 +133,13 @@ func checkoutPage(_ view: StandInState.CheckoutView, notice: String? = nil) -> S
         values["trial"] = "Free for \(view.trialDays) days, then \(money(view.recurringTotal, view.currency)) per period."
     }
     return Pages.render("checkout", title: "Checkout", values)
+}
+
+func invoicePage(_ view: StandInState.InvoiceView, notice: String? = nil) -> String {
+    var values: [String: Any] = ["id": view.id, "role": "status", "number": view.number, "status": view.status,
+                                 "due": money(view.amountRemaining, view.currency), "open": view.status == "open"]
+    if let notice { values["notice"] = notice }
+    return Pages.render("invoice", title: "Invoice \(view.number)", values)
 }
 
 func challengePage(_ id: String) -> String {

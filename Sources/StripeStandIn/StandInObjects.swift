@@ -9,6 +9,7 @@ enum StandInObjects {
     /// never in a webhook.
     static let includable: [String: Set<String>] = [
         "invoice": ["payments"], "charge": ["refunds"], "checkout.session": ["line_items"],
+        "customer": ["cash_balance", "invoice_credit_balance", "sources", "subscriptions", "tax_ids"],
     ]
 
     /// The timestamp Stripe's example objects carry everywhere.

@@ -26,7 +26,9 @@ extension StandInState {
             subscription["cancel_at"] = cancel == "true" ? periodEnd(of: subscription) ?? NSNull() : NSNull()
         }
         if let cancelAt = params["cancel_at"] as? String {
-            subscription["cancel_at"] = Int(cancelAt) ?? NSNull()
+            // A time, "" to clear it, or (with one billing period for every item here) the period's end by name.
+            let periodEnds = ["max_period_end", "min_period_end", "max_billed_until"].contains(cancelAt)
+            subscription["cancel_at"] = periodEnds ? periodEnd(of: subscription) ?? NSNull() : Int(cancelAt) ?? NSNull()
             if cancelAt.isEmpty { subscription["cancel_at_period_end"] = false }
         }
         if let method = params["default_payment_method"] as? String { subscription["default_payment_method"] = method.isEmpty ? NSNull() : method }
@@ -144,14 +146,14 @@ extension StandInState {
         return invoice
     }
 
-    /// One payment attempt on an open invoice, with the subscription's default payment method (or else the
-    /// customer's), through the invoice's PaymentIntent (made at the first attempt, confirmed again at each retry).
+    /// One payment attempt on an open invoice, with `paymentMethod` (the hosted invoice page's card) or else the
+    /// subscription's default payment method, or else the customer's, through the invoice's PaymentIntent (made at the first attempt, confirmed again at each retry).
     /// A failure leaves it open, to be tried again at `nextAttempt` when given. Returns the events, not yet sent.
-    func collect(_ id: String, nextAttempt: Int?) -> (paid: Bool, events: [(String, [String: Any])]) {
+    func collect(_ id: String, nextAttempt: Int?, paymentMethod: String? = nil) -> (paid: Bool, events: [(String, [String: Any])]) {
         guard var invoice = objects[id] else { return (false, []) }
         let customerID = invoice["customer"] as? String ?? ""
         let subscription = Self.subscriptionID(of: invoice).flatMap { objects[$0] }
-        let method = subscription?["default_payment_method"] as? String
+        let method = paymentMethod ?? subscription?["default_payment_method"] as? String
             ?? ((objects[customerID]?["invoice_settings"] as? [String: Any])?["default_payment_method"] as? String)
         let amount = invoice["amount_remaining"] as? Int ?? 0
         invoice["attempt_count"] = (invoice["attempt_count"] as? Int ?? 0) + 1

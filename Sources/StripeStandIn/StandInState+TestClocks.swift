@@ -302,8 +302,7 @@ extension StandInState {
         else { return }
         let status = subscription["status"] as? String
         if outcome.paid {
-            guard status == "past_due" || status == "unpaid" else { return }
-            subscription["status"] = "active"
+            return settled(id)
         } else if retry != nil {
             guard status != "past_due" else { return }
             subscription["status"] = "past_due"
@@ -321,6 +320,61 @@ extension StandInState {
         }
         objects[subscriptionID] = subscription
         emit("customer.subscription.updated", subscription)
+    }
+
+    /// After a subscription's invoice is paid: a `past_due` or `unpaid` subscription is active again, and a change
+    /// waiting for this invoice in `pending_update` applies (`customer.subscription.pending_update_applied`).
+    func settled(_ invoiceID: String) {
+        guard let subscriptionID = Self.subscriptionID(of: objects[invoiceID] ?? [:]), var subscription = objects[subscriptionID],
+              !Self.ended(subscription)
+        else { return }
+        var changed = false
+        if ["past_due", "unpaid"].contains(subscription["status"] as? String ?? "") {
+            subscription["status"] = "active"
+            changed = true
+        }
+        if subscription["latest_invoice"] as? String == invoiceID, let pending = subscription["pending_update"] as? [String: Any] {
+            subscription["items"] = list(pending["subscription_items"] as? [[String: Any]] ?? [], url: "/v1/subscription_items?subscription=\(subscriptionID)")
+            subscription["pending_update"] = NSNull()
+            objects[subscriptionID] = subscription
+            emit("customer.subscription.pending_update_applied", subscription)
+            changed = true
+        }
+        guard changed else { return }
+        objects[subscriptionID] = subscription
+        emit("customer.subscription.updated", subscription)
+    }
+
+    /// What the hosted invoice page's buttons do: an open invoice is paid with the card chosen there (or declined).
+    /// Returns what the page shows.
+    public func payInvoice(_ id: String, paymentMethod: String) -> String {
+        guard let invoice = objects[id], invoice["object"] as? String == "invoice" else { return "No such invoice." }
+        guard invoice["status"] as? String == "open" else { return "This invoice is \(invoice["status"] as? String ?? "closed")." }
+        return onClock(of: invoice["customer"] as? String) {
+            let outcome = collect(id, nextAttempt: invoice["next_payment_attempt"] as? Int, paymentMethod: paymentMethod)
+            for (type, object) in outcome.events { emit(type, object) }
+            guard outcome.paid else { return "Your card was declined. Try another card." }
+            settled(id)
+            return "Paid. Thank you."
+        }
+    }
+
+    /// The hosted invoice page's view of an invoice.
+    public struct InvoiceView: Sendable {
+        public var id: String
+        public var number: String
+        public var status: String
+        public var amountDue: Int
+        public var amountRemaining: Int
+        public var currency: String
+    }
+
+    public func invoiceView(_ id: String) -> InvoiceView? {
+        guard let invoice = objects[id], invoice["object"] as? String == "invoice", invoice["status"] as? String != "draft" else { return nil }
+        return InvoiceView(
+            id: id, number: invoice["number"] as? String ?? id, status: invoice["status"] as? String ?? "",
+            amountDue: invoice["amount_due"] as? Int ?? 0, amountRemaining: invoice["amount_remaining"] as? Int ?? 0,
+            currency: invoice["currency"] as? String ?? "usd")
     }
 
     static func subscriptionID(of invoice: [String: Any]) -> String? {

@@ -181,3 +181,36 @@ import Testing
         }
     }
 }
+
+extension ScheduledChangesTests {
+    /// A change waiting for its payment applies once its invoice is paid, here on Stripe's hosted invoice page (the
+    /// link `billing.invoices` gives): Stripe sends `customer.subscription.pending_update_applied`.
+    @Test func anUpgradePaidLaterOnItsInvoicePageApplies() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "team", seats: 3)
+            let subscriptionID = try await harness.subscriptionID(tenant)
+            _ = try await server.stripe!.updateSubscription(
+                subscriptionID, ["default_payment_method": "pm_card_chargeCustomerFail"], idempotencyKey: UUID().uuidString)
+            let refused = try await client.rpc("billing.updateSeats", ["seats": 8], token: admin)
+            #expect(refused.errorName == "PAYMENT_REQUIRED", "\(refused)")
+            try await harness.deliverStandInEvents()
+
+            let listed = try await client.rpc("billing.invoices", token: admin)
+            guard case .array(let invoices) = listed["result"]?["invoices"] else { throw TestFailure("billing.invoices: \(listed)") }
+            let open = try #require(invoices.first { $0["source"] == "stripe" && $0["status"] == "open" }, "\(listed)")
+            let url = try #require(open["url"]?.stringValue.flatMap(URL.init(string:)))
+            // A declined card on the page changes nothing; a good one pays.
+            #expect(await server.standIn!.payInvoice(url.lastPathComponent, paymentMethod: "pm_card_chargeDeclined").contains("declined"))
+            #expect(await server.standIn!.payInvoice(url.lastPathComponent, paymentMethod: "pm_card_visa").hasPrefix("Paid"))
+            try await harness.deliverStandInEvents()
+            let status = try await client.rpc("billing.status", token: admin)
+            #expect(status["result"]?["seats"] == 8, "\(status)")
+            #expect(status["result"]?["pendingUpdate"] == .null)
+            let types = try await server.stripe!.listEvents().events.map(\.type)
+            #expect(types.contains("customer.subscription.pending_update_applied"))
+        }
+    }
+}

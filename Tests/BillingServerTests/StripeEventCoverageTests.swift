@@ -71,6 +71,33 @@ import Testing
         }
     }
 
+    /// With Stripe configured, `customer.updated` reads the customer from Stripe: a default changed in the Dashboard
+    /// applies, and an older event processed late (naming the card that was replaced) brings nothing back.
+    @Test func aDefaultChangedAtStripeAppliesAndALateOlderEventIsReadAsStripeHasItNow() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            try await harness.saveCard(tenant)
+            #expect(try await defaultMethod(harness, tenant) == "pm_card_visa")
+            let stripe = try #require(server.stripe)
+            let customerID: String = try #require(try await harness.owner {
+                try await $0.first("SELECT stripe_customer_id FROM billing.tenants WHERE id = '\(tenant)'")
+            })
+            // A card saved before, as the customer's first event still names it.
+            let before = String(decoding: try await stripe.sendRaw(.get, "/v1/customers/\(customerID)"), as: UTF8.self)
+            _ = try await stripe.setDefaultPaymentMethod(customer: customerID, paymentMethod: "pm_card_mastercard", idempotencyKey: UUID().uuidString)
+            try await harness.deliverStandInEvents()
+            #expect(try await defaultMethod(harness, tenant) == "pm_card_mastercard")
+
+            let late = try #require(try JSONSerialization.jsonObject(with: Data(before.utf8)) as? [String: Any])
+            try await harness.deliverInTurn([
+                Self.event("evt_cu_late", "customer.updated", late, created: Int(Date().timeIntervalSince1970) + 5, previous: [:]),
+            ])
+            #expect(try await harness.eventStatus("evt_cu_late") == "processed")
+            #expect(try await defaultMethod(harness, tenant) == "pm_card_mastercard")
+        }
+    }
+
     @Test(arguments: [("invoice.voided", "void"), ("invoice.marked_uncollectible", "uncollectible")])
     func aStripeInvoiceClosedAtStripeIsNotLeftOpen(type: String, status: String) async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in

@@ -195,6 +195,30 @@ extension EventHarness {
         }
     }
 
+    /// A renewal charged to Stripe's dispute test card is disputed as soon as it is paid: the payment is recorded
+    /// with its dispute open, and the plan stays active (a dispute is not a failed payment).
+    @Test func aDisputedRenewalIsRecordedAgainstItsPayment() async throws {
+        let clock = ServerClock()
+        try await TestServer.run(extra: Self.extra, stripe: true, now: { clock.now }) { client, server in
+            let harness = EventHarness(client: client, server: server, signingTime: { clock.now })
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            try await harness.subscribe(tenant, plan: "pro")
+            let stripe = try #require(server.stripe)
+            let subscriptionID = try await harness.subscriptionID(tenant)
+            let trialEnd = try #require(try await stripe.retrieveSubscription(subscriptionID).trialEnd)
+            _ = try await stripe.updateSubscription(
+                subscriptionID, ["default_payment_method": "pm_card_createDispute"], idempotencyKey: UUID().uuidString)
+            try await harness.advance(try await harness.testClock(tenant), to: trialEnd + 2 * Self.hour, server: clock)
+
+            let payments = try await client.rpc("billing.payments", token: admin)
+            guard case .array(let listed) = payments["result"]?["payments"] else { throw TestFailure("billing.payments: \(payments)") }
+            let renewal = try #require(listed.first { $0["amount"] == 1900 }, "\(payments)")
+            #expect(renewal["dispute"] == "open", "\(renewal)")
+            #expect(try await client.rpc("billing.status", token: admin)["result"]?["status"] == "active")
+        }
+    }
+
     /// A top-up paid with Stripe's dispute test card is disputed at once: its credits freeze; the dispute won,
     /// they come back.
     @Test func aDisputedTopUpFreezesItsCreditsUntilTheDisputeIsWon() async throws {

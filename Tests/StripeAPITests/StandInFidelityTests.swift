@@ -72,6 +72,12 @@ extension Dictionary where Key == String, Value == Any {
         ("/v1/subscriptions/sub_x", "cancel_at_period_end=maybe", nil, "cancel_at_period_end"),
         ("/v1/payment_intents", "currency=usd", "parameter_missing", "amount"),
         ("/v1/refunds", "payment_intent=pi_x&reason=changed_my_mind", nil, "reason"),
+        // The portal's session takes its own parameters, not Checkout's (both are `SessionCreateParams` in Python).
+        ("/v1/billing_portal/sessions", "customer=cus_x&mode=payment", "parameter_unknown", "mode"),
+        ("/v1/test_helpers/test_clocks", "name=later", "parameter_missing", "frozen_time"),
+        // "" unsets; a parameter that cannot be unset is refused (cancel_at can be: see the schedule tests).
+        ("/v1/customers", "email=", "parameter_invalid_empty", "email"),
+        ("/v1/payment_intents", "amount=&currency=usd", "parameter_invalid_empty", "amount"),
     ] as [(String, String, String?, String)])
     func requestsStripeWouldRefuseAreRefusedNamingTheParameter(path: String, body: String, code: String?, param: String) async throws {
         try await StandInHarness.run { _, state, _, standIn in
@@ -83,7 +89,8 @@ extension Dictionary where Key == String, Value == Any {
             #expect(answer.json.error["param"] as? String == param)
             // Nothing was made, and nothing announced.
             let kind = ["/v1/customers": "customer", "/v1/checkout/sessions": "checkout.session", "/v1/payment_intents": "payment_intent",
-                        "/v1/refunds": "refund"][path] ?? "subscription"
+                        "/v1/refunds": "refund",
+                        "/v1/billing_portal/sessions": "billing_portal.session", "/v1/test_helpers/test_clocks": "test_helpers.test_clock"][path] ?? "subscription"
             #expect(await state.count(of: kind) == 0)
             #expect(await state.eventTypes().isEmpty)
         }
@@ -236,7 +243,10 @@ extension Dictionary where Key == String, Value == Any {
                 seen.insert(kind)
                 let fields = Set(try #require(definitions.resources[kind], "\(kind) is not described").fields.keys)
                 // Stripe's includable fields come only when expanded, never in an event.
-                let includable: [String: Set<String>] = ["invoice": ["payments"], "charge": ["refunds"], "checkout.session": ["line_items"]]
+                let includable: [String: Set<String>] = [
+                    "invoice": ["payments"], "charge": ["refunds"], "checkout.session": ["line_items"],
+                    "customer": ["cash_balance", "invoice_credit_balance", "sources", "subscriptions", "tax_ids"],
+                ]
                 let expected = fields.subtracting(includable[kind] ?? [])
                 #expect(Set(object.keys).symmetricDifference(expected).isEmpty, "\(kind): extra \(Set(object.keys).subtracting(expected)), missing \(expected.subtracting(object.keys))")
                 let text = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
