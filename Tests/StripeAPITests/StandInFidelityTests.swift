@@ -231,8 +231,36 @@ extension Dictionary where Key == String, Value == Any {
                 "automatic_payment_methods": ["enabled": true, "allow_redirects": "never"],
             ], idempotencyKey: "pi-shape")
             _ = try await client.createRefund(["payment_intent": .string(intent.id), "amount": 100], idempotencyKey: "re-shape")
+            // A disputed charge, and a subscription on a test clock that renews under a portal schedule.
+            _ = try await client.createPaymentIntent([
+                "amount": 700, "currency": "usd", "customer": .string(customer.id), "payment_method": "pm_card_createDispute", "confirm": true,
+                "automatic_payment_methods": ["enabled": true, "allow_redirects": "never"],
+            ], idempotencyKey: "pi-dispute")
+            let start = Int(Date().timeIntervalSince1970)
+            let clock = try await client.createTestClock(frozenTime: start, name: "shapes", idempotencyKey: "clock-shape")
+            let clocked = try await client.createCustomer(
+                email: "k@acme.example", name: "K", tenantID: "t", testClock: clock.id, idempotencyKey: "c:k")
+            let renewing = try await client.createCheckoutSession([
+                "mode": "subscription", "customer": .string(clocked.id), "success_url": "https://x.example",
+                "line_items": [["price": "price_team_month", "quantity": 3]],
+            ], idempotencyKey: "cs-clock")
+            _ = await state.complete(renewing.id, outcome: .pay)
+            let subscriptionID = try #require(try await client.retrieveCheckoutSession(renewing.id).subscription?.id)
+            let portal = try await client.createPortalSession(customer: clocked.id, returnURL: "https://x.example", idempotencyKey: "bps-shape")
+            #expect(await state.portalAction(portal.id, action: "downgrade", subscription: subscriptionID, value: "price_pro_month").hasPrefix("Saved"))
+            let end = try #require(try await client.retrieveSubscription(subscriptionID).items.data.first?.currentPeriodEnd)
+            _ = try await client.advanceTestClock(clock.id, to: end + 7200, idempotencyKey: "advance-shape")
+            for _ in 0..<500 where try await client.retrieveTestClock(clock.id).status != "ready" {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             let raw = RawCall(base: "http://127.0.0.1:\(standIn.port!)")
-            let events = try await raw.send(.GET, "/v1/events", query: "limit=100").json["data"] as? [[String: Any]] ?? []
+            var events: [[String: Any]] = []
+            var page = try await raw.send(.GET, "/v1/events", query: "limit=100").json
+            events += page["data"] as? [[String: Any]] ?? []
+            while page["has_more"] as? Bool == true, let last = events.last?["id"] as? String {
+                page = try await raw.send(.GET, "/v1/events", query: "limit=100&starting_after=\(last)").json
+                events += page["data"] as? [[String: Any]] ?? []
+            }
             #expect(events.count >= 10)
             let definitions = StripeDefinitions.pinned
             var seen: Set<String> = []
@@ -252,9 +280,27 @@ extension Dictionary where Key == String, Value == Any {
                 let text = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
                 #expect(!text.contains("1234567890"), "\(kind) carries Stripe's example timestamp")
                 #expect(!text.contains("cus_QXg1o8vcGmoR32"), "\(kind) carries an example customer id")
+                // Placeholders of Stripe's examples: a string that repeats its own field's name, or an example id.
+                #expect(Self.placeholders(in: object).isEmpty, "\(kind) carries example placeholders: \(Self.placeholders(in: object))")
             }
             #expect(seen.isSuperset(of: ["customer", "checkout.session", "subscription", "invoice", "invoice_payment", "payment_intent",
-                                         "charge", "setup_intent", "refund"]), "\(seen)")
+                                         "charge", "setup_intent", "refund", "dispute", "test_helpers.test_clock",
+                                         "subscription_schedule"]), "\(seen)")
+        }
+    }
+
+    /// Paths whose value is a placeholder of Stripe's examples (`"message": "message"`, `"id": "obj_123"`).
+    static func placeholders(in value: Any, path: String = "") -> [String] {
+        switch value {
+        case let object as [String: Any]:
+            return object.sorted { $0.key < $1.key }.flatMap { key, child -> [String] in
+                if let text = child as? String, text == key || text == "obj_123" || text.contains("_1Pg") { return ["\(path).\(key)=\(text)"] }
+                return placeholders(in: child, path: "\(path).\(key)")
+            }
+        case let items as [Any]:
+            return items.enumerated().flatMap { placeholders(in: $1, path: "\(path)[\($0)]") }
+        default:
+            return []
         }
     }
 
