@@ -55,10 +55,15 @@ extension StandInState {
                 }
             }
             let proration = prorationAmount(from: before, to: items, subscription: subscription)
+            let behavior = params["payment_behavior"] as? String ?? "allow_incomplete"
+            guard ["allow_incomplete", "pending_if_incomplete"].contains(behavior) else {
+                return Self.error(400, type: "invalid_request_error", param: "payment_behavior",
+                                  message: "The stand-in implements payment_behavior allow_incomplete (the default) and pending_if_incomplete on updates, not \(behavior).")
+            }
             if params["proration_behavior"] as? String == "always_invoice", proration > 0 {
                 let outcome = invoiceProration(proration, subscription: subscription)
                 emitted += outcome.events
-                if !outcome.paid && params["payment_behavior"] as? String == "pending_if_incomplete" {
+                if !outcome.paid && behavior == "pending_if_incomplete" {
                     // Nothing changes until the invoice is paid; the change waits in pending_update.
                     var pending = StandInObjects.fresh("subscription.PendingUpdate", example: [:], now: now)
                     pending["expires_at"] = now + 23 * 3600
@@ -71,6 +76,8 @@ extension StandInState {
                     return Self.json(subscription)
                 }
                 subscription["latest_invoice"] = outcome.invoice["id"]
+                // allow_incomplete: the change applies, and an invoice left unpaid makes the subscription past due.
+                if !outcome.paid { subscription["status"] = "past_due" }
             }
             subscription["items"] = list(items, url: "/v1/subscription_items?subscription=\(id)")
             // A change that applies replaces one still waiting for its payment.

@@ -158,4 +158,30 @@ import Testing
             #expect(types.contains("customer.subscription.deleted"))
         }
     }
+
+    /// An update whose proration invoice cannot be paid: with `allow_incomplete` (the default) the change applies and
+    /// the subscription is past due; the behaviours the stand-in does not implement are refused, not guessed.
+    @Test func anUnpaidUpdateWithAllowIncompleteMakesTheSubscriptionPastDue() async throws {
+        try await StandInHarness.run { client, state, _, standIn in
+            let raw = RawCall(base: "http://127.0.0.1:\(standIn.port!)")
+            let customer = try await client.createCustomer(email: "u@acme.example", name: "U", tenantID: "t-u", idempotencyKey: "customer:u")
+            let session = try await client.createCheckoutSession([
+                "mode": "subscription", "customer": .string(customer.id), "success_url": "https://x.example/done",
+                "line_items": [["price": "price_team_month", "quantity": 3]],
+            ], idempotencyKey: "cs:u")
+            _ = await state.complete(session.id, outcome: .pay)
+            let subscriptionID = try #require(try await client.retrieveCheckoutSession(session.id).subscription?.id)
+            let item = try #require(try await client.retrieveSubscription(subscriptionID).items.data.first?.id)
+            _ = try await client.updateSubscription(subscriptionID, ["default_payment_method": "pm_card_chargeCustomerFail"], idempotencyKey: "pm:u")
+
+            let refused = try await raw.send(.POST, "/v1/subscriptions/\(subscriptionID)",
+                "items%5B0%5D%5Bid%5D=\(item)&items%5B0%5D%5Bquantity%5D=5&proration_behavior=always_invoice&payment_behavior=error_if_incomplete", key: "u:error")
+            #expect(refused.status == 400)
+            #expect(refused.json.error["param"] as? String == "payment_behavior")
+            let updated = try await client.updateSubscription(
+                subscriptionID, ["items": [["id": .string(item), "quantity": 5]], "proration_behavior": "always_invoice"], idempotencyKey: "u:allow")
+            #expect(updated.status == "past_due")
+            #expect(updated.items.data.first?.quantity == 5)
+        }
+    }
 }
