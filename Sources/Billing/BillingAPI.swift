@@ -161,7 +161,7 @@ public struct BillingAPI: Sendable {
             throw BillingError.invalidParams(field: "name", "'name' must be 1 to 200 characters")
         }
         let email = params.email.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil else {
+        guard EmailAddress.isValid(email) else {
             throw BillingError.invalidParams(field: "email", "'email' must be an email address like billing@example.com")
         }
         let id: UUID

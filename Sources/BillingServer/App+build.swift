@@ -43,7 +43,7 @@ public func buildApplication(
         stripe: stripe, openRPC: openRPC, now: now)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
-    var rpc = JSONRPCServer(registry: methods)
+    var rpc = JSONRPCServer(registry: methods, limits: BillingAPI.inputLimits)
     rpc.observe = { method, error, duration in metrics.recordCall(method: method, error: error, duration: duration) }
     rpc.reportInternal = { method, error, caller in
         caller.logger.error("rpc method failed", metadata: ["method": "\(method)", "error": "\(error)"])

@@ -9,10 +9,19 @@ public struct JSONRPCServer<Context: Sendable>: Sendable {
     public var reportInternal: (@Sendable (String, any Error, Context) -> Void)?
     /// Larger batches are refused as a whole, so one request cannot hold a worker for long.
     public var maxBatchSize: Int
+    /// Checked on every call's params before its method runs.
+    public var limits: InputLimits
 
-    public init(registry: MethodRegistry<Context>, maxBatchSize: Int = 100) {
+    public init(registry: MethodRegistry<Context>, maxBatchSize: Int = 100, limits: InputLimits = .none) {
         self.registry = registry
         self.maxBatchSize = maxBatchSize
+        self.limits = limits
+    }
+
+    /// The params as the method gets them, once within `limits`.
+    func bounded(_ params: RPCParams) throws(RPCError) -> RPCParams {
+        if let problem = limits.problem(in: params.fields) { throw problem }
+        return params
     }
 
     /// What to send back: a body, or nothing at all (HTTP 204) when every request was a notification.
@@ -69,7 +78,7 @@ public struct JSONRPCServer<Context: Sendable>: Sendable {
         var result: [UInt8] = []
         if let method = registry[request.method] {
             do {
-                let value = try await method.handler(try request.params.named(for: method), context)
+                let value = try await method.handler(try bounded(try request.params.named(for: method)), context)
                 result = try Self.encodeResult(value)
             } catch let error as RPCError {
                 failure = error
@@ -93,7 +102,7 @@ public struct JSONRPCServer<Context: Sendable>: Sendable {
         let started = ContinuousClock.now
         let outcome: Result<[UInt8], RPCError>
         do {
-            outcome = .success(try Self.encodeResult(try await method.handler(RPCParams(fields: params), context)))
+            outcome = .success(try Self.encodeResult(try await method.handler(try bounded(RPCParams(fields: params)), context)))
         } catch let error as RPCError {
             outcome = .failure(error)
         } catch {

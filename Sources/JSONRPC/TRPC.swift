@@ -3,7 +3,8 @@ import Foundation
 /// tRPC's HTTP RPC transport (v11, no data transformer) over the same method registry as JSON-RPC: one declaration
 /// of a method, two transports. Queries are `GET /trpc/<path>?input=<JSON>`, mutations `POST /trpc/<path>` with the
 /// input as the body; `?batch=1` with comma-joined paths takes `input` as a map from index to input and answers an
-/// array (207 when the outcomes' statuses differ). Success is `{"result":{"data":...}}`; an error is
+/// array (207 when the outcomes' statuses differ). A batch of more calls than `/rpc` takes (`maxBatchSize`) is one
+/// BAD_REQUEST error, and nothing in it runs. Success is `{"result":{"data":...}}`; an error is
 /// `{"error":{"message","code","data":{"code","httpStatus","path"}}}` with tRPC's HTTP status for its code.
 public struct TRPCTransport<Context: Sendable>: Sendable {
     public let server: JSONRPCServer<Context>
@@ -24,6 +25,11 @@ public struct TRPCTransport<Context: Sendable>: Sendable {
     /// the body (POST), nil when absent.
     public func respond(verb: Verb, paths: String, batch: Bool, input: [UInt8]?, context: Context) async -> Answer {
         let names = batch ? paths.split(separator: ",", omittingEmptySubsequences: false).map(String.init) : [paths]
+        // As /rpc: a batch beyond the cap is refused whole, before any input is read or any procedure runs.
+        guard names.count <= server.maxBatchSize else {
+            let error = RPCError(.BAD_REQUEST, "a batch may hold at most \(server.maxBatchSize) calls (this one has \(names.count)); split it")
+            return Answer(status: error.name.httpStatus, body: Self.errorBody(error, path: nil))
+        }
         // The inputs, by index for a batch.
         var inputs: [JSONValue?] = Array(repeating: nil, count: names.count)
         if let input, !input.isEmpty {
@@ -99,11 +105,11 @@ public struct TRPCTransport<Context: Sendable>: Sendable {
 
     /// tRPC's error shape: the JSON-RPC code of the tRPC name (invalid params are BAD_REQUEST, -32600, as tRPC
     /// has them), and in `data` the name, the HTTP status and the path, with whatever else the error carries.
-    static func errorBody(_ error: RPCError, path: String) -> [UInt8] {
+    static func errorBody(_ error: RPCError, path: String?) -> [UInt8] {
         var data = error.data
         data["code"] = .string(error.name.rawValue)
         data["httpStatus"] = .integer(error.name.httpStatus)
-        data["path"] = .string(path)
+        if let path { data["path"] = .string(path) }
         let envelope: JSONValue = ["error": [
             "message": .string(error.message), "code": .integer(error.name.jsonRPCCode), "data": .object(data),
         ]]

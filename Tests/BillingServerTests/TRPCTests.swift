@@ -101,4 +101,38 @@ import Testing
             #expect(grants[1]?["error"]?["data"]?["code"] == "PAYMENT_REQUIRED")
         }
     }
+
+    /// A batch beyond `/rpc`'s cap (100) is refused whole with tRPC's error envelope, before anything in it runs:
+    /// 500 paths without a token answer a short 400, and 101 grants grant nothing.
+    @Test func aBatchBeyondTheCapIsRefusedWholeAndRunsNothing() async throws {
+        try await TestServer.run { client, server in
+            let tenant = try await server.provision(client)
+            let paths = Array(repeating: "rpc.discover", count: 500).joined(separator: ",")
+            let started = ContinuousClock.now
+            let (status, refused) = try await get(client, paths, batch: true)
+            #expect(ContinuousClock.now - started < .seconds(1))
+            #expect(status == 400)
+            #expect(refused["error"]?["data"]?["code"] == "BAD_REQUEST")
+            #expect(refused["error"]?["message"]?.stringValue?.contains("at most 100 calls (this one has 500)") == true, "\(refused)")
+
+            let (capStatus, atCap) = try await get(client, Array(repeating: "billing.plans", count: 100).joined(separator: ","), batch: true)
+            #expect(capStatus == 200)
+            #expect(atCap[99]?["result"]?["data"]?["defaultPlan"] == "free")
+
+            let operatorToken = try await server.token(.operator)
+            let inputs = (0...100).map { #""\#($0)":{"tenantId":"\#(tenant.uuidString)","amount":5,"reason":"batch","idempotencyKey":"k\#($0)"}"# }
+            let (grantStatus, grants) = try await post(
+                client, Array(repeating: "credits.grant", count: 101).joined(separator: ",") + "?batch=1",
+                body: "{" + inputs.joined(separator: ",") + "}", token: operatorToken)
+            #expect(grantStatus == 400, "\(grants)")
+            // Inputs are bounded as on /rpc.
+            let (longStatus, long) = try await get(
+                client, "billing.credits", input: #"{"cursor":""# + String(repeating: "c", count: 201) + #""}"#,
+                token: try await server.token(.admin, tenant: tenant))
+            #expect(longStatus == 400)
+            #expect(long["error"]?["message"]?.stringValue?.contains("'cursor' is 201 characters long; at most 200 are allowed") == true, "\(long)")
+            let (_, balance) = try await get(client, "billing.credits", token: try await server.token(.admin, tenant: tenant))
+            #expect(balance["result"]?["data"]?["balance"]?["available"] == 0, "\(balance)")
+        }
+    }
 }

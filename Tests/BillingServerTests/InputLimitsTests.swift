@@ -1,0 +1,60 @@
+import BillingCore
+import Foundation
+import HummingbirdTesting
+import JSONRPC
+import Testing
+
+/// Every string and list param is bounded before its method runs, on `/rpc` and `/trpc` alike, with an error that
+/// names the param and the limit; the email check takes linear time.
+@Suite struct InputLimitsTests {
+    @Test func aHugeEmailIsRefusedNamingTheLimitAndNothingIsProvisioned() async throws {
+        try await TestServer.run { client, server in
+            let service = try await server.token(.service)
+            let huge = String(repeating: "a", count: 16 * 1024) + "@example.com"
+            let started = ContinuousClock.now
+            let refused = try await client.rpc(
+                "tenants.provision", ["name": "Huge", "email": .string(huge), "tenantId": .string(UUID().uuidString)], token: service)
+            #expect(ContinuousClock.now - started < .milliseconds(500))
+            #expect(refused.errorCode == -32602)
+            #expect(refused["error"]?["data"]?["field"] == "email")
+            #expect(refused.errorMessage.contains("'email' is \(huge.count) characters long; at most 254 are allowed"), "\(refused)")
+            let listed = try await client.rpc("tenants.list", ["query": "Huge"], token: try await server.token(.operator))
+            #expect(listed["result"]?["tenants"] == .array([]), "\(listed)")
+        }
+    }
+
+    /// The shape that made the old pattern backtrack (`a@` then `b.` many times, then `@`): the 8,000-fold one that
+    /// took 21 s of CPU is refused for its length, one within the length as not an address, both at once.
+    @Test(arguments: [(8000, "at most 254 are allowed"), (120, "must be an email address")])
+    func anEmailThatUsedToBacktrackIsRefusedAtOnce(repeats: Int, answer: String) async throws {
+        try await TestServer.run { client, server in
+            let crafted = "a@" + String(repeating: "b.", count: repeats) + "@"
+            let started = ContinuousClock.now
+            let refused = try await client.rpc("tenants.provision", ["name": "Crafted", "email": .string(crafted)], token: try await server.token(.service))
+            #expect(ContinuousClock.now - started < .milliseconds(500))
+            #expect(refused.errorCode == -32602)
+            #expect(refused.errorMessage.contains(answer), "\(refused)")
+        }
+    }
+
+    @Test func everyOtherStringAndListIsBoundedToo() async throws {
+        try await TestServer.run { client, server in
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            // A param no table entry names: the default, 1,000 characters (the method never sees it).
+            let unknown = try await client.rpc("billing.status", ["note": .string(String(repeating: "x", count: 1001))], token: admin)
+            #expect(unknown.errorMessage.contains("'note' is 1001 characters long; at most 1000 are allowed"), "\(unknown)")
+            // A key of 256 characters.
+            let key = String(repeating: "k", count: 256)
+            let keyed = try await client.rpc("billing.topUp", ["credits": 500, "idempotencyKey": .string(key)], token: admin)
+            #expect(keyed.errorMessage.contains("'idempotencyKey' is 256 characters long; at most 255 are allowed"), "\(keyed)")
+            // A list of 101 entries, and values nested past 8 levels.
+            let long = try await client.rpc("billing.status", ["items": .array(Array(repeating: 1, count: 101))], token: admin)
+            #expect(long.errorMessage.contains("'items' has 101 entries; at most 100 are allowed"), "\(long)")
+            var deep: JSONValue = 1
+            for _ in 0..<10 { deep = .array([deep]) }
+            let nested = try await client.rpc("billing.status", ["deep": deep], token: admin)
+            #expect(nested.errorMessage.contains("nests deeper than 8 levels"), "\(nested)")
+        }
+    }
+}
