@@ -361,15 +361,10 @@ extension BillingAPI {
         _ sessionID: String, client: StripeClient, transaction: TenantTransaction,
         next: String = "change the plan with billing.changePlan"
     ) async throws {
-        do {
-            _ = try await client.expireCheckoutSession(sessionID, idempotencyKey: "expire:\(sessionID)")
-        } catch .refused {
-            let session = try await client.retrieveCheckoutSession(sessionID)
-            guard session.status == "expired" else {
-                throw BillingError.conflict(
-                    "the checkout \(sessionID) was just completed; wait for it to be confirmed, then \(next)",
-                    data: ["sessionId": .string(sessionID)])
-            }
+        guard try await client.expireUnlessCompleted(sessionID) else {
+            throw BillingError.conflict(
+                "the checkout \(sessionID) was just completed; wait for it to be confirmed, then \(next)",
+                data: ["sessionId": .string(sessionID)])
         }
         try await transaction.markSessionExpired(sessionID)
     }
@@ -404,5 +399,21 @@ extension UUID {
         bytes[8] = (bytes[8] & 0x3f) | 0x80
         self = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+}
+
+extension StripeClient {
+    /// Expires a Checkout Session so that it can no longer be paid: true once it is expired (now, or already); false
+    /// when Stripe refused because it was completed meanwhile. Any other refusal, or no answer, is thrown.
+    func expireUnlessCompleted(_ sessionID: String) async throws(StripeError) -> Bool {
+        do {
+            _ = try await expireCheckoutSession(sessionID, idempotencyKey: "expire:\(sessionID)")
+            return true
+        } catch .refused(let refusal) {
+            let session = try await retrieveCheckoutSession(sessionID)
+            if session.status == "expired" { return true }
+            if session.status == "complete" { return false }
+            throw StripeError.refused(refusal)
+        }
     }
 }

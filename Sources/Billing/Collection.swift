@@ -99,7 +99,7 @@ extension BillingAPI {
             return
         }
         // A link from an earlier attempt must not be payable while this one charges the card.
-        await retireLink(&invoice, client: client)
+        try await retireLink(&invoice, client: client)
         let metadata: FormValue = [
             "invoice_id": .string(invoice.id.lowercased), "tenant_id": .string(transaction.tenant.lowercased), "purpose": "invoice",
             "invoice_number": .string(invoice.number), "attempt": .int(attempt),
@@ -335,11 +335,18 @@ extension BillingAPI {
         return invoice
     }
 
-    /// A payment link that must no longer be payable: expired at Stripe (whatever Stripe answers, the link is dropped).
-    func retireLink(_ invoice: inout InvoiceRecord, client: StripeClient?) async {
+    /// A payment link that must no longer be payable: expired at Stripe before the next step (an attempt, a void) goes
+    /// ahead. A link Stripe will not expire because it was just paid stops that step: the payment's webhook settles
+    /// the invoice, and nothing is charged twice or voided after payment. Stripe not answering stops it too, and the
+    /// step is tried again later (the link stays as it is).
+    func retireLink(_ invoice: inout InvoiceRecord, client: StripeClient?) async throws {
         guard let link = invoice.paymentLink else { return }
         if let client, let session = link.split(separator: "/").last.map(String.init), session.hasPrefix("cs_") {
-            _ = try? await client.expireCheckoutSession(session, idempotencyKey: "expire:\(session)")
+            guard try await client.expireUnlessCompleted(session) else {
+                throw BillingError.conflict(
+                    "invoice \(invoice.number) was just paid through its payment link; Stripe's confirmation settles it (nothing else is done to it)",
+                    data: ["invoiceId": .string(invoice.id.lowercased), "sessionId": .string(session)])
+            }
         }
         invoice.paymentLink = nil
     }
@@ -360,7 +367,7 @@ extension BillingAPI {
             let before = invoice.status
             invoice.status = "void"
             invoice.nextAttemptAt = nil
-            await retireLink(&invoice, client: client)
+            try await retireLink(&invoice, client: client)
             try await transaction.updateCollection(invoice)
             if invoice.creditsApplied > 0 {
                 let returned = try await transaction.applyCredits(
@@ -393,7 +400,7 @@ extension BillingAPI {
                         : "invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be retried")
             }
             invoice.status = "open"
-            await retireLink(&invoice, client: client)
+            try await retireLink(&invoice, client: client)
             var report = CollectionReport()
             try await attempt(&invoice, transaction, at: at, client: client, report: &report)
             return view(try await transaction.invoice(invoice.id) ?? invoice)

@@ -224,6 +224,46 @@ struct DunningHarness {
 }
 
 @Suite struct InvoiceOperatorTests {
+    /// A payment link paid just before an operator voids or retries its invoice, or before the next attempt: Stripe
+    /// will not expire it, so nothing else is done to the invoice (no void after payment, no second charge) until the
+    /// payment's webhook settles it. Stripe failing to answer the expiry stops the step the same way.
+    @Test func aPaymentLinkPaidJustBeforeAVoidOrARetryStopsThem() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .authenticated)
+            let operatorToken = try await server.token(.operator)
+            _ = try await dunning.run(at: Date())
+            let invoiceID = try #require(try await dunning.invoice()["id"]?.stringValue)
+            let target: [String: JSONValue] = ["tenantId": .string(dunning.tenant.uuidString), "invoiceId": .string(invoiceID)]
+            let link: String? = try await dunning.harness.owner {
+                try await $0.first("SELECT payment_link FROM billing.invoices WHERE invoice_id = '\(invoiceID)'")
+            }
+            let session = try #require(link?.split(separator: "/").last.map(String.init))
+
+            // Stripe not answering the expiry: the void does not happen.
+            await server.standIn!.inject(StandInFault(kind: .errorBeforeExecution, path: "/v1/checkout/sessions", count: 20))
+            let unanswered = try await client.rpc("billing.voidInvoice", target, token: operatorToken)
+            #expect(unanswered["error"] != nil, "\(unanswered)")
+            await server.standIn!.clearFaults()
+            #expect(try await dunning.invoice()["status"] == "action_required")
+
+            // The customer pays the link; its webhook is not here yet.
+            _ = await server.standIn!.complete(session, outcome: .pay)
+            let intents = await server.standIn!.count(of: "payment_intent")
+            let voided = try await client.rpc("billing.voidInvoice", target, token: operatorToken)
+            #expect(voided.errorName == "CONFLICT", "\(voided)")
+            #expect(voided.errorMessage.contains("was just paid through its payment link"))
+            let retried = try await client.rpc("billing.retryInvoice", target, token: operatorToken)
+            #expect(retried.errorName == "CONFLICT", "\(retried)")
+            let later = try await dunning.run(at: Date().addingTimeInterval(DunningHarness.day(1.01)))
+            #expect(later.collection.charged.isEmpty && later.collection.actionRequired.isEmpty, "\(later)")
+            #expect(await server.standIn!.count(of: "payment_intent") == intents)
+            #expect(try await dunning.invoice()["status"] == "action_required")
+
+            try await dunning.harness.deliverStandInEvents()
+            #expect(try await dunning.invoice()["status"] == "paid")
+        }
+    }
+
     @Test func operatorsRetryAnOverdueInvoiceAfterANewCardAndVoidAnother() async throws {
         try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
             let dunning = try await DunningHarness.start(client, server, card: .saveDeclining)
