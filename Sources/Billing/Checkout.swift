@@ -185,7 +185,10 @@ extension BillingAPI {
             var subscriptionData: [(String, FormValue)] = [
                 ("metadata", ["tenant_id": .string(tenantID), "plan": .string(plan.key), "purpose": "subscription"]),
             ]
-            if plan.trialDays > 0 { subscriptionData.append(("trial_period_days", .int(plan.trialDays))) }
+            // One free trial per tenant: a tenant that had one (on any plan) pays from the first day.
+            if plan.trialDays > 0, try await !transaction.trialUsed() {
+                subscriptionData.append(("trial_period_days", .int(plan.trialDays)))
+            }
             parameters["subscription_data"] = .fields(subscriptionData)
             if settings.allowPromotionCodes { parameters["allow_promotion_codes"] = true }
             let session = try await client.createCheckoutSession(

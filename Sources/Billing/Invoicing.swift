@@ -103,6 +103,10 @@ extension BillingAPI {
                     "this tenant already has a \(live.status) '\(live.plan)' subscription; cancel it first (billing.cancel)",
                     data: ["plan": .string(live.plan), "status": .string(live.status)])
             }
+            if let overdue = try await transaction.oldestOverdueInvoice() {
+                throw BillingError.preconditionFailed(
+                    "invoice \(overdue) is overdue: it must be paid (save a card with billing.setupPaymentMethod; an operator retries it with billing.retryInvoice) or written off before a new subscription")
+            }
             guard try await transaction.defaultPaymentMethod() != nil else {
                 throw BillingError.preconditionFailed(
                     "plan '\(plan.key)' is billed by invoice and charged to a saved card; save one first with billing.setupPaymentMethod")

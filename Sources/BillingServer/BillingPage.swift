@@ -45,7 +45,7 @@ public struct BillingPage: Sendable {
                 "seatSummary": plan.seats.min == plan.seats.max
                     ? "\(plan.seats.min) seat\(plan.seats.min == 1 ? "" : "s")" : "\(plan.seats.min) to \(plan.seats.max) seats",
             ]
-            if plan.trialDays > 0 { entry["trialNote"] = "\(plan.trialDays)-day free trial" }
+            if plan.trialDays > 0 { entry["trialNote"] = "\(plan.trialDays)-day free trial on a first subscription" }
             return entry
         }
         let credits = catalog.credits

@@ -156,6 +156,14 @@ extension TenantTransaction {
 
     // MARK: Invoices
 
+    /// The number of the tenant's oldest overdue invoice (any subscription's), if it has one.
+    public func oldestOverdueInvoice() async throws -> String? {
+        try await connection.first("""
+            SELECT number FROM billing.invoices WHERE tenant_id = \(tenant) AND status = 'overdue'
+            ORDER BY overdue_at, number LIMIT 1
+            """, as: String.self, logger: logger)
+    }
+
     public func invoiceExists(subscriptionID: String, periodStart: Date) async throws -> Bool {
         try await connection.first("""
             SELECT count(*)::int FROM billing.invoices

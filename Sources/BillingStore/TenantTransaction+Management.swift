@@ -84,6 +84,12 @@ extension TenantTransaction {
             "SELECT default_payment_method FROM billing.tenants WHERE id = \(tenant)", as: String?.self, logger: logger) ?? nil
     }
 
+    /// Whether any of the tenant's subscriptions was ever trialing (migration 0016 marks it): one free trial each.
+    public func trialUsed() async throws -> Bool {
+        try await connection.first(
+            "SELECT trial_used_at IS NOT NULL FROM billing.tenants WHERE id = \(tenant)", as: Bool.self, logger: logger) ?? false
+    }
+
     public func markDeleted(at time: Date) async throws {
         try await connection.query(
             "UPDATE billing.tenants SET deleted_at = \(time) WHERE id = \(tenant) AND deleted_at IS NULL", logger: logger)
