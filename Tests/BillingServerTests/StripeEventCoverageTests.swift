@@ -98,6 +98,27 @@ import Testing
         }
     }
 
+    /// A payload escaping U+0000 (jsonb cannot hold it) is kept with U+FFFD in its place, answered 200 and processed,
+    /// not refused with a 503 that Stripe would retry for days.
+    @Test func anEventCarryingANulCharacterIsStoredAndProcessed() async throws {
+        try await TestServer.run(extra: EventHarness.extra) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await harness.tenant(customer: "cus_nul")
+            let customer = EventHarness.object("customer", ["id": "cus_nul", "name": "Acme\u{0}Corp", "invoice_settings": [
+                "default_payment_method": "pm_nul_card", "custom_fields": NSNull(), "footer": NSNull(), "rendering_options": NSNull(),
+            ] as [String: Any]])
+            let body = Self.event("evt_nul", "customer.updated", customer, created: Int(Date().timeIntervalSince1970), previous: [:])
+            #expect(String(decoding: body, as: UTF8.self).contains("\\u0000"))
+            try await harness.deliverInTurn([body])
+            #expect(try await harness.eventStatus("evt_nul") == "processed")
+            #expect(try await defaultMethod(harness, tenant) == "pm_nul_card")
+            let stored: String? = try await harness.owner {
+                try await $0.first("SELECT payload->'data'->'object'->>'name' FROM billing.stripe_events WHERE event_id = 'evt_nul'")
+            }
+            #expect(stored == "Acme\u{FFFD}Corp")
+        }
+    }
+
     @Test(arguments: [("invoice.voided", "void"), ("invoice.marked_uncollectible", "uncollectible")])
     func aStripeInvoiceClosedAtStripeIsNotLeftOpen(type: String, status: String) async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in

@@ -24,3 +24,17 @@ import Testing
         #expect(pairs.allSatisfy { original, stored in stored.isAtOrBefore(original) })
     }
 }
+
+/// What jsonb cannot hold is replaced, and nothing else is touched.
+@Suite struct StorablePayloadTests {
+    @Test(arguments: [
+        (#"{"a":"x\u0000y"}"#, #"{"a":"x\ufffdy"}"#),
+        (#"{"a":"\\u0000"}"#, #"{"a":"\\u0000"}"#),
+        (#"{"a":"\\\u0000"}"#, #"{"a":"\\\ufffd"}"#),
+        (#"{"a":"\u00001"}"#, #"{"a":"\ufffd1"}"#),
+        (#"{"a":"plain é"}"#, #"{"a":"plain é"}"#),
+    ])
+    func nulEscapesBecomeTheReplacementCharacter(payload: String, stored: String) {
+        #expect(EventInbox.storable(payload) == stored)
+    }
+}
