@@ -51,7 +51,7 @@ public func buildApplication(
 
     let server = rpc
     let router = Router()
-    router.add(middleware: LogRequestsMiddleware(.debug))
+    router.add(middleware: LogRequestPathsMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: RequestIDMiddleware())
     router.post("/rpc") { request, context in
@@ -277,6 +277,17 @@ func readiness(database: BillingDatabase, migrations: [Migration], logger: Logge
     } catch {
         logger.warning("readiness check failed", metadata: ["error": "\(error)"])
         return answer(.serviceUnavailable, "database unreachable")
+    }
+}
+
+/// Logs each request's method and path at debug level, never its query: an invoice link's query is its signature, a
+/// credential for as long as the link lives (Hummingbird's own request logging writes the whole URI).
+struct LogRequestPathsMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        context.logger.debug("Request", metadata: [
+            "hb.request.path": .string(request.uri.path), "hb.request.method": .string(request.method.rawValue),
+        ])
+        return try await next(request, context)
     }
 }
 

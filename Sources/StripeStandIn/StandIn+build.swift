@@ -68,31 +68,49 @@ public func buildStandInApplication(
         guard let view = await state.invoiceView(id) else { return html(.notFound, page("Not found", notice)) }
         return html(.ok, invoicePage(view, notice: notice))
     }
-    router.post("/_stand-in/faults") { request, _ -> Response in
+    // The control endpoints change what the stand-in does: tools and tests reach them, a page on another site not.
+    let control = router.group("_stand-in").add(middleware: NotFromOtherSites())
+    control.post("faults") { request, _ -> Response in
         let body = try await request.body.collect(upTo: 64 << 10)
         let fault = try JSONDecoder().decode(StandInFault.self, from: Data(body.readableBytesView))
         await state.inject(fault)
         return Response(status: .noContent)
     }
-    router.post("/_stand-in/webhooks/hold") { _, _ -> Response in
+    control.post("webhooks/hold") { _, _ -> Response in
         await state.holdWebhooks()
         return Response(status: .noContent)
     }
-    router.post("/_stand-in/webhooks/release") { _, _ -> Response in
+    control.post("webhooks/release") { _, _ -> Response in
         await state.releaseWebhooks()
         return Response(status: .noContent)
     }
-    router.post("/_stand-in/refunds/{id}/fail") { request, context -> Response in
+    control.post("refunds/{id}/fail") { request, context -> Response in
         let id = try context.parameters.require("id")
         let form = try await formFields(request)
         return answer(await state.failRefund(id, failureReason: form["failure_reason"] ?? "expired_or_canceled_card"))
     }
-    router.delete("/_stand-in/faults") { _, _ -> Response in
+    control.delete("faults") { _, _ -> Response in
         await state.clearFaults()
         return Response(status: .noContent)
     }
     return Application(
         router: router, configuration: .init(address: .hostname(host, port: port), serverName: "stripe-stand-in"), logger: logger)
+}
+
+/// Refuses (403) a request a browser sent from another site: `Sec-Fetch-Site` other than `same-origin` or `none`, or
+/// an `Origin` that is not this server's own host. A form on any web page could otherwise inject faults or hold
+/// webhooks on a developer's stand-in; tools (curl, the tests, `billingd`) send neither header.
+struct NotFromOtherSites<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let site = request.headers[.init("Sec-Fetch-Site")!]
+        let origin = request.headers[.origin]
+        let host = request.head.authority ?? ""
+        let sameOrigin = origin.map { $0.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) == host } ?? true
+        guard site == nil || site == "same-origin" || site == "none", sameOrigin else {
+            return html(.forbidden, page("Forbidden", "The stand-in's control endpoints take requests from tools, not from other sites' pages."))
+        }
+        return try await next(request, context)
+    }
 }
 
 /// A stand-in answer as Stripe would send it over HTTP.

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HTTPTypes
 import HummingbirdTesting
 import NIOCore
 import BillingStore
@@ -303,6 +304,19 @@ enum StandInHarness {
             #expect(try await standIn.execute(uri: "/_stand-in/webhooks/release", method: .post).status == .noContent)
             #expect(try await StandInHarness.eventually { await inbox.eventTypes().count == 2 })
             #expect(await state.heldWebhookCount() == 0)
+        }
+    }
+
+    /// A page on another site cannot reach the control endpoints (a form posting to them, say).
+    @Test func theControlEndpointsRefuseRequestsFromOtherSites() async throws {
+        try await StandInHarness.run { client, state, _, standIn in
+            for headers in [[HTTPField.Name.origin: "https://evil.example"], [HTTPField.Name("Sec-Fetch-Site")!: "cross-site"]] as [HTTPFields] {
+                #expect(try await standIn.execute(uri: "/_stand-in/webhooks/hold", method: .post, headers: headers).status == .forbidden)
+            }
+            _ = try await client.createCustomer(email: "c@acme.example", name: "C", tenantID: "t3", idempotencyKey: UUID().uuidString)
+            #expect(await state.heldWebhookCount() == 0)
+            // A tool's request (no browser headers) goes through.
+            #expect(try await standIn.execute(uri: "/_stand-in/webhooks/hold", method: .post).status == .noContent)
         }
     }
 
