@@ -223,6 +223,13 @@ extension BillingAPI {
         return try await tenants.database.transaction(call.tenantID, operation: "top-up") { transaction in
             let tenant = try await lockedTenant(transaction)
             if let key = params.idempotencyKey, let earlier = try await transaction.topUp(key: key) {
+                // Paid an amount that does not match, and held for an operator: the key stays taken, and no second
+                // payment is opened for it.
+                guard earlier.status != "flagged" else {
+                    throw BillingError.conflict(
+                        "idempotencyKey '\(key)' belongs to top-up \(earlier.topUpID.lowercased), whose payment did not match its amount and is held for an operator; use a new key for another top-up",
+                        data: ["topUpId": .string(earlier.topUpID.lowercased), "sessionId": .string(earlier.sessionID)])
+                }
                 var payable = earlier.status == "paid" || earlier.expiresAt > now
                 if !payable {
                     // Past its time here; only Stripe's word that it expired unpaid frees the key.

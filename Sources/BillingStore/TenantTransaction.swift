@@ -157,7 +157,7 @@ public struct TenantTransaction: Sendable {
         let rows = try await connection.query("""
             SELECT t.top_up_id, t.credits, t.status, t.session_id, s.url, s.expires_at
             FROM billing.top_ups t JOIN billing.checkout_sessions s ON s.tenant_id = t.tenant_id AND s.session_id = t.session_id
-            WHERE t.tenant_id = \(tenant) AND t.idempotency_key = \(key) AND t.status IN ('pending', 'paid')
+            WHERE t.tenant_id = \(tenant) AND t.idempotency_key = \(key) AND t.status IN ('pending', 'paid', 'flagged')
             """, logger: logger)
         for try await (id, credits, status, session, url, expires) in rows.decode((UUID, Int, String, String, String, Date).self) {
             return TopUp(topUpID: id, credits: credits, status: status, sessionID: session, url: url, expiresAt: expires)

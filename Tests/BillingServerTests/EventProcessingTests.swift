@@ -131,6 +131,29 @@ extension EventHarness {
         }
     }
 
+    /// A client retrying a top-up whose payment was flagged gets a clear CONFLICT, not a second session (and not the
+    /// INTERNAL_SERVER_ERROR the key's unique index used to give after a Stripe session was already made).
+    @Test func reusingAFlaggedTopUpsKeyIsAConflict() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let first = try await client.rpc("billing.topUp", ["credits": 1000, "idempotencyKey": "flag-me"], token: admin)
+            #expect(first["result"]?["sessionId"]?.stringValue != nil, "\(first)")
+            let topUp: UUID = try #require(try await harness.owner {
+                try await $0.first("SELECT top_up_id FROM billing.top_ups WHERE tenant_id = '\(tenant)'")
+            })
+            let wrong = EventHarness.topUpIntent("pi_flag", tenant: tenant, topUp: topUp, amount: 999, charge: "ch_flag")
+            try await harness.deliver(EventHarness.event("evt_flag", "payment_intent.succeeded", wrong, created: harness.now))
+            try await harness.drain()
+            let sessions = await server.standIn!.count(of: "checkout.session")
+            let again = try await client.rpc("billing.topUp", ["credits": 1000, "idempotencyKey": "flag-me"], token: admin)
+            #expect(again.errorName == "CONFLICT", "\(again)")
+            #expect(again.errorMessage.contains("held for an operator"))
+            #expect(await server.standIn!.count(of: "checkout.session") == sessions)
+        }
+    }
+
     @Test func expiredAndFailedSessionsCloseTheirTopUps() async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in
             let harness = EventHarness(client: client, server: server)
