@@ -50,7 +50,12 @@ public enum BillingError: Error, CustomStringConvertible {
                     .SERVICE_UNAVAILABLE,
                     "Stripe did not answer in time; the request may have been carried out. Sending the same request again is safe: it is not carried out twice.")
             case .refused(let refusal):
-                let message = "Stripe refused the request: \(refusal.message ?? refusal.type)"
+                // A card error's message is written by Stripe for the customer ("Your card was declined."); any other
+                // refusal is about our request, and its text (ids, parameter names) is not for clients: they get its
+                // code and Stripe's request id, which an operator looks up in the Dashboard's logs.
+                let message = refusal.type == "card_error"
+                    ? "Stripe refused the payment: \(refusal.message ?? refusal.declineCode ?? "declined")"
+                    : "Stripe refused the request (\(refusal.code ?? refusal.type)\(refusal.requestID.map { ", Stripe request \($0)" } ?? "")); nothing was changed here"
                 switch refusal.httpStatus {
                 case 402: return RPCError(.PAYMENT_REQUIRED, message)
                 case 429: return RPCError(.TOO_MANY_REQUESTS, "Stripe is rate limiting this server; try again in a moment.")

@@ -285,6 +285,23 @@ import Testing
         }
     }
 
+    /// Stripe's text for a refusal of our own request (ids, parameter names) stays on the server: the client gets the
+    /// code and Stripe's request id. A card error's text, written for the customer, is passed on.
+    @Test func stripesRefusalTextIsNotPassedToClients() async throws {
+        try await TestServer.run(stripe: true) { client, server in
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            await server.standIn!.inject(StandInFault(kind: .invalidParam, path: "/v1/checkout/sessions"))
+            let refused = try await client.rpc("billing.topUp", ["credits": 500], token: admin)
+            #expect(refused.errorName == "PRECONDITION_FAILED", "\(refused)")
+            #expect(!refused.errorMessage.contains("injected"), "\(refused)")
+            #expect(refused.errorMessage.contains("parameter_invalid, Stripe request req_"), "\(refused)")
+            await server.standIn!.inject(StandInFault(kind: .cardDeclined, path: "/v1/checkout/sessions"))
+            let declined = try await client.rpc("billing.topUp", ["credits": 500], token: admin)
+            #expect(declined.errorMessage.contains("Your card was declined."), "\(declined)")
+        }
+    }
+
     @Test func withoutStripeConfiguredMoneyPathsSaySo() async throws {
         try await TestServer.run { client, server in
             let tenant = try await server.provision(client)
