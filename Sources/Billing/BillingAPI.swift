@@ -22,12 +22,16 @@ public struct BillingSettings: Sendable {
     /// Signs the links to this server's invoices that `billing.invoices` gives owners and admins; without it, the
     /// links need the bearer token.
     public var invoiceLinks: InvoiceLinks?
+    /// Per tenant, for the methods that call Stripe on every request (besides Checkout's own limit).
+    public var rateLimits: RateLimits
 
     public init(
         pastDueGrace: Duration = .seconds(3 * 24 * 3600), seatProration: String = "create_prorations",
         tenantRetention: Duration = .seconds(30 * 86400), notifier: Notifier = .disabled,
-        dunningDays: [Int] = [1, 3, 5, 7], writeOffAfter: Duration = .seconds(30 * 86400), invoiceLinks: InvoiceLinks? = nil
+        dunningDays: [Int] = [1, 3, 5, 7], writeOffAfter: Duration = .seconds(30 * 86400), invoiceLinks: InvoiceLinks? = nil,
+        rateLimits: RateLimits = RateLimits()
     ) {
+        self.rateLimits = rateLimits
         self.invoiceLinks = invoiceLinks
         self.notifier = notifier
         self.dunningDays = dunningDays.isEmpty ? [1] : dunningDays

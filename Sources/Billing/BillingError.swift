@@ -12,7 +12,7 @@ public enum BillingError: Error, CustomStringConvertible {
     case preconditionFailed(String)
     case invalidParams(field: String, String)
     case paymentRequired(String, data: [String: JSONValue] = [:])
-    case tooManyRequests(String)
+    case tooManyRequests(String, retryAfter: Duration? = nil)
     case serviceUnavailable(String)
 
     public var description: String { "\(rpcError)" }
@@ -26,7 +26,10 @@ public enum BillingError: Error, CustomStringConvertible {
         case .preconditionFailed(let message): RPCError(.PRECONDITION_FAILED, message)
         case .invalidParams(let field, let message): .invalidParams(field: field, message)
         case .paymentRequired(let message, let data): RPCError(.PAYMENT_REQUIRED, message, data: data)
-        case .tooManyRequests(let message): RPCError(.TOO_MANY_REQUESTS, message)
+        case .tooManyRequests(let message, let retryAfter):
+            RPCError(.TOO_MANY_REQUESTS, message, data: retryAfter.map {
+                ["retryAfter": .integer(max(1, Int(($0 / .seconds(1)).rounded(.up))))]
+            } ?? [:])
         case .serviceUnavailable(let message): RPCError(.SERVICE_UNAVAILABLE, message)
         }
     }

@@ -357,6 +357,7 @@ extension BillingAPI {
                 field: "returnUrl", "returnUrl must be on \(stripe.publicURL) (no redirects to other sites)")
         }
         let client = try requireStripe()
+        try await spendRateToken(settings.rateLimits.portal, tenant: call.tenantID, method: "billing.portal")
         let customer = try await customerID(for: call.tenantID, stripe: client)
         // A portal session is a short-lived link that moves no money: a fresh one per call is right.
         let session = try await client.createPortalSession(

@@ -17,6 +17,7 @@ extension BillingAPI {
     func changePlan(_ params: ChangePlanParams, call: TenantCall) async throws -> BillingStatus {
         let target = try catalog.plan(named: params.plan)
         let client = try requireStripe()
+        try await spendRateToken(settings.rateLimits.changes, tenant: call.tenantID, method: "billing.changePlan")
         let actor = call.actor
         let proration = settings.seatProration
         let waiting = try await tenants.database.transaction(call.tenantID, operation: "change plan") { transaction -> SubscriptionRecord? in

@@ -56,6 +56,7 @@ extension BillingAPI {
     /// `billing.updateSeats`: checked against the plan's seat range, then the Stripe item's quantity, with proration.
     func updateSeats(_ params: SeatsParams, call: TenantCall) async throws -> BillingStatus {
         let client = try requireStripe()
+        try await spendRateToken(settings.rateLimits.changes, tenant: call.tenantID, method: "billing.updateSeats")
         let actor = call.actor
         let proration = settings.seatProration
         let waiting = try await tenants.database.transaction(call.tenantID, operation: "update seats") { transaction -> SubscriptionRecord? in
@@ -93,6 +94,7 @@ extension BillingAPI {
                 "cancelling at once is for operators; leave out atPeriodEnd (or set it true) to cancel at the end of the period")
         }
         let client = try requireStripe()
+        try await spendRateToken(settings.rateLimits.changes, tenant: call.tenantID, method: "billing.cancel")
         let actor = call.actor
         try await tenants.database.transaction(call.tenantID, operation: "cancel") { transaction in
             let current = try await liveSubscription(transaction, for: "cancel")
@@ -129,6 +131,7 @@ extension BillingAPI {
     /// `billing.resume`: undoes a scheduled cancellation before the period ends (not Stripe's resume of a pause).
     func resume(call: TenantCall) async throws -> BillingStatus {
         let client = try requireStripe()
+        try await spendRateToken(settings.rateLimits.changes, tenant: call.tenantID, method: "billing.resume")
         let actor = call.actor
         try await tenants.database.transaction(call.tenantID, operation: "resume") { transaction in
             var current = try await liveSubscription(transaction, for: "resume")

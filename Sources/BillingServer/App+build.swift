@@ -39,7 +39,7 @@ public func buildApplication(
             pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
             tenantRetention: configuration.tenantRetention, notifier: configuration.notifier,
             dunningDays: configuration.dunningDays, writeOffAfter: configuration.writeOffAfter,
-            invoiceLinks: InvoiceLinks(secrets: try configuration.requireJWTSecrets())),
+            invoiceLinks: InvoiceLinks(secrets: try configuration.requireJWTSecrets()), rateLimits: configuration.rateLimits),
         stripe: stripe, openRPC: openRPC, now: now)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))

@@ -42,6 +42,8 @@ public struct BillingConfiguration: Sendable {
     public var checkoutSessionsPerMinute: Int
     /// BILLING_STRIPE_TEST_CLOCKS: each tenant's Stripe customer on a test clock of its own (test keys only).
     public var stripeTestClocks: Bool
+    /// BILLING_RATE_LIMIT_CHANGES_PER_MINUTE, BILLING_RATE_LIMIT_PORTAL_PER_MINUTE.
+    public var rateLimits: RateLimits
     /// Inbox workers run by `serve` (0: none; run `billingd worker` elsewhere) and by `billingd worker`.
     public var inboxWorkers: Int
     public var inboxPollInterval: Duration
@@ -122,6 +124,9 @@ public struct BillingConfiguration: Sendable {
         allowPromotionCodes = reader.bool(forKey: "billing.checkout.promotion.codes", default: false)
         checkoutSessionsPerMinute = reader.int(forKey: "billing.checkout.sessions.per.minute", default: 10)
         stripeTestClocks = reader.bool(forKey: "billing.stripe.test.clocks", default: false)
+        rateLimits = RateLimits(
+            changesPerMinute: reader.int(forKey: "billing.rate.limit.changes.per.minute", default: 10),
+            portalPerMinute: reader.int(forKey: "billing.rate.limit.portal.per.minute", default: 10))
         if stripeTestClocks, stripeSecretKey?.hasPrefix("sk_live_") == true {
             throw ConfigurationError.invalid(
                 "BILLING_STRIPE_TEST_CLOCKS", "test clocks exist in test mode only: unset it, or use an sk_test_ key")

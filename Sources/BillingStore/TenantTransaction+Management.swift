@@ -84,6 +84,13 @@ extension TenantTransaction {
             "SELECT default_payment_method FROM billing.tenants WHERE id = \(tenant)", as: String?.self, logger: logger) ?? nil
     }
 
+    /// Takes a token from the tenant's bucket for `name` (migration 0017): nil when taken, else how long until one is.
+    public func takeRateToken(_ name: String, perMinute: Int, burst: Int, now: Date) async throws -> Duration? {
+        let wait = try await connection.first(
+            "SELECT billing.take_rate_token(\(name), \(perMinute)::integer, \(burst)::integer, \(now))", as: Double.self, logger: logger) ?? 0
+        return wait > 0 ? .milliseconds(Int((wait * 1000).rounded(.up))) : nil
+    }
+
     /// Whether any of the tenant's subscriptions was ever trialing (migration 0016 marks it): one free trial each.
     public func trialUsed() async throws -> Bool {
         try await connection.first(

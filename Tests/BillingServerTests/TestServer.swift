@@ -45,6 +45,8 @@ struct TestServer {
             "BILLING_LOG_LEVEL": "warning",
             // Tests run the plan-change and invoicing job themselves (a tick of the server's own could come first).
             "BILLING_PLAN_CHANGE_INTERVAL_MS": "0",
+            // Tests of other things make more changes a minute than a person would; RateLimitTests sets its own.
+            "BILLING_RATE_LIMIT_CHANGES_PER_MINUTE": "1000", "BILLING_RATE_LIMIT_PORTAL_PER_MINUTE": "1000",
         ]
         environment.merge(extra) { $1 }
         let reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment))
