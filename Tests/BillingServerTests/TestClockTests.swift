@@ -41,12 +41,36 @@ extension EventHarness {
         try await deliverStandInEvents()
     }
 
+    /// A tenant (on a test clock of its own) subscribed to Pro, in its 14-day trial; with `card`, that card is the
+    /// subscription's default from then on (one that starts to fail, say).
+    func clockedTenant(_ name: String = "Acme", card: String? = nil) async throws -> ClockedTenant {
+        guard let stripe = server.stripe else { throw TestFailure("this test runs without the stand-in") }
+        let tenant = try await server.provision(client, name: name)
+        try await subscribe(tenant, plan: "pro")
+        let subscription = try await subscriptionID(tenant)
+        if let card {
+            _ = try await stripe.updateSubscription(subscription, ["default_payment_method": .string(card)], idempotencyKey: UUID().uuidString)
+        }
+        guard let trialEnd = try await stripe.retrieveSubscription(subscription).trialEnd else { throw TestFailure("no trial on \(subscription)") }
+        return ClockedTenant(
+            tenant: tenant, admin: try await server.token(.admin, tenant: tenant), clock: try await testClock(tenant),
+            subscription: subscription, trialEnd: trialEnd)
+    }
+
     /// The tenant's Stripe Billing invoices as `billing.invoices` lists them.
     func stripeInvoices(_ tenant: UUID) async throws -> [JSONValue] {
         let listed = try await client.rpc("billing.invoices", token: try await server.token(.admin, tenant: tenant))
         guard case .array(let invoices) = listed["result"]?["invoices"] else { throw TestFailure("billing.invoices: \(listed)") }
         return invoices.filter { $0["source"] == "stripe" }
     }
+}
+
+struct ClockedTenant {
+    var tenant: UUID
+    var admin: String
+    var clock: String
+    var subscription: String
+    var trialEnd: Int
 }
 
 /// Subscription lifecycles as Stripe runs them over time, on test clocks: trials that end, renewals that are paid or
@@ -56,6 +80,10 @@ extension EventHarness {
     static let extra = EventHarness.extra.merging(["BILLING_STRIPE_TEST_CLOCKS": "true"]) { $1 }
     static let hour = 3600
     static let day = 86400
+
+    static func unpack(_ entry: ClockedTenant) -> (UUID, String, String, String, Int) {
+        (entry.tenant, entry.admin, entry.clock, entry.subscription, entry.trialEnd)
+    }
 
     static func monthAfter(_ time: Int) -> Int {
         var calendar = Calendar(identifier: .gregorian)
@@ -79,13 +107,9 @@ extension EventHarness {
         let clock = ServerClock()
         try await TestServer.run(extra: Self.extra, stripe: true, now: { clock.now }) { client, server in
             let harness = EventHarness(client: client, server: server, signingTime: { clock.now })
-            let tenant = try await server.provision(client)
-            let admin = try await server.token(.admin, tenant: tenant)
-            let testClock = try await harness.testClock(tenant)
-            try await harness.subscribe(tenant, plan: "pro")
+            let (tenant, admin, testClock, _, trialEnd) = try await Self.unpack(harness.clockedTenant())
             #expect(try await client.rpc("billing.status", token: admin)["result"]?["status"] == "trialing")
             let stripe = try #require(server.stripe)
-            let trialEnd = try #require(try await stripe.retrieveSubscription(try await harness.subscriptionID(tenant)).trialEnd)
 
             try await harness.advance(testClock, to: trialEnd - 3 * Self.day + 60, server: clock)
             let types = try await stripe.listEvents().events.map(\.type)
@@ -119,15 +143,8 @@ extension EventHarness {
         let clock = ServerClock()
         try await TestServer.run(extra: Self.extra, stripe: true, now: { clock.now }) { client, server in
             let harness = EventHarness(client: client, server: server, signingTime: { clock.now })
-            let tenant = try await server.provision(client)
-            let admin = try await server.token(.admin, tenant: tenant)
-            let testClock = try await harness.testClock(tenant)
-            try await harness.subscribe(tenant, plan: "pro")
+            let (tenant, admin, testClock, subscriptionID, trialEnd) = try await Self.unpack(harness.clockedTenant(card: "pm_card_chargeCustomerFail"))
             let stripe = try #require(server.stripe)
-            let subscriptionID = try await harness.subscriptionID(tenant)
-            let trialEnd = try #require(try await stripe.retrieveSubscription(subscriptionID).trialEnd)
-            _ = try await stripe.updateSubscription(
-                subscriptionID, ["default_payment_method": "pm_card_chargeCustomerFail"], idempotencyKey: UUID().uuidString)
 
             let charged = trialEnd + Self.hour
             try await harness.advance(testClock, to: charged + 60, server: clock)
@@ -160,16 +177,8 @@ extension EventHarness {
         ) { client, server in
             let harness = EventHarness(client: client, server: server, signingTime: { clock.now })
             let stripe = try #require(server.stripe)
-            var tenants: [(tenant: UUID, clock: String, subscription: String, trialEnd: Int)] = []
-            for name in ["Fixed", "Never"] {
-                let tenant = try await server.provision(client, name: name)
-                try await harness.subscribe(tenant, plan: "pro")
-                let subscriptionID = try await harness.subscriptionID(tenant)
-                _ = try await stripe.updateSubscription(
-                    subscriptionID, ["default_payment_method": "pm_card_chargeCustomerFail"], idempotencyKey: UUID().uuidString)
-                tenants.append((tenant, try await harness.testClock(tenant), subscriptionID,
-                                try #require(try await stripe.retrieveSubscription(subscriptionID).trialEnd)))
-            }
+            var tenants: [ClockedTenant] = []
+            for name in ["Fixed", "Never"] { tenants.append(try await harness.clockedTenant(name, card: "pm_card_chargeCustomerFail")) }
             for entry in tenants {
                 try await harness.advance(entry.clock, to: entry.trialEnd + Self.hour + 60, server: clock)
                 let status = try await client.rpc("billing.status", token: try await server.token(.admin, tenant: entry.tenant))
@@ -201,15 +210,9 @@ extension EventHarness {
         let clock = ServerClock()
         try await TestServer.run(extra: Self.extra, stripe: true, now: { clock.now }) { client, server in
             let harness = EventHarness(client: client, server: server, signingTime: { clock.now })
-            let tenant = try await server.provision(client)
-            let admin = try await server.token(.admin, tenant: tenant)
-            try await harness.subscribe(tenant, plan: "pro")
-            let stripe = try #require(server.stripe)
-            let subscriptionID = try await harness.subscriptionID(tenant)
-            let trialEnd = try #require(try await stripe.retrieveSubscription(subscriptionID).trialEnd)
-            _ = try await stripe.updateSubscription(
-                subscriptionID, ["default_payment_method": "pm_card_createDispute"], idempotencyKey: UUID().uuidString)
-            try await harness.advance(try await harness.testClock(tenant), to: trialEnd + 2 * Self.hour, server: clock)
+            let renewing = try await harness.clockedTenant(card: "pm_card_createDispute")
+            let admin = renewing.admin
+            try await harness.advance(renewing.clock, to: renewing.trialEnd + 2 * Self.hour, server: clock)
 
             let payments = try await client.rpc("billing.payments", token: admin)
             guard case .array(let listed) = payments["result"]?["payments"] else { throw TestFailure("billing.payments: \(payments)") }

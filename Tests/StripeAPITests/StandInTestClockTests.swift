@@ -6,7 +6,7 @@ import Testing
 /// The stand-in's test clocks, as Stripe's: a customer on a clock lives in its time, and advancing the clock makes
 /// what falls due happen, in order and dated by the clock.
 @Suite struct StandInTestClockTests {
-    struct StillAdvancing: Error { var clock: String }
+    struct Failure: Error { var reason: String }
 
     static let start = 1_800_000_000  // 2027-01-15T08:00:00Z
 
@@ -16,12 +16,25 @@ import Testing
         return Int(calendar.date(byAdding: .month, value: 1, to: Date(timeIntervalSince1970: TimeInterval(time)))!.timeIntervalSince1970)
     }
 
+    /// A subscription made through Checkout for `customer` and paid on the hosted page; its id.
+    static func subscribe(
+        _ customer: String, to price: String, quantity: Int, key: String, _ client: StripeClient, _ state: StandInState
+    ) async throws -> String {
+        let session = try await client.createCheckoutSession([
+            "mode": "subscription", "customer": .string(customer), "success_url": "https://x.example/done",
+            "line_items": [["price": .string(price), "quantity": .int(quantity)]],
+        ], idempotencyKey: key)
+        _ = await state.complete(session.id, outcome: .pay)
+        guard let id = try await client.retrieveCheckoutSession(session.id).subscription?.id else { throw Failure(reason: "no subscription for \(session.id)") }
+        return id
+    }
+
     static func waitUntilReady(_ clock: String, _ client: StripeClient) async throws {
         for _ in 0..<500 {
             if try await client.retrieveTestClock(clock).status == "ready" { return }
             try await Task.sleep(for: .milliseconds(10))
         }
-        throw StillAdvancing(clock: clock)
+        throw Failure(reason: "test clock \(clock) is still advancing")
     }
 
     @Test func aRenewalHappensWhenTheClockPassesThePeriodsEnd() async throws {
@@ -36,12 +49,7 @@ import Testing
             // Made in the clock's time.
             #expect(try await raw.send(.GET, "/v1/customers/\(customer.id)").json["created"] as? Int == Self.start)
 
-            let session = try await client.createCheckoutSession([
-                "mode": "subscription", "customer": .string(customer.id), "success_url": "https://x.example/done",
-                "line_items": [["price": "price_pro_month", "quantity": 1]],
-            ], idempotencyKey: "cs:renewal")
-            _ = await state.complete(session.id, outcome: .pay)
-            let subscriptionID = try #require(try await client.retrieveCheckoutSession(session.id).subscription?.id)
+            let subscriptionID = try await Self.subscribe(customer.id, to: "price_pro_month", quantity: 1, key: "cs:renewal", client, state)
             let periodEnd = Self.monthAfter(Self.start)
             var subscription = try await raw.send(.GET, "/v1/subscriptions/\(subscriptionID)").json
             var item = try #require(((subscription["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first)
@@ -89,11 +97,7 @@ import Testing
             #expect(fourth.status == 400)
             #expect(fourth.json.error["param"] as? String == "test_clock")
 
-            let session = try await client.createCheckoutSession([
-                "mode": "subscription", "customer": .string(customers[0]), "success_url": "https://x.example/done",
-                "line_items": [["price": "price_team_month", "quantity": 3]],
-            ], idempotencyKey: "cs:limits")
-            _ = await state.complete(session.id, outcome: .pay)
+            _ = try await Self.subscribe(customers[0], to: "price_team_month", quantity: 3, key: "cs:limits", client, state)
 
             let backwards = try await raw.send(.POST, "/v1/test_helpers/test_clocks/\(clock.id)/advance", "frozen_time=\(Self.start - 1)", key: "a:back")
             #expect(backwards.status == 400)
@@ -121,12 +125,7 @@ import Testing
             let clock = try await client.createTestClock(frozenTime: Self.start, name: "dunning", idempotencyKey: "clock:dunning")
             let customer = try await client.createCustomer(
                 email: "d@acme.example", name: "D", tenantID: "t-dunning", testClock: clock.id, idempotencyKey: "customer:dunning")
-            let session = try await client.createCheckoutSession([
-                "mode": "subscription", "customer": .string(customer.id), "success_url": "https://x.example/done",
-                "line_items": [["price": "price_pro_month", "quantity": 1]],
-            ], idempotencyKey: "cs:dunning")
-            _ = await state.complete(session.id, outcome: .pay)
-            let subscriptionID = try #require(try await client.retrieveCheckoutSession(session.id).subscription?.id)
+            let subscriptionID = try await Self.subscribe(customer.id, to: "price_pro_month", quantity: 1, key: "cs:dunning", client, state)
             _ = try await client.updateSubscription(subscriptionID, ["default_payment_method": "pm_card_chargeCustomerFail"], idempotencyKey: "pm:fail")
 
             let charged = Self.monthAfter(Self.start) + 3600
@@ -165,12 +164,7 @@ import Testing
         try await StandInHarness.run { client, state, _, standIn in
             let raw = RawCall(base: "http://127.0.0.1:\(standIn.port!)")
             let customer = try await client.createCustomer(email: "u@acme.example", name: "U", tenantID: "t-u", idempotencyKey: "customer:u")
-            let session = try await client.createCheckoutSession([
-                "mode": "subscription", "customer": .string(customer.id), "success_url": "https://x.example/done",
-                "line_items": [["price": "price_team_month", "quantity": 3]],
-            ], idempotencyKey: "cs:u")
-            _ = await state.complete(session.id, outcome: .pay)
-            let subscriptionID = try #require(try await client.retrieveCheckoutSession(session.id).subscription?.id)
+            let subscriptionID = try await Self.subscribe(customer.id, to: "price_team_month", quantity: 3, key: "cs:u", client, state)
             let item = try #require(try await client.retrieveSubscription(subscriptionID).items.data.first?.id)
             _ = try await client.updateSubscription(subscriptionID, ["default_payment_method": "pm_card_chargeCustomerFail"], idempotencyKey: "pm:u")
 
