@@ -12,6 +12,8 @@ import StripeAPI
 
 /// The largest JSON-RPC body accepted.
 let maxRPCBodyBytes = 1 << 20
+/// Without a valid token only the public methods run, whose params are small.
+let maxAnonymousRPCBodyBytes = 64 << 10
 
 /// Builds the application that `billingd serve` runs and the tests drive (on port 0).
 public func buildApplication(
@@ -171,19 +173,21 @@ func handleRPC(
         return rpcErrorResponse(.unsupportedMediaType, RPCError(
             .UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json, got '\(contentType)'"))
     }
-    let tooLarge = RPCError(.PAYLOAD_TOO_LARGE, "the request body is larger than 1 MiB; split the batch or send less")
-    if let length = request.headers[.contentLength].flatMap(Int.init), length > maxRPCBodyBytes {
+    // The token is checked before the body is read: without a valid one only the public methods can run, and their
+    // params are small, so such a request may carry far less.
+    let authentication = await tokens.authenticate(header: request.headers[.authorization])
+    let (limit, tooLarge) = bodyLimit(authentication)
+    if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
         metrics.recordRejectedBody(reason: "too_large")
         return rpcErrorResponse(.contentTooLarge, tooLarge)
     }
     let body: ByteBuffer
     do {
-        body = try await request.body.collect(upTo: maxRPCBodyBytes)
+        body = try await request.body.collect(upTo: limit)
     } catch {
         metrics.recordRejectedBody(reason: "too_large")
         return rpcErrorResponse(.contentTooLarge, tooLarge)
     }
-    let authentication = await tokens.authenticate(header: request.headers[.authorization])
     let caller = Caller(authentication: authentication, requestID: context.id, logger: context.logger)
     switch await rpc.respond(to: body.readableBytesView, context: caller) {
     case .none:
@@ -194,6 +198,15 @@ func handleRPC(
     }
 }
 
+/// How much body a request may carry, and the error past it: 1 MiB with a valid token, 64 KiB without one.
+func bodyLimit(_ authentication: Authentication) -> (Int, RPCError) {
+    if case .authenticated = authentication {
+        return (maxRPCBodyBytes, RPCError(.PAYLOAD_TOO_LARGE, "the request body is larger than 1 MiB; split the batch or send less"))
+    }
+    return (maxAnonymousRPCBodyBytes, RPCError(
+        .PAYLOAD_TOO_LARGE, "a request without a valid token may carry at most 64 KiB (the public methods need no more)"))
+}
+
 /// `/trpc/*`: tRPC's HTTP transport over the same registry as `/rpc`, with the same bearer tokens.
 func handleTRPC(
     _ request: Request, context: some RequestContext, verb: TRPCTransport<Caller>.Verb, transport: TRPCTransport<Caller>,
@@ -201,19 +214,20 @@ func handleTRPC(
 ) async throws -> Response {
     let paths = context.parameters.get("paths") ?? ""
     let batch = ["1", "true"].contains(request.uri.queryParameters.get("batch") ?? "")
+    // As /rpc: the token first, and a smaller body without a valid one.
+    let authentication = await tokens.authenticate(header: request.headers[.authorization])
     var input: [UInt8]?
     switch verb {
     case .get:
         input = request.uri.queryParameters.get("input").map { Array($0.utf8) }
     case .post:
-        guard let body = try? await request.body.collect(upTo: maxRPCBodyBytes) else {
-            let error = RPCError(.PAYLOAD_TOO_LARGE, "the request body is larger than 1 MiB; split the batch or send less")
-            return trpcResponse(transport.answer([.failure(error)], names: [paths], batch: false))
+        let (limit, tooLarge) = bodyLimit(authentication)
+        guard let body = try? await request.body.collect(upTo: limit) else {
+            return trpcResponse(transport.answer([.failure(tooLarge)], names: [paths], batch: false))
         }
         input = Array(body.readableBytesView)
     }
-    let caller = Caller(
-        authentication: await tokens.authenticate(header: request.headers[.authorization]), requestID: context.id, logger: context.logger)
+    let caller = Caller(authentication: authentication, requestID: context.id, logger: context.logger)
     return trpcResponse(await transport.respond(verb: verb, paths: paths, batch: batch, input: input, context: caller))
 }
 

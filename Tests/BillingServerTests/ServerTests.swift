@@ -36,6 +36,26 @@ import Testing
         }
     }
 
+    /// The token is read before the body: without a valid one a request may carry 64 KiB, with one 1 MiB.
+    @Test func aBodyWithoutAValidTokenIsCappedAt64KiB() async throws {
+        try await TestServer.run { client, server in
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            // Whitespace pads the body without changing the call.
+            let call = #"{"jsonrpc":"2.0","method":"billing.status","id":1}"# + String(repeating: " ", count: 100 << 10)
+            for token in [nil, "not-a-token"] as [String?] {
+                let refused = try await client.post(call, token: token)
+                #expect(refused.status == .contentTooLarge)
+                let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: refused.body))
+                #expect(body.errorMessage.contains("without a valid token may carry at most 64 KiB"), "\(body)")
+            }
+            let answered = try await client.post(call, token: admin)
+            #expect(answered.status == .ok)
+            let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: answered.body))
+            #expect(body["result"]?["tenantId"] == .string(tenant.uuidString.lowercased()), "\(body)")
+        }
+    }
+
     @Test func onlyNotificationsGet204AndAnEmptyBody() async throws {
         try await TestServer.run { client, _ in
             let single = try await client.post(#"{"jsonrpc":"2.0","method":"billing.plans"}"#)
