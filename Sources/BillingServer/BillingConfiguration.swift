@@ -16,6 +16,9 @@ public struct BillingConfiguration: Sendable {
     public var databasePoolSize: Int
     public var httpHost: String
     public var httpPort: Int
+    /// BILLING_HTTP_IDLE_TIMEOUT_SECONDS: a connection that sends nothing for this long is closed (slow clients holding
+    /// connections open, a request's headers trickled in).
+    public var httpIdleTimeout: Duration
     /// The first signs; any verifies (rotation).
     public var jwtSecrets: [String]
     public var publicURL: String
@@ -95,6 +98,7 @@ public struct BillingConfiguration: Sendable {
         databasePoolSize = reader.int(forKey: "billing.db.pool.size", default: 20)
         httpHost = reader.string(forKey: "billing.http.host", default: "127.0.0.1")
         httpPort = reader.int(forKey: "billing.http.port", default: 8080)
+        httpIdleTimeout = .seconds(max(1, reader.int(forKey: "billing.http.idle.timeout.seconds", default: 30)))
         jwtSecrets = (reader.string(forKey: "billing.jwt.secret", isSecret: true) ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         publicURL = reader.string(forKey: "billing.public.url", default: "http://\(httpHost):\(httpPort)")

@@ -4,6 +4,7 @@ import BillingServer
 import BillingStore
 import BillingTestSupport
 import Foundation
+import Glibc
 import Hummingbird
 import HummingbirdTesting
 import JSONRPC
@@ -33,6 +34,18 @@ import Testing
             #expect(body.errorCode == -32013)
             #expect(body.errorName == "PAYLOAD_TOO_LARGE")
             #expect(body["id"] == .null)
+        }
+    }
+
+    /// A connection that sends nothing (or stops halfway through its headers) is closed after the idle timeout, so slow
+    /// clients cannot hold the server's connections.
+    @Test func anIdleConnectionIsClosed() async throws {
+        try await TestServer.run(extra: ["BILLING_HTTP_IDLE_TIMEOUT_SECONDS": "1"]) { client, _ in
+            let port = try #require(client.port)
+            let started = ContinuousClock.now
+            let closed = try await Task.detached { try IdleSocket.waitForClose(port: port, sending: "POST /rpc HTTP/1.1\r\nHost: x\r\n") }.value
+            #expect(closed)
+            #expect(ContinuousClock.now - started < .seconds(8))
         }
     }
 
@@ -322,6 +335,33 @@ import Testing
         try await TestServer.run { client, _ in
             let response = try await client.rpc("rpc.discover")
             #expect(response["result"]?["openrpc"]?.stringValue?.hasPrefix("1.3") == true)
+        }
+    }
+}
+
+/// A raw TCP connection to the server that sends `sending` (part of a request) and then nothing.
+enum IdleSocket {
+    /// Whether the server closed the connection within 10 s.
+    static func waitForClose(port: Int, sending: String) throws -> Bool {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw TestFailure("socket: \(errno)") }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestFailure("connect: \(errno)") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = sending.withCString { send(socket, $0, strlen($0), 0) }
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        while true {
+            let read = recv(socket, &buffer, buffer.count, 0)
+            if read == 0 { return true }  // closed by the server
+            if read < 0 { return errno == ECONNRESET }  // reset counts as closed; a timeout does not
         }
     }
 }
