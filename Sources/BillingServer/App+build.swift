@@ -87,9 +87,20 @@ public func buildApplication(
     }
     let inbox = EventInbox(database: database)
     let outbox = Outbox(database: database)
-    router.get("/metrics") { _, context in
-        await metrics.recordInbox(inbox, logger: context.logger)
-        await metrics.recordOutbox(outbox, logger: context.logger)
+    let metricsToken = configuration.metricsToken
+    let refresh = configuration.metricsRefresh
+    router.get("/metrics") { request, context in
+        // Operators' business: the metrics token (Prometheus's scrape config), or an operator's JWT.
+        guard await mayReadMetrics(request.headers[.authorization], token: metricsToken, tokens: tokens) else {
+            return Response(
+                status: .unauthorized, headers: [.contentType: "text/plain", .wwwAuthenticate: "Bearer"],
+                body: .init(byteBuffer: ByteBuffer(string: "/metrics needs Authorization: Bearer <BILLING_METRICS_TOKEN> or an operator token\n")))
+        }
+        // The queues' counts are read at most once per refresh period, however often Prometheus scrapes.
+        if metrics.queuesDue(every: refresh) {
+            await metrics.recordInbox(inbox, logger: context.logger)
+            await metrics.recordOutbox(outbox, logger: context.logger)
+        }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
@@ -197,6 +208,17 @@ func handleRPC(
         return Response(
             status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
+}
+
+/// Whether the Authorization header is the metrics token (compared in constant time) or an operator's JWT.
+func mayReadMetrics(_ header: String?, token: String?, tokens: TokenAuthority) async -> Bool {
+    if let token, let header, header.hasPrefix("Bearer ") {
+        let given = Array(header.dropFirst("Bearer ".count).utf8)
+        let expected = Array(token.utf8)
+        if given.count == expected.count, zip(given, expected).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 { return true }
+    }
+    if case .authenticated(let principal) = await tokens.authenticate(header: header), principal.role == .operator { return true }
+    return false
 }
 
 /// How much body a request may carry, and the error past it: 1 MiB with a valid token, 64 KiB without one.

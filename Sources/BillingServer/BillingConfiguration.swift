@@ -16,6 +16,10 @@ public struct BillingConfiguration: Sendable {
     public var databasePoolSize: Int
     public var httpHost: String
     public var httpPort: Int
+    /// BILLING_METRICS_TOKEN: a bearer token for Prometheus's scrapes of `/metrics` (an operator JWT works too).
+    public var metricsToken: String?
+    /// BILLING_METRICS_REFRESH_SECONDS: how old the inbox and outbox counts on `/metrics` may be.
+    public var metricsRefresh: Duration
     /// BILLING_HTTP_IDLE_TIMEOUT_SECONDS: a connection that sends nothing for this long is closed (slow clients holding
     /// connections open, a request's headers trickled in).
     public var httpIdleTimeout: Duration
@@ -151,6 +155,11 @@ public struct BillingConfiguration: Sendable {
         reconcileLookback = .seconds(max(0, reader.int(forKey: "billing.reconcile.lookback.seconds", default: 3600)))
         eventsURL = reader.string(forKey: "billing.events.url").flatMap { $0.isEmpty ? nil : $0 }
         eventsSecret = reader.string(forKey: "billing.events.secret", isSecret: true).flatMap { $0.isEmpty ? nil : $0 }
+        metricsToken = reader.string(forKey: "billing.metrics.token", isSecret: true).flatMap { $0.isEmpty ? nil : $0 }
+        if let token = metricsToken, token.count < 16 {
+            throw ConfigurationError.invalid("BILLING_METRICS_TOKEN", "use a random token of 16 or more characters")
+        }
+        metricsRefresh = .seconds(max(0, reader.int(forKey: "billing.metrics.refresh.seconds", default: 15)))
         if eventsURL != nil && (eventsSecret?.count ?? 0) < 16 {
             throw ConfigurationError.invalid(
                 "BILLING_EVENTS_SECRET", "set it to a secret of 16+ characters: it signs every event sent to BILLING_EVENTS_URL")

@@ -4,11 +4,24 @@ import Foundation
 import Logging
 import JSONRPC
 import Prometheus
+import Synchronization
 
 /// The server's Prometheus metrics: RPC calls by method and outcome, and their latency.
 public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     let knownMethods: Set<String>
+    /// When the queues' counts were last read.
+    let queuesReadAt = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Whether the queues' counts are older than `period` (and, if so, marks them read now).
+    func queuesDue(every period: Duration) -> Bool {
+        let now = ContinuousClock.now
+        return queuesReadAt.withLock { last in
+            if let last, now - last < period { return false }
+            last = now
+            return true
+        }
+    }
 
     public init(registry: PrometheusCollectorRegistry, knownMethods: Set<String>) {
         self.registry = registry

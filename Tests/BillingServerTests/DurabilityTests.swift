@@ -145,7 +145,7 @@ import Testing
                 EventHarness.subscription("sub_parked", customer: "cus_x", price: "price_unknown",
                                           metadata: ["tenant_id": tenant.uuidString.lowercased()]), created: harness.now))
             #expect(try await Self.eventually { try await harness.eventStatus("evt_parked") == "failed" })
-            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(try await server.token(.operator))"]).body)
             #expect(metrics.contains(#"billing_inbox_events{status="failed"} 1"#), "\(metrics)")
             #expect(metrics.contains(#"billing_inbox_events{status="processed"} 1"#))
             #expect(metrics.contains("billing_inbox_oldest_waiting_seconds 0"))

@@ -176,7 +176,7 @@ actor ProductEndpoint {
                 #expect(listed == 0)
                 #expect(list.contains("\(eventID)\tcredits.changed\t\(tenant.uuidString.lowercased())"))
                 #expect(list.contains("the endpoint answered 503"))
-                let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+                let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(try await server.token(.operator))"]).body)
                 #expect(metrics.contains(#"billing_outbox_events{status="failed"} 1"#), "\(metrics)")
 
                 let (retried, retry, retryErrors) = try await Billingd.run(["outbox", "retry", "--failed"], environment: environment)

@@ -37,6 +37,26 @@ import Testing
         }
     }
 
+    /// `/metrics` is for operators: Prometheus with BILLING_METRICS_TOKEN, or an operator's JWT; nobody else.
+    @Test func metricsNeedTheMetricsTokenOrAnOperator() async throws {
+        let token = "metrics-token-for-tests-0123"
+        try await TestServer.run(extra: ["BILLING_METRICS_TOKEN": token]) { client, server in
+            let tenant = try await server.provision(client)
+            for header in [nil, "Bearer wrong-token-for-tests-012", "Bearer \(try await server.token(.admin, tenant: tenant))"] as [String?] {
+                var headers: HTTPFields = [:]
+                if let header { headers[.authorization] = header }
+                let refused = try await client.execute(uri: "/metrics", method: .get, headers: headers)
+                #expect(refused.status == .unauthorized)
+                #expect(!String(buffer: refused.body).contains("billing_"))
+            }
+            for header in ["Bearer \(token)", "Bearer \(try await server.token(.operator))"] {
+                let answered = try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: header])
+                #expect(answered.status == .ok)
+                #expect(String(buffer: answered.body).contains("billing_inbox_events"))
+            }
+        }
+    }
+
     /// A connection that sends nothing (or stops halfway through its headers) is closed after the idle timeout, so slow
     /// clients cannot hold the server's connections.
     @Test func anIdleConnectionIsClosed() async throws {
@@ -110,7 +130,7 @@ import Testing
             #expect(ready.headers[.init("X-Request-Id")!]?.isEmpty == false)
             _ = try await client.rpc("billing.plans")
             _ = try await client.rpc("billing.status")
-            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(try await server.token(.operator))"]).body)
             #expect(metrics.contains(#"billing_rpc_requests_total{method="billing.plans",outcome="ok"} 1"#))
             #expect(metrics.contains(#"billing_rpc_requests_total{method="billing.status",outcome="UNAUTHORIZED"} 1"#))
             #expect(metrics.contains("billing_rpc_duration_seconds_bucket"))

@@ -157,7 +157,7 @@ enum StripeFixtures {
             let answer = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: response.body))
             #expect(answer["ignored"] == true)
             #expect(try await stored(server) == ["evt_live": "ignored"])
-            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(try await server.token(.operator))"]).body)
             #expect(metrics.contains(#"billing_webhooks_total{outcome="ignored"} 1"#))
         }
     }
