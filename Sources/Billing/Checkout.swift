@@ -5,34 +5,6 @@ import JSONRPC
 import Crypto
 import StripeAPI
 
-/// How the API uses Stripe.
-public struct StripeSettings: Sendable {
-    /// nil when no Stripe is configured: money paths answer PRECONDITION_FAILED saying so.
-    public var client: StripeClient?
-    /// `{BILLING_PUBLIC_URL}`: Checkout returns to `{publicURL}/billing?checkout={CHECKOUT_SESSION_ID}`.
-    public var publicURL: String
-    public var allowPromotionCodes: Bool
-    /// Checkout Sessions (subscription and top-up) one tenant may open per minute.
-    public var sessionsPerMinute: Int
-    /// Test mode only (`BILLING_STRIPE_TEST_CLOCKS`): each tenant's Stripe customer is made on a test clock of its own,
-    /// so that its renewals, retries and trial ends can be run by advancing the clock.
-    public var testClocks: Bool
-
-    public init(
-        client: StripeClient?, publicURL: String, allowPromotionCodes: Bool = false, sessionsPerMinute: Int = 10, testClocks: Bool = false
-    ) {
-        self.client = client
-        self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
-        self.allowPromotionCodes = allowPromotionCodes
-        self.sessionsPerMinute = sessionsPerMinute
-        self.testClocks = testClocks
-    }
-
-    var returnURL: String { "\(publicURL)/billing?checkout={CHECKOUT_SESSION_ID}" }
-    /// Where Checkout's back link goes: the same page, told that nothing was paid.
-    var cancelURL: String { "\(returnURL)&canceled=true" }
-}
-
 public struct CheckoutParams: Decodable, Sendable {
     public var plan: String
     public var interval: String?
@@ -410,21 +382,5 @@ extension UUID {
         bytes[8] = (bytes[8] & 0x3f) | 0x80
         self = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
-    }
-}
-
-extension StripeClient {
-    /// Expires a Checkout Session so that it can no longer be paid: true once it is expired (now, or already); false
-    /// when Stripe refused because it was completed meanwhile. Any other refusal, or no answer, is thrown.
-    func expireUnlessCompleted(_ sessionID: String) async throws(StripeError) -> Bool {
-        do {
-            _ = try await expireCheckoutSession(sessionID, idempotencyKey: "expire:\(sessionID)")
-            return true
-        } catch .refused(let refusal) {
-            let session = try await retrieveCheckoutSession(sessionID)
-            if session.status == "expired" { return true }
-            if session.status == "complete" { return false }
-            throw StripeError.refused(refusal)
-        }
     }
 }

@@ -222,26 +222,3 @@ extension BillingAPI {
         "\(record.seats):\(record.plan):\(record.interval):\(record.cancelAtPeriodEnd):\(Int64((record.updatedAt?.timeIntervalSince1970 ?? 0) * 1_000_000))"
     }
 }
-
-extension StripeClient {
-    /// Releases a schedule; one no longer in force at Stripe (released or ended there) is let be.
-    func releaseScheduleInForce(_ scheduleID: String) async throws(StripeError) {
-        do {
-            _ = try await releaseSubscriptionSchedule(scheduleID, idempotencyKey: "release:\(scheduleID)")
-        } catch .refused(let refusal) {
-            let schedule = try await retrieveSubscriptionSchedule(scheduleID)
-            guard refusal.httpStatus == 400, !schedule.isInForce else { throw StripeError.refused(refusal) }
-        }
-    }
-
-    /// Cancels now; a subscription Stripe has already ended (a retry, or a webhook not here yet) is read instead.
-    func endSubscription(_ subscriptionID: String) async throws -> Subscription {
-        do {
-            return try await cancelSubscription(subscriptionID)
-        } catch .refused(let refusal) {
-            let current = try await retrieveSubscription(subscriptionID)
-            guard SubscriptionRecord.terminalStatuses.contains(current.status) else { throw StripeError.refused(refusal) }
-            return current
-        }
-    }
-}
