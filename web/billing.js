@@ -29,19 +29,39 @@
   };
 
   let token = null;
+  // "you are an admin", as the token's role says; the heading names the workspace once billing.status is read.
+  let role = '';
   let canManage = false;
   let current = null; // the last billing.status
 
   // MARK: the token
 
+  // A link's #token= replaces the stored token at once when it is for the same workspace and user (a fresh one), or
+  // when there is none still valid. A token for another workspace or user is only offered: the page asks, naming
+  // both workspaces, before switching, so that a link from someone else cannot quietly sign this browser in to
+  // their workspace (and have the card saved next land there).
   function takeToken() {
     const fragment = new URLSearchParams(location.hash.slice(1));
     const given = fragment.get('token');
-    if (given) {
+    const stored = sessionStorage.getItem(TOKEN_KEY);
+    if (!given) return { token: stored };
+    history.replaceState(null, '', location.pathname + location.search);
+    if (!stored || stored === given || sameHolder(stored, given) || expired(stored)) {
       sessionStorage.setItem(TOKEN_KEY, given);
-      history.replaceState(null, '', location.pathname + location.search);
+      return { token: given };
     }
-    return sessionStorage.getItem(TOKEN_KEY);
+    return { token: stored, offered: given };
+  }
+
+  function sameHolder(one, other) {
+    const a = claimsOf(one) || {};
+    const b = claimsOf(other) || {};
+    return Boolean(a.tenant_id) && a.tenant_id === b.tenant_id && a.sub === b.sub;
+  }
+
+  function expired(jwt) {
+    const claims = claimsOf(jwt);
+    return !claims || typeof claims.exp !== 'number' || claims.exp * 1000 <= Date.now();
   }
 
   function claimsOf(jwt) {
@@ -63,7 +83,7 @@
   }
 
   let nextID = 1;
-  async function rpc(method, params) {
+  async function rpc(method, params, bearer = token) {
     const request = { jsonrpc: '2.0', id: nextID++, method };
     if (params) request.params = params;
     let response;
@@ -72,7 +92,7 @@
     try {
       response = await fetch('/rpc', {
         method: 'POST', cache: 'no-store', credentials: 'omit', signal: abort.signal,
-        headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + token },
+        headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + bearer },
         body: JSON.stringify(request),
       });
     } catch (error) {
@@ -86,7 +106,11 @@
     } catch (error) {
       throw new PageError('The billing server answered with an error (HTTP ' + response.status + '). Try again in a minute.');
     }
-    if (body.error) throw new PageError(explain(body.error), body.error.data && body.error.data.code);
+    if (body.error) {
+      const code = body.error.data && body.error.data.code;
+      if (code === 'UNAUTHORIZED' && bearer === sessionStorage.getItem(TOKEN_KEY)) sessionStorage.removeItem(TOKEN_KEY);
+      throw new PageError(explain(body.error), code);
+    }
     return body.result;
   }
 
@@ -94,7 +118,6 @@
     const code = error.data && error.data.code;
     switch (code) {
       case 'UNAUTHORIZED':
-        sessionStorage.removeItem(TOKEN_KEY);
         return 'Your sign-in has expired. Open the billing page again from the product to continue.';
       case 'FORBIDDEN':
         return 'Your role in this workspace cannot do that. Ask an owner or admin of the workspace.';
@@ -170,6 +193,9 @@
 
   function renderStatus(status) {
     current = status;
+    $('title').textContent = 'Billing for ' + status.tenantName;
+    document.title = 'Billing for ' + status.tenantName;
+    $('who').textContent = 'Workspace "' + status.tenantName + '"' + (role ? ' · ' + role : '');
     const plan = plansByKey.get(status.plan);
     const live = isLive(status);
     $('plan-name').textContent = planName(status.plan) + (live ? ', ' + intervalWords(status.interval) : '');
@@ -589,8 +615,58 @@
     $('main').setAttribute('aria-busy', 'false');
   }
 
+  // The link offered a token for another workspace or user: ask, naming both workspaces, and answer the token to use.
+  async function chooseWorkspace(offered) {
+    let theirs;
+    try {
+      theirs = await rpc('billing.status', null, offered);
+    } catch (error) {
+      notify('The link you opened carried a sign-in that does not work here; you are still in your own workspace.');
+      return token;
+    }
+    let mine;
+    try {
+      mine = await rpc('billing.status', null, token);
+    } catch (error) {
+      if (error.code !== 'UNAUTHORIZED') throw error;
+      // The stored sign-in no longer works: the link's is the only one.
+      sessionStorage.setItem(TOKEN_KEY, offered);
+      return offered;
+    }
+    const sameWorkspace = mine.tenantId === theirs.tenantId;
+    $('switch-text').textContent = 'You are signed in to the billing of "' + mine.tenantName + '". The link you opened signs you in to "'
+      + theirs.tenantName + '"' + (sameWorkspace ? ' as someone else' : '') + ' instead. Switch only if you expected to; '
+      + 'whatever you do next, such as saving a card or buying credits, happens in the workspace named at the top of the page.';
+    $('switch-accept').textContent = 'Switch to "' + theirs.tenantName + '"' + (sameWorkspace ? ' as the other user' : '');
+    $('switch-keep').textContent = 'Stay in "' + mine.tenantName + '"';
+    show($('loading'), false);
+    show($('switch'), true);
+    $('switch-keep').focus();
+    const switching = await new Promise((resolve) => {
+      $('switch-accept').addEventListener('click', () => resolve(true), { once: true });
+      $('switch-keep').addEventListener('click', () => resolve(false), { once: true });
+    });
+    show($('switch'), false);
+    show($('loading'), true);
+    if (!switching) return token;
+    sessionStorage.setItem(TOKEN_KEY, offered);
+    return offered;
+  }
+
   async function start() {
-    token = takeToken();
+    const taken = takeToken();
+    token = taken.token;
+    if (taken.offered) {
+      try {
+        token = await chooseWorkspace(taken.offered);
+      } catch (error) {
+        doneLoading();
+        complain(error instanceof PageError ? error.message : 'Something went wrong in this page: ' + error.message);
+        return;
+      }
+    }
+    // Asked or not, the question is not asked again on this page.
+    $('switch').remove();
     if (!token) {
       doneLoading();
       complain('This page needs a sign-in from the product. Open "Billing" from the product again.');
@@ -603,7 +679,7 @@
       return;
     }
     canManage = claims.role === 'owner' || claims.role === 'admin';
-    $('who').textContent = 'Workspace ' + claims.tenant_id + (claims.role ? ' · you are ' + (/^[aeiou]/.test(claims.role) ? 'an' : 'a') + ' ' + claims.role : '');
+    role = claims.role ? 'you are ' + (/^[aeiou]/.test(claims.role) ? 'an' : 'a') + ' ' + claims.role : '';
     if (!canManage) {
       document.querySelectorAll('[data-manage]').forEach((element) => element.remove());
       show($('read-only'), true);

@@ -152,12 +152,21 @@ public struct InboxWorker: Sendable {
             logger.log(level: parked ? .error : .warning, "stripe event failed", metadata: [
                 "event": "\(event.id)", "type": "\(event.type)", "error": "\(error)", "parked": "\(parked)",
             ])
+        case .parked(let event, let note):
+            logger.notice("unresolved stripe event parked", metadata: ["event": "\(event.id)", "type": "\(event.type)", "note": "\(note)"])
         }
     }
 }
 
 extension ProcessOutcome {
-    /// For metrics: processed, ignored, stale, unresolved, rejected, retrying or parked.
+    public var event: ClaimedEvent {
+        switch self {
+        case .finished(let event, _), .failed(let event, _, _), .parked(let event, _): event
+        }
+    }
+
+    /// For metrics: processed, ignored, stale, unresolved, rejected, retrying, parked (failed for good) or
+    /// unresolved_parked.
     public var label: String {
         switch self {
         case .finished(_, .processed): "processed"
@@ -166,6 +175,7 @@ extension ProcessOutcome {
         case .finished(_, .unresolved): "unresolved"
         case .finished(_, .rejected): "rejected"
         case .failed(_, _, let parked): parked ? "parked" : "retrying"
+        case .parked: "unresolved_parked"
         }
     }
 }

@@ -64,10 +64,16 @@ public struct StripeEventProcessor: Sendable {
             // A detached payment method no longer names its customer; the event's previous attributes do.
             references.customer = Self.id(previous["customer"])
         }
-        guard let tenant = try await resolveTenant(references, in: scope) else {
+        let tenant: UUID
+        switch try await resolveTenant(references, in: scope) {
+        case .tenant(let resolved):
+            tenant = resolved
+        case .none:
             return .unresolved(
                 note: "no tenant yet: no known tenant_id metadata, subscription, customer or payment in \(object["object"]?.stringValue ?? "the object") \(object["id"]?.stringValue ?? "")",
                 waitingFor: references.all)
+        case .conflict(let reason):
+            return .rejected(tenant: nil, reason: reason)
         }
         let context = EventContext(
             event: event, tenant: tenant, transaction: try await scope.enter(tenant), scope: scope,
@@ -150,9 +156,10 @@ public struct StripeEventProcessor: Sendable {
 
     // MARK: Tenant resolution
 
-    /// What in an object can name its tenant, in the order it is trusted: `metadata.tenant_id` (or the legacy
-    /// `tenantId`) on the object or its parent, a Checkout Session's `client_reference_id`, then the subscription,
-    /// the customer, and the payment (refunds and disputes).
+    /// What in an object can name its tenant: the subscription, the customer and the payment (refunds and
+    /// disputes), which this server links to tenants itself; and `metadata.tenant_id` (or the legacy `tenantId`) on
+    /// the object or its parent, or a Checkout Session's `client_reference_id`, which anyone who can write to the
+    /// Stripe account can set, and so are trusted only when none of the others is known here.
     struct TenantReferences: Equatable {
         var tenants: [UUID] = []
         var subscription: String?
@@ -187,21 +194,32 @@ public struct StripeEventProcessor: Sendable {
         return references
     }
 
-    /// The first reference that names a tenant; nil when none does yet.
-    func resolveTenant(_ references: TenantReferences, in scope: EventScope) async throws -> UUID? {
-        for tenant in references.tenants where try await scope.tenantExists(tenant) {
-            return tenant
+    enum TenantResolution: Equatable {
+        case tenant(UUID)
+        /// Nothing known here names a tenant yet.
+        case none
+        /// Two references name different tenants: the event fails, for an operator, rather than guess.
+        case conflict(String)
+    }
+
+    /// By the subscription, customer and payment links when any is known (they must agree), else by the tenant
+    /// named in metadata or the client reference (when it exists); a disagreement names both tenants.
+    func resolveTenant(_ references: TenantReferences, in scope: EventScope) async throws -> TenantResolution {
+        let known = try await scope.knownTenants(
+            subscription: references.subscription, customer: references.customer, payments: references.payments,
+            named: references.tenants)
+        let linked = known.filter { !$0.reference.hasPrefix("metadata ") }
+        let candidates = linked.isEmpty ? known : linked
+        guard let first = candidates.first else { return .none }
+        let others = known.filter { $0.tenant != first.tenant }
+        guard let other = others.first else { return .tenant(first.tenant) }
+        let label = { (reference: String) in
+            reference.hasPrefix("metadata ") ? "its tenant_id metadata or client_reference_id" : "its \(reference)"
         }
-        if let subscription = references.subscription, let tenant = try await scope.tenant(forSubscription: subscription) {
-            return tenant
-        }
-        if let customer = references.customer, let tenant = try await scope.tenant(forCustomer: customer) {
-            return tenant
-        }
-        for payment in references.payments {
-            if let tenant = try await scope.tenant(forPayment: payment) { return tenant }
-        }
-        return nil
+        return .conflict(
+            "the event names two tenants: \(label(first.reference)) belongs to tenant \(first.tenant.lowercased), "
+            + "\(label(other.reference)) to tenant \(other.tenant.lowercased); fix the Stripe object's metadata or the link, "
+            + "then replay it with `billingd events retry`")
     }
 
     /// An expandable field's id: the string, or the expanded object's `id`.

@@ -117,6 +117,8 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
         var expiresAt: Date
     }
     public var tenantID: UUID
+    /// The workspace's name, as provisioned.
+    public var tenantName: String
     public var plan: String
     public var interval: String?
     public var status: String
@@ -135,6 +137,7 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
 
     init(tenant: UUID, row: TenantStatusRow, catalog: PlanCatalog, now: Date, grace: Duration) {
         tenantID = tenant
+        tenantName = row.tenantName
         creditBalance = row.creditsAvailable
         cancelAtPeriodEnd = row.cancelAtPeriodEnd
         currentPeriodEnd = row.currentPeriodEnd
@@ -172,13 +175,14 @@ public struct BillingStatus: Encodable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case tenantID = "tenantId", plan, interval, status, seats, currentPeriodEnd, cancelAtPeriodEnd, entitled
+        case tenantID = "tenantId", tenantName, plan, interval, status, seats, currentPeriodEnd, cancelAtPeriodEnd, entitled
         case graceEndsAt, creditBalance, pendingChange, cancelAt, cancelReason, pendingUpdate
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(tenantID.uuidString.lowercased(), forKey: .tenantID)
+        try container.encode(tenantName, forKey: .tenantName)
         try container.encode(plan, forKey: .plan)
         try container.encode(interval, forKey: .interval)
         try container.encode(status, forKey: .status)

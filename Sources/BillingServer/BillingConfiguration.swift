@@ -149,7 +149,8 @@ public struct BillingConfiguration: Sendable {
         inboxRetry = InboxRetryPolicy(
             initial: .milliseconds(max(1, reader.int(forKey: "billing.inbox.retry.initial.ms", default: 1000))),
             maximum: .milliseconds(max(1, reader.int(forKey: "billing.inbox.retry.max.ms", default: 3_600_000))),
-            maxAttempts: reader.int(forKey: "billing.inbox.max.attempts", default: 15))
+            maxAttempts: reader.int(forKey: "billing.inbox.max.attempts", default: 15),
+            parkUnresolvedAfter: .seconds(max(1, reader.int(forKey: "billing.inbox.unresolved.park.days", default: 7)) * 86_400))
         let interval = reader.int(forKey: "billing.reconcile.interval.ms", default: 300_000)
         reconcileInterval = interval > 0 ? .milliseconds(interval) : nil
         reconcileLookback = .seconds(max(0, reader.int(forKey: "billing.reconcile.lookback.seconds", default: 3600)))

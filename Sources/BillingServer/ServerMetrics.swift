@@ -70,7 +70,7 @@ public final class ServerMetrics: Sendable {
         ).increment()
     }
 
-    static let inboxStatuses = ["pending", "processed", "ignored", "unresolved", "stale", "failed"]
+    static let inboxStatuses = ["pending", "processed", "ignored", "unresolved", "parked", "stale", "failed"]
 
     /// Inbox depth by status and the age of the oldest waiting event, read at scrape time (left as they were when
     /// the database does not answer).

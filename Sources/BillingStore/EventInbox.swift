@@ -61,16 +61,22 @@ public enum EventDisposition: Sendable, Equatable {
 }
 
 /// Backoff for failed and unresolved events: `initial`, doubling, at most `maximum`; a failing event is parked as
-/// `failed` on its `maxAttempts`-th failure (tries spent unresolved do not count). Unresolved events are never parked.
+/// `failed` on its `maxAttempts`-th failure (tries spent unresolved do not count). An event still unresolved
+/// `parkUnresolvedAfter` after it was received is `parked` (nil: never).
 public struct InboxRetryPolicy: Sendable, Equatable {
     public var initial: Duration
     public var maximum: Duration
     public var maxAttempts: Int
+    public var parkUnresolvedAfter: Duration?
 
-    public init(initial: Duration = .seconds(1), maximum: Duration = .seconds(3600), maxAttempts: Int = 15) {
+    public init(
+        initial: Duration = .seconds(1), maximum: Duration = .seconds(3600), maxAttempts: Int = 15,
+        parkUnresolvedAfter: Duration? = .seconds(7 * 86_400)
+    ) {
         self.initial = initial
         self.maximum = maximum
         self.maxAttempts = max(1, maxAttempts)
+        self.parkUnresolvedAfter = parkUnresolvedAfter
     }
 
     /// The wait after the `attempt`-th try (1-based), in milliseconds.
@@ -91,6 +97,9 @@ public enum ProcessOutcome: Sendable, Equatable {
     case finished(ClaimedEvent, EventDisposition)
     /// The handler threw: the effects were undone and the event is due again later, or parked.
     case failed(ClaimedEvent, error: String, parked: Bool)
+    /// Still unresolved long after it was received: kept as `parked`, skipped by claims until what it waits for is
+    /// linked or an operator replays it.
+    case parked(ClaimedEvent, note: String)
 }
 
 /// The worker's view inside one claimed event's transaction: the resolver lookups (ids only), and the way into
@@ -101,22 +110,31 @@ public struct EventScope: Sendable {
     /// What this event linked to a tenant, to wake the events waiting for it once it has committed.
     let wake: Mutex<Set<String>>.Box
 
-    public func tenant(forCustomer customer: String) async throws -> UUID? {
-        try await connection.first("SELECT billing.tenant_for_stripe_customer(\(customer))", as: UUID?.self, logger: logger) ?? nil
-    }
-
-    public func tenant(forSubscription subscription: String) async throws -> UUID? {
-        try await connection.first(
-            "SELECT billing.tenant_for_stripe_subscription(\(subscription))", as: UUID?.self, logger: logger) ?? nil
-    }
-
-    /// A PaymentIntent or charge id already recorded as a payment.
-    public func tenant(forPayment payment: String) async throws -> UUID? {
-        try await connection.first("SELECT billing.tenant_for_stripe_payment(\(payment))", as: UUID?.self, logger: logger) ?? nil
-    }
-
-    public func tenantExists(_ tenant: UUID) async throws -> Bool {
-        try await connection.first("SELECT billing.tenant_exists(\(tenant))", as: Bool.self, logger: logger) ?? false
+    /// What this server knows of an event's references, in one round trip: the tenant each of the subscription,
+    /// customer and payments is linked to (when it is), and which of the tenant ids `named` (from metadata or a
+    /// client reference) exist. Each reference is labelled by its kind (`subscription sub_…`, `customer cus_…`,
+    /// `payment pi_…`, `metadata <tenant>`); references linked to nothing are left out.
+    public func knownTenants(
+        subscription: String?, customer: String?, payments: [String], named: [UUID]
+    ) async throws -> [(reference: String, tenant: UUID)] {
+        let rows = try await connection.query("""
+            SELECT 'subscription ' || s, billing.tenant_for_stripe_subscription(s) FROM unnest(ARRAY[\(subscription)::text]) s
+                WHERE s IS NOT NULL AND billing.tenant_for_stripe_subscription(s) IS NOT NULL
+            UNION ALL
+            SELECT 'customer ' || c, billing.tenant_for_stripe_customer(c) FROM unnest(ARRAY[\(customer)::text]) c
+                WHERE c IS NOT NULL AND billing.tenant_for_stripe_customer(c) IS NOT NULL
+            UNION ALL
+            SELECT 'payment ' || p, billing.tenant_for_stripe_payment(p) FROM unnest(\(payments)::text[]) p
+                WHERE billing.tenant_for_stripe_payment(p) IS NOT NULL
+            UNION ALL
+            SELECT 'metadata ' || t::text, t FROM unnest(\(named.map { $0.uuidString.lowercased() })::uuid[]) t
+                WHERE billing.tenant_exists(t)
+            """, logger: logger)
+        var known: [(reference: String, tenant: UUID)] = []
+        for try await (reference, tenant) in rows.decode((String, UUID).self) {
+            known.append((reference, tenant))
+        }
+        return known
     }
 
     /// Scopes the rest of this transaction to `tenant` (row-level security fences every statement after this).
@@ -204,9 +222,11 @@ extension EventInbox {
                 case .stale(let tenant, let note):
                     try await finish(connection, event.id, status: "stale", tenant: tenant, note: note, retryMilliseconds: 0)
                 case .unresolved(let note, let waitingFor):
-                    try await finish(connection, event.id, status: "unresolved", tenant: nil, note: note,
-                                     retryMilliseconds: retry.delayMilliseconds(after: event.attempts - event.failures + 1),
-                                     waitingFor: waitingFor)
+                    let status = try await finish(
+                        connection, event.id, status: "unresolved", tenant: nil, note: note,
+                        retryMilliseconds: retry.delayMilliseconds(after: event.attempts - event.failures + 1),
+                        waitingFor: waitingFor, parkAfterMilliseconds: retry.parkUnresolvedAfter.map(InboxRetryPolicy.milliseconds))
+                    if status == "parked" { return .parked(event, note: note) }
                 case .rejected(let tenant, let reason):
                     try await connection.query("ROLLBACK TO SAVEPOINT handling", logger: logger)
                     wake.value.withLock { $0 = [] }
@@ -232,13 +252,18 @@ extension EventInbox {
         }
     }
 
+    /// Returns the status the event was given: `status`, or `parked` for an unresolved event received more than
+    /// `parkAfterMilliseconds` ago.
+    @discardableResult
     func finish(
         _ connection: PostgresConnection, _ id: String, status: String, tenant: UUID?, note: String?, retryMilliseconds: Int64,
-        waitingFor: [String]? = nil
-    ) async throws {
-        try await connection.query(
-            "SELECT billing.finish_stripe_event(\(id), \(status), \(tenant), \(note), \(retryMilliseconds), \(waitingFor)::text[])",
-            logger: database.logger)
+        waitingFor: [String]? = nil, parkAfterMilliseconds: Int64? = nil
+    ) async throws -> String {
+        try await connection.first(
+            """
+            SELECT billing.finish_stripe_event(\(id), \(status), \(tenant), \(note), \(retryMilliseconds), \(waitingFor)::text[],
+                                               \(parkAfterMilliseconds))
+            """, as: String.self, logger: database.logger) ?? status
     }
 
     /// What an operator reads in `last_error`: the store's and Stripe's errors describe themselves without secrets;

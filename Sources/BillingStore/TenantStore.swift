@@ -30,6 +30,7 @@ public struct TenantStatusRow: Sendable, Equatable {
     public var pendingSource: String? = nil
     public var scheduleID: String? = nil
     public var pendingUpdateExpiresAt: Date? = nil
+    public var tenantName: String = ""
 }
 
 /// Who made a change, for the audit trail.
@@ -141,15 +142,15 @@ struct TenantStatusStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> TenantStatusRow {
         let (plan, interval, status, seats, periodEnd, cancelAtPeriodEnd, pastDueSince, pendingPlan, pendingInterval, available, frozen,
-             cancelAt, pendingEffectiveAt, pendingSource, scheduleID, pendingUpdateExpiresAt) =
+             cancelAt, pendingEffectiveAt, pendingSource, scheduleID, pendingUpdateExpiresAt, tenantName) =
             try row.decode((String?, String?, String?, Int?, Date?, Bool?, Date?, String?, String?, Int, Int,
-                            Date?, Date?, String?, String?, Date?).self)
+                            Date?, Date?, String?, String?, Date?, String).self)
         return TenantStatusRow(
             plan: plan, interval: interval, status: status, seats: seats, currentPeriodEnd: periodEnd,
             cancelAtPeriodEnd: cancelAtPeriodEnd ?? false, pastDueSince: pastDueSince, pendingPlan: pendingPlan,
             pendingInterval: pendingInterval, creditsAvailable: available, creditsFrozen: frozen, cancelAt: cancelAt,
             pendingEffectiveAt: pendingEffectiveAt, pendingSource: pendingSource, scheduleID: scheduleID,
-            pendingUpdateExpiresAt: pendingUpdateExpiresAt)
+            pendingUpdateExpiresAt: pendingUpdateExpiresAt, tenantName: tenantName)
     }
 }
 

@@ -22,10 +22,7 @@ struct Worker: AsyncParsableCommand {
         }
         let outcomes = try await jobs.drainInbox()
         for outcome in outcomes {
-            switch outcome {
-            case .finished(let event, _), .failed(let event, _, _):
-                print("\(event.id)\t\(event.type)\t\(outcome.label)")
-            }
+            print("\(outcome.event.id)\t\(outcome.event.type)\t\(outcome.label)")
         }
         print("\(outcomes.count) event(s) processed")
     }
@@ -56,7 +53,7 @@ struct Events: AsyncParsableCommand, StatusChoices {
         return Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.events"))
     }
 
-    static let statuses = ["pending", "processed", "ignored", "unresolved", "stale", "failed"]
+    static let statuses = ["pending", "processed", "ignored", "unresolved", "parked", "stale", "failed"]
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Events, newest first.")

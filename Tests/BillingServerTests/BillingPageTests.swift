@@ -180,10 +180,10 @@ import Testing
             return try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
         }
 
-        func provision() async throws -> UUID {
+        func provision(name: String = "Browser Co") async throws -> UUID {
             let tenant = UUID()
             let answer = try await rpc(
-                "tenants.provision", ["tenantId": .string(tenant.uuidString), "name": "Browser Co", "email": "billing@browser.example"],
+                "tenants.provision", ["tenantId": .string(tenant.uuidString), "name": .string(name), "email": "billing@browser.example"],
                 token: try await server.token(.service))
             guard answer["result"]?["created"] == true else { throw TestFailure("provisioning failed: \(answer)") }
             return tenant
@@ -332,6 +332,53 @@ import Testing
     /// An invoice the saved card could not pay without 3-D Secure: the page links it (a signed link, no sign-in),
     /// its view has the payment link, leaving the payment page says it is still due, and paying it comes back to the
     /// page, which waits for Stripe and then says it is paid.
+    /// Login CSRF: a link carrying someone else's admin token must not quietly replace the sign-in in use (the card
+    /// saved next would land in their workspace). The page names the workspace, and asks before switching.
+    @Test func aLinkForAnotherWorkspaceAsksBeforeReplacingTheSignIn() async throws {
+        try await withLiveSystem { system, tenant, admin in
+            let other = try await system.provision(name: "Mallory Ltd")
+            let theirs = try await system.server.token(.admin, tenant: other, ttl: .seconds(900))
+            let stored = "return sessionStorage.getItem('billing.token')"
+            try await Browser.withSession { browser in
+                try await browser.open("\(system.url)/billing#token=\(admin)")
+                try await browser.waitForText("#title", containing: "Billing for Browser Co")
+                #expect(try await browser.element("#who").text().contains("Workspace \"Browser Co\""))
+
+                // A fresh token for the same workspace and user replaces the stored one without a question.
+                try await Task.sleep(for: .seconds(1.1))
+                let fresh = try await system.server.token(.admin, tenant: tenant, ttl: .seconds(900))
+                #expect(fresh != admin)
+                try await browser.open("about:blank")
+                try await browser.open("\(system.url)/billing#token=\(fresh)")
+                try await browser.waitForText("#title", containing: "Billing for Browser Co")
+                #expect(try await browser.run("return document.getElementById('switch') === null") == true)
+                #expect(try await browser.run(stored) == .string(fresh))
+
+                // Another workspace's link asks, naming both; staying keeps the sign-in and the workspace.
+                try await browser.open("about:blank")
+                try await browser.open("\(system.url)/billing#token=\(theirs)")
+                let question = try await browser.waitForText("#switch-text", containing: "Mallory Ltd")
+                #expect(question.contains("\"Browser Co\"") && question.contains("\"Mallory Ltd\""), "\(question)")
+                #expect(try await browser.currentURL() == "\(system.url)/billing", "the offered token stays in the address bar")
+                #expect(try await browser.run(stored) == .string(fresh))
+                try await snap(browser, "11-another-workspace-asks", showing: "#switch")
+                try await browser.element("#switch-keep").click()
+                try await browser.waitForText("#title", containing: "Billing for Browser Co")
+                #expect(try await browser.run(stored) == .string(fresh))
+                #expect(try await browser.run("return document.getElementById('switch') === null") == true)
+
+                // Switching, once confirmed, signs in to the other workspace and says so at the top.
+                try await browser.open("about:blank")
+                try await browser.open("\(system.url)/billing#token=\(theirs)")
+                _ = try await browser.waitForText("#switch-accept", containing: "Switch to \"Mallory Ltd\"")
+                try await browser.element("#switch-accept").click()
+                try await browser.waitForText("#title", containing: "Billing for Mallory Ltd")
+                #expect(try await browser.run(stored) == .string(theirs))
+                try await snap(browser, "12-switched-after-asking")
+            }
+        }
+    }
+
     @Test func anInvoiceNeedingConfirmationIsPaidThroughItsLinkAndThePageFollowsIt() async throws {
         try await withLiveSystem { system, tenant, admin in
             // A card whose off-session payments need authentication, saved through the stand-in's setup page.

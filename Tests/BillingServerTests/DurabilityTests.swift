@@ -40,13 +40,7 @@ import Testing
             async let first = harness.drain()
             async let second = harness.drain()
             let (a, b) = try await (first, second)
-            let ids = { (outcomes: [ProcessOutcome]) in
-                outcomes.map { outcome -> String in
-                    switch outcome {
-                    case .finished(let event, _), .failed(let event, _, _): event.id
-                    }
-                }
-            }
+            let ids = { (outcomes: [ProcessOutcome]) in outcomes.map(\.event.id) }
             #expect(Set(ids(a)).isDisjoint(with: ids(b)))
             #expect(a.count + b.count == 24)
             let expected = (0..<24).reduce(0) { $0 + 500 + $1 }

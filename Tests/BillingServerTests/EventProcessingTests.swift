@@ -450,7 +450,75 @@ extension EventHarness {
         }
     }
 
-    @Test func metadataComesFirstThenTheSubscriptionThenTheCustomer() async throws {
+    /// Another product's event on the same Stripe account never resolves here: after
+    /// BILLING_INBOX_UNRESOLVED_PARK_DAYS it is parked, kept and listed, skipped by claims however long overdue, still
+    /// woken by its link, and replayable by an operator.
+    @Test func anEventUnresolvedForDaysIsParkedKeptAndStillWoken() async throws {
+        var extra = EventHarness.extra
+        extra["BILLING_INBOX_RETRY_INITIAL_MS"] = "1"
+        extra["BILLING_INBOX_RETRY_MAX_MS"] = "1"
+        extra["BILLING_INBOX_UNRESOLVED_PARK_DAYS"] = "2"
+        let configured = extra
+        try await TestServer.run(extra: configured) { client, server in
+            let harness = EventHarness(client: client, server: server, extra: configured)
+            for tag in ["old", "new"] {
+                try await harness.deliver(EventHarness.event(
+                    "evt_park_\(tag)", "customer.subscription.created",
+                    EventHarness.subscription("sub_park_\(tag)", customer: "cus_park_\(tag)"), created: harness.now))
+            }
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_park_old") == "unresolved")
+
+            // One was received three days ago, the other one day ago: only the first is parked on its next try.
+            try await harness.owner {
+                try await $0.run("""
+                    UPDATE billing.stripe_events SET received_at = now() - interval '3 days', next_attempt_at = now()
+                    WHERE event_id = 'evt_park_old'
+                    """)
+                try await $0.run("""
+                    UPDATE billing.stripe_events SET received_at = now() - interval '1 day', next_attempt_at = now()
+                    WHERE event_id = 'evt_park_new'
+                    """)
+            }
+            let outcomes = try await harness.drain().filter { $0.event.id == "evt_park_old" }
+            #expect(outcomes.map(\.label) == ["unresolved_parked"])
+            #expect(try await harness.eventStatus("evt_park_old") == "parked")
+            #expect(try await harness.eventStatus("evt_park_new") == "unresolved")
+
+            // However overdue, a parked event is not claimed again.
+            try await harness.owner {
+                try await $0.run("UPDATE billing.stripe_events SET next_attempt_at = now() - interval '1 day' WHERE event_id = 'evt_park_old'")
+            }
+            #expect(try await harness.drain().allSatisfy { $0.event.id != "evt_park_old" })
+            #expect(try await harness.eventStatus("evt_park_old") == "parked")
+
+            // Listed by `billingd events list --status parked`.
+            let (status, output, errors) = try await Billingd.run(["events", "list", "--status", "parked"], environment: [
+                "DATABASE_URL": server.database.appURL.secretURLString,
+            ])
+            #expect(status == 0, "\(errors)")
+            #expect(output.contains("evt_park_old") && !output.contains("evt_park_new"))
+
+            // Replayed by an operator, it is tried once more and, still unresolvable, parked again.
+            let (retried, _, retryErrors) = try await Billingd.run(["events", "retry", "evt_park_old"], environment: [
+                "DATABASE_URL": server.database.appURL.secretURLString,
+            ])
+            #expect(retried == 0, "\(retryErrors)")
+            #expect(try await harness.drain().filter { $0.event.id == "evt_park_old" }.map(\.label) == ["unresolved_parked"])
+
+            // The customer's link wakes it: unresolved again, due at once, and applied to the tenant.
+            let tenant = try await harness.tenant(customer: "cus_park_old")
+            try await server.database.withAppClient { await EventInbox(database: $0).wakeUnresolved(linked: ["cus_park_old"]) }
+            #expect(try await harness.eventStatus("evt_park_old") == "unresolved")
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_park_old") == "processed")
+            #expect(try await harness.subscriptionState(tenant) != nil)
+        }
+    }
+
+    /// Our own links come first (subscription, then customer, then payment); metadata only when none is known here;
+    /// and when they disagree, the event fails naming both tenants and changes nothing.
+    @Test func ourLinksComeFirstAndADisagreementFailsNamingBothTenants() async throws {
         try await TestServer.run(extra: EventHarness.extra) { client, server in
             let harness = EventHarness(client: client, server: server)
             let tenantA = try await harness.tenant(customer: "cus_a")
@@ -465,21 +533,41 @@ extension EventHarness {
                 "parent": ["type": "subscription_details", "subscription_details": ["subscription": "sub_a", "metadata": NSNull()]],
             ])
             try await harness.deliver(EventHarness.event("evt_in_a", "invoice.paid", invoice, created: harness.now))
-            // A PaymentIntent of A's customer whose metadata names B: metadata wins.
+            // A PaymentIntent of A's customer whose metadata names B: it fails, naming both.
             let intent = EventHarness.object("payment_intent", [
                 "id": "pi_meta", "status": "succeeded", "amount": 300, "amount_received": 300, "customer": "cus_a",
                 "latest_charge": "ch_meta", "metadata": ["tenantId": tenantB.uuidString.lowercased()],
             ])
             try await harness.deliver(EventHarness.event("evt_pi_meta", "payment_intent.succeeded", intent, created: harness.now))
+            // A PaymentIntent of an unknown customer whose metadata names B: metadata is all there is, so B.
+            let unknownCustomer = EventHarness.object("payment_intent", [
+                "id": "pi_meta_only", "status": "succeeded", "amount": 200, "amount_received": 200, "customer": "cus_elsewhere",
+                "latest_charge": "ch_meta_only", "metadata": ["tenant_id": tenantB.uuidString.lowercased()],
+            ])
+            try await harness.deliver(EventHarness.event("evt_pi_meta_only", "payment_intent.succeeded", unknownCustomer, created: harness.now))
+            // A's subscription, but B's customer: two links that disagree.
+            try await harness.deliver(EventHarness.event(
+                "evt_sub_mixed", "customer.subscription.updated", EventHarness.subscription("sub_a", customer: "cus_b", quantity: 9),
+                created: harness.now))
             try await harness.drain()
+
             let invoiceTenant: String? = try await harness.owner {
                 try await $0.first("SELECT tenant_id::text FROM billing.stripe_invoices WHERE invoice_id = 'in_a'")
             }
             #expect(invoiceTenant == tenantA.uuidString.lowercased())
+            #expect(try await harness.count("SELECT count(*)::int FROM billing.payments WHERE payment_id = 'pi_meta'") == 0)
             let paymentTenant: String? = try await harness.owner {
-                try await $0.first("SELECT tenant_id::text FROM billing.payments WHERE payment_id = 'pi_meta'")
+                try await $0.first("SELECT tenant_id::text FROM billing.payments WHERE payment_id = 'pi_meta_only'")
             }
             #expect(paymentTenant == tenantB.uuidString.lowercased())
+            for event in ["evt_pi_meta", "evt_sub_mixed"] {
+                #expect(try await harness.eventStatus(event) == "failed")
+                let error = try await harness.eventError(event) ?? ""
+                #expect(error.contains(tenantA.uuidString.lowercased()) && error.contains(tenantB.uuidString.lowercased()), "\(error)")
+            }
+            #expect(try await harness.eventError("evt_sub_mixed")?.contains("subscription sub_a") == true)
+            #expect(try await harness.subscriptionState(tenantA)?.hasPrefix("team month 3 ") == true)
+            #expect(try await harness.subscriptionState(tenantB) == nil)
         }
     }
 }
