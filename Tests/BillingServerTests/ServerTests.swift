@@ -219,8 +219,8 @@ import Testing
             let tenant = try await server.provision(client)
             let response = try await client.rpc("billing.status", token: try await server.token(.member, tenant: tenant))
             let expected: JSONValue = [
-                "tenantId": .string(tenant.uuidString.lowercased()), "plan": "free", "interval": nil, "status": "active",
-                "seats": 1, "currentPeriodEnd": nil, "cancelAtPeriodEnd": false, "entitled": true, "graceEndsAt": nil,
+                "tenantId": .string(tenant.uuidString.lowercased()), "tenantName": "Acme", "plan": "free", "interval": nil,
+                "status": "active", "seats": 1, "currentPeriodEnd": nil, "cancelAtPeriodEnd": false, "entitled": true, "graceEndsAt": nil,
                 "creditBalance": 0, "pendingChange": nil, "cancelAt": nil, "cancelReason": nil, "pendingUpdate": nil,
             ]
             #expect(response["result"] == expected)
