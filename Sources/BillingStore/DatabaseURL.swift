@@ -4,7 +4,11 @@ import NIOSSL
 import PostgresNIO
 
 /// A `postgres://user:password@host:port/database` URL. `?host=/path/to/.s.PGSQL.5432` selects a unix socket
-/// (the socket file itself); `?sslmode=disable|prefer|require` selects TLS (default: disable for local hosts, prefer otherwise).
+/// (the socket file itself). `?sslmode=` selects TLS as libpq does: `disable`; `prefer` (TLS when the server offers
+/// it); `require` (TLS, certificate not checked); `verify-ca` (TLS, certificate signed by a trusted CA);
+/// `verify-full` (that, and issued for the host). The default is `disable` for a local host or socket and
+/// `verify-full` otherwise, so a remote database is never reached in plain text, or through an impostor, unless
+/// the URL says so. `?sslrootcert=/path/ca.pem` trusts that CA instead of the system's.
 public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
@@ -13,6 +17,9 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     public var socketPath: String?
     public var sslMode: String
+    public var sslRootCertificate: String?
+
+    static let sslModes = ["disable", "prefer", "require", "verify-ca", "verify-full"]
 
     public init(_ text: String) throws(StoreError) {
         guard let components = URLComponents(string: text),
@@ -29,7 +36,11 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         self.database = path.isEmpty ? self.username : path
         self.socketPath = query["host"].flatMap { $0.isEmpty ? nil : $0 }
-        self.sslMode = query["sslmode"] ?? (Self.isLocal(host) || socketPath != nil ? "disable" : "prefer")
+        self.sslMode = query["sslmode"] ?? (Self.isLocal(host) || socketPath != nil ? "disable" : "verify-full")
+        guard Self.sslModes.contains(sslMode) else {
+            throw .configuration("sslmode=\(sslMode) is not one of \(Self.sslModes.joined(separator: ", ")) (for a remote database use verify-full)")
+        }
+        self.sslRootCertificate = query["sslrootcert"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     public var isLocal: Bool { socketPath != nil || Self.isLocal(host) }
@@ -53,19 +64,30 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         components.port = port
         components.path = "/" + database
         var query = [URLQueryItem(name: "sslmode", value: sslMode)]
+        if let sslRootCertificate { query.append(URLQueryItem(name: "sslrootcert", value: sslRootCertificate)) }
         if let socketPath { query.append(URLQueryItem(name: "host", value: socketPath)) }
         components.queryItems = query
         return components.string ?? ""
     }
 
-    enum TLSMode { case disable, prefer, require }
+    enum TLSMode { case disable, prefer(TLSConfiguration), require(TLSConfiguration) }
 
     /// `sslmode` as the two PostgresNIO configurations (pool and single connection) need it.
     var tlsMode: TLSMode {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let sslRootCertificate { tls.trustRoots = .file(sslRootCertificate) }
         switch sslMode {
-        case "disable": .disable
-        case "require", "verify-full", "verify-ca": .require
-        default: .prefer
+        case "disable": return .disable
+        case "verify-full": return .require(tls)
+        case "verify-ca":
+            tls.certificateVerification = .noHostnameVerification
+            return .require(tls)
+        case "require":
+            tls.certificateVerification = .none
+            return .require(tls)
+        default:
+            tls.certificateVerification = .none
+            return .prefer(tls)
         }
     }
 
@@ -85,8 +107,8 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         } else {
             let tls: PostgresConnection.Configuration.TLS = switch tlsMode {
             case .disable: .disable
-            case .require: .require(try .init(configuration: .makeClientConfiguration()))
-            case .prefer: .prefer(try .init(configuration: .makeClientConfiguration()))
+            case .require(let configuration): .require(try .init(configuration: configuration))
+            case .prefer(let configuration): .prefer(try .init(configuration: configuration))
             }
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
@@ -115,8 +137,8 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         } else {
             let tls: PostgresClient.Configuration.TLS = switch tlsMode {
             case .disable: .disable
-            case .require: .require(.makeClientConfiguration())
-            case .prefer: .prefer(.makeClientConfiguration())
+            case .require(let configuration): .require(configuration)
+            case .prefer(let configuration): .prefer(configuration)
             }
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
