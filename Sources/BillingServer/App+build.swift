@@ -117,7 +117,9 @@ public func buildApplication(
         configuration: configuration, inbox: inbox, catalog: catalog, stripe: stripe.client, metrics: metrics, logger: logger)
     return Application(
         router: router,
-        server: .http1(configuration: .init(idleTimeout: .seconds(configuration.httpIdleTimeout.components.seconds))),
+        server: .http1(
+            idleTimeout: configuration.httpIdleTimeout, headTimeout: configuration.httpHeadTimeout,
+            bodyTimeout: configuration.httpBodyTimeout, logger: logger),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "billingd"),
         services: services,
         logger: logger)

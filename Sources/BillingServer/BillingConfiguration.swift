@@ -23,6 +23,9 @@ public struct BillingConfiguration: Sendable {
     /// BILLING_HTTP_IDLE_TIMEOUT_SECONDS: a connection that sends nothing for this long is closed (slow clients holding
     /// connections open, a request's headers trickled in).
     public var httpIdleTimeout: Duration
+    /// How long a request's head may take once its first bytes arrived, and its body once its head did.
+    public var httpHeadTimeout: Duration
+    public var httpBodyTimeout: Duration
     /// The first signs; any verifies (rotation).
     public var jwtSecrets: [String]
     public var publicURL: String
@@ -103,6 +106,8 @@ public struct BillingConfiguration: Sendable {
         httpHost = reader.string(forKey: "billing.http.host", default: "127.0.0.1")
         httpPort = reader.int(forKey: "billing.http.port", default: 8080)
         httpIdleTimeout = .seconds(max(1, reader.int(forKey: "billing.http.idle.timeout.seconds", default: 30)))
+        httpHeadTimeout = .seconds(max(1, reader.int(forKey: "billing.http.header.timeout.seconds", default: 10)))
+        httpBodyTimeout = .seconds(max(1, reader.int(forKey: "billing.http.body.timeout.seconds", default: 30)))
         jwtSecrets = (reader.string(forKey: "billing.jwt.secret", isSecret: true) ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         publicURL = reader.string(forKey: "billing.public.url", default: "http://\(httpHost):\(httpPort)")

@@ -69,6 +69,24 @@ import Testing
         }
     }
 
+    /// Slowloris: a client that trickles its headers (or its body) a byte at a time is never idle, and is closed
+    /// at the head's (or the body's) deadline instead.
+    @Test(arguments: [
+        ("POST /rpc HTTP/1.1\r\n", "BILLING_HTTP_HEADER_TIMEOUT_SECONDS"),
+        ("POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "BILLING_HTTP_BODY_TIMEOUT_SECONDS"),
+    ])
+    func aTrickledRequestIsClosedAtItsDeadline(start: String, setting: String) async throws {
+        try await TestServer.run(extra: ["BILLING_HTTP_IDLE_TIMEOUT_SECONDS": "30", setting: "1"]) { client, _ in
+            let port = try #require(client.port)
+            let started = ContinuousClock.now
+            let closed = try await Task.detached {
+                try IdleSocket.waitForClose(port: port, sending: start, thenTrickling: "X", every: .milliseconds(200))
+            }.value
+            #expect(closed)
+            #expect(ContinuousClock.now - started < .seconds(6))
+        }
+    }
+
     /// The token is read before the body: without a valid one a request may carry 64 KiB, with one 1 MiB.
     @Test func aBodyWithoutAValidTokenIsCappedAt64KiB() async throws {
         try await TestServer.run { client, server in
@@ -361,8 +379,9 @@ import Testing
 
 /// A raw TCP connection to the server that sends `sending` (part of a request) and then nothing.
 enum IdleSocket {
-    /// Whether the server closed the connection within 10 s.
-    static func waitForClose(port: Int, sending: String) throws -> Bool {
+    /// Whether the server closed the connection within 10 s; with `trickle`, one more byte is sent every `every`
+    /// meanwhile, so the connection is never idle.
+    static func waitForClose(port: Int, sending: String, thenTrickling trickle: String? = nil, every: Duration = .seconds(1)) throws -> Bool {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socket >= 0 else { throw TestFailure("socket: \(errno)") }
         defer { close(socket) }
@@ -374,14 +393,23 @@ enum IdleSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw TestFailure("connect: \(errno)") }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         _ = sending.withCString { send(socket, $0, strlen($0), 0) }
         var buffer = [UInt8](repeating: 0, count: 1024)
-        while true {
+        let giveUp = ContinuousClock.now + .seconds(10)
+        let wait = trickle == nil ? Duration.seconds(10) : every
+        var timeout = timeval(
+            tv_sec: Int(wait.components.seconds), tv_usec: Int(wait.components.attoseconds / 1_000_000_000_000))
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        while ContinuousClock.now < giveUp {
             let read = recv(socket, &buffer, buffer.count, 0)
             if read == 0 { return true }  // closed by the server
-            if read < 0 { return errno == ECONNRESET }  // reset counts as closed; a timeout does not
+            if read < 0 {
+                if errno == ECONNRESET { return true }  // reset counts as closed
+                guard errno == EAGAIN || errno == EWOULDBLOCK, let trickle else { return false }
+                // MSG_NOSIGNAL: a write after the server closed must not kill the test process.
+                if trickle.withCString({ send(socket, $0, strlen($0), Int32(MSG_NOSIGNAL)) }) < 0 { return true }
+            }
         }
+        return false
     }
 }
