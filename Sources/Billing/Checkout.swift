@@ -66,27 +66,26 @@ extension BillingAPI {
         return client
     }
 
-    /// The tenant's Stripe customer, created when it has none yet and committed in a transaction of its own, so a
-    /// later failure cannot roll the id back (Stripe forgets idempotency keys after a day).
+    /// The tenant's Stripe customer, created when it has none yet: read in a short transaction, created at Stripe with no
+    /// lock held (keyed by the tenant, so two requests at once get one customer), and recorded in a second one. Its id
+    /// is committed before anything else uses it, so a later failure cannot roll it back.
     func customerID(for tenantID: UUID, stripe client: StripeClient) async throws -> String {
-        try await tenants.database.transaction(tenantID, operation: "customer") { transaction in
-            try await ensureCustomer(transaction, try await lockedTenant(transaction), stripe: client)
-        }
-    }
-
-    /// Within a transaction: the tenant's Stripe customer, created (idempotently, keyed by the tenant) if missing.
-    func ensureCustomer(_ transaction: TenantTransaction, _ tenant: TenantRecord, stripe: StripeClient) async throws -> String {
+        let tenant = try await tenants.database.transaction(tenantID, operation: "customer") { try await lockedTenant($0) }
         if let existing = tenant.stripeCustomerID { return existing }
-        let tenantID = tenant.id.uuidString.lowercased()
+        let id = tenant.id.lowercased
         // A clock of the tenant's own, starting now (a retry finds the same one by its key).
-        let clock = self.stripe.testClocks
-            ? try await stripe.createTestClock(
-                frozenTime: Int(now().timeIntervalSince1970), name: "tenant \(tenantID)", idempotencyKey: "clock:\(tenantID)").id
+        let clock = stripe.testClocks
+            ? try await client.createTestClock(
+                frozenTime: Int(now().timeIntervalSince1970), name: "tenant \(id)", idempotencyKey: "clock:\(id)").id
             : nil
-        let customer = try await stripe.createCustomer(
-            email: tenant.email, name: tenant.name, tenantID: tenantID, testClock: clock, idempotencyKey: "customer:\(tenantID)")
-        try await transaction.setStripeCustomer(customer.id)
-        return customer.id
+        let created = try await client.createCustomer(
+            email: tenant.email, name: tenant.name, tenantID: id, testClock: clock, idempotencyKey: "customer:\(id)")
+        return try await tenants.database.transaction(tenantID, operation: "customer") { transaction in
+            // Another request may have recorded it first (the same key gave it the same customer).
+            if let existing = try await lockedTenant(transaction).stripeCustomerID { return existing }
+            try await transaction.setStripeCustomer(created.id)
+            return created.id
+        }
     }
 
     func lockedTenant(_ transaction: TenantTransaction) async throws -> TenantRecord {
@@ -97,15 +96,20 @@ extension BillingAPI {
         return tenant
     }
 
-    func checkRate(_ transaction: TenantTransaction) async throws {
-        let opened = try await transaction.sessionsOpened(since: now().addingTimeInterval(-60))
-        guard opened < stripe.sessionsPerMinute else {
-            throw BillingError.tooManyRequests(
-                "this tenant opened \(opened) checkout sessions in the last minute (at most \(stripe.sessionsPerMinute)); wait a minute and try again")
-        }
+    /// What `billing.checkout` asks Stripe for; kept with its intent, so that a repeat sends the very same request.
+    struct CheckoutPlan: Codable, Sendable {
+        var customer: String
+        var priceID: String
+        var plan: String
+        var interval: String
+        var seats: Int
+        var trialDays: Int?
+        /// An open session for another choice, expired at Stripe before this one is made, so only one can be paid.
+        var replacing: String?
     }
 
-    /// `billing.checkout`: a subscription Checkout Session for a plan; the plan changes only when Stripe confirms.
+    /// `billing.checkout`: a subscription Checkout Session for a plan, in atomic phases; the plan changes only when
+    /// Stripe confirms. One plan checkout is made at a time per tenant (the subject is exclusive).
     func checkout(_ params: CheckoutParams, call: TenantCall) async throws -> CheckoutStarted {
         let plan = try catalog.plan(named: params.plan)
         guard plan.billing == .subscription else {
@@ -123,60 +127,91 @@ extension BillingAPI {
         try plan.seats.validate(seats, plan: plan.key)
         let client = try requireStripe()
         let settings = stripe
-        let now = now()
         let actor = call.actor
+        let tenantID = call.tenantID.lowercased
         let customer = try await customerID(for: call.tenantID, stripe: client)
-        return try await tenants.database.transaction(call.tenantID, operation: "checkout") { transaction in
-            let tenant = try await lockedTenant(transaction)
-            if let live = try await transaction.liveSubscription() {
-                throw BillingError.conflict(
-                    "this tenant already has a \(live.status) '\(live.plan)' subscription; change it with billing.changePlan or in the portal (billing.portal)",
-                    data: ["plan": .string(live.plan), "status": .string(live.status)])
-            }
-            if let open = try await transaction.openSubscriptionSession(now: now) {
-                // A double click (or a second tab) with the same choice gets the session already open.
-                if open.plan == plan.key && open.interval == interval.rawValue && open.seats == seats {
-                    return CheckoutStarted(checkoutUrl: open.url, sessionId: open.sessionID)
+        return try await inAtomicPhases(
+            call.tenantID, .checkout, operation: "billing.checkout", limit: self.settings.rateLimits.sessions,
+            decide: { transaction -> PhaseOne<CheckoutPlan, CheckoutStarted> in
+                if let live = try await transaction.liveSubscription() {
+                    throw BillingError.conflict(
+                        "this tenant already has a \(live.status) '\(live.plan)' subscription; change it with billing.changePlan or in the portal (billing.portal)",
+                        data: ["plan": .string(live.plan), "status": .string(live.status)])
                 }
-                // Another choice replaces it: the old session is expired at Stripe first, so only one can be paid.
-                try await expireReplaced(open.sessionID, client: client, transaction: transaction)
-            }
-            try await checkRate(transaction)
-            let tenantID = tenant.id.uuidString.lowercased()
-            let sequence = try await transaction.sessionsRecorded()
-            var parameters: FormParameters = [
-                "mode": "subscription",
-                "customer": .string(customer),
-                "client_reference_id": .string(tenantID),
-                "success_url": .string(settings.returnURL),
-                "cancel_url": .string(settings.cancelURL),
-                "line_items": [["price": .string(priceID), "quantity": .int(seats)]],
-                "metadata": ["tenant_id": .string(tenantID), "plan": .string(plan.key), "interval": .string(interval.rawValue),
-                             "seats": .int(seats), "purpose": "subscription"],
-            ]
-            var subscriptionData: [(String, FormValue)] = [
-                ("metadata", ["tenant_id": .string(tenantID), "plan": .string(plan.key), "purpose": "subscription"]),
-            ]
-            // One free trial per tenant: a tenant that had one (on any plan) pays from the first day.
-            if plan.trialDays > 0, try await !transaction.trialUsed() {
-                subscriptionData.append(("trial_period_days", .int(plan.trialDays)))
-            }
-            parameters["subscription_data"] = .fields(subscriptionData)
-            if settings.allowPromotionCodes { parameters["allow_promotion_codes"] = true }
-            let session = try await client.createCheckoutSession(
-                parameters, idempotencyKey: "checkout:\(tenantID):\(sequence):\(plan.key):\(interval.rawValue):\(seats)")
-            guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
-            try await transaction.recordCheckoutSession(
-                sessionID: session.id, purpose: "subscription", url: url, plan: plan.key, interval: interval.rawValue, seats: seats,
-                expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
-            try await transaction.audit(actor: actor, action: "checkout.opened", before: nil, after: [
-                "session": session.id, "plan": plan.key, "interval": interval.rawValue, "seats": String(seats),
-            ])
-            return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
-        }
+                let open = try await transaction.openSubscriptionSession(now: now())
+                // A double click (or a second tab) with the same choice gets the session already open.
+                if let open, open.plan == plan.key && open.interval == interval.rawValue && open.seats == seats {
+                    return .answered(CheckoutStarted(checkoutUrl: open.url, sessionId: open.sessionID))
+                }
+                // One free trial per tenant: a tenant that had one (on any plan) pays from the first day.
+                let trialUsed = try await transaction.trialUsed()
+                let trial = plan.trialDays > 0 && !trialUsed ? plan.trialDays : nil
+                return .call(
+                    request: "plan=\(plan.key) interval=\(interval.rawValue) seats=\(seats)",
+                    plan: CheckoutPlan(
+                        customer: customer, priceID: priceID, plan: plan.key, interval: interval.rawValue, seats: seats, trialDays: trial,
+                        replacing: open?.sessionID))
+            },
+            call: { planned, intent in
+                if let replacing = planned.replacing {
+                    // Another choice replaces it: the old session is expired at Stripe first, so only one can be paid.
+                    try await expireReplaced(replacing, client: client)
+                }
+                var parameters: FormParameters = [
+                    "mode": "subscription",
+                    "customer": .string(planned.customer),
+                    "client_reference_id": .string(tenantID),
+                    "success_url": .string(settings.returnURL),
+                    "cancel_url": .string(settings.cancelURL),
+                    "line_items": [["price": .string(planned.priceID), "quantity": .int(planned.seats)]],
+                    "metadata": ["tenant_id": .string(tenantID), "plan": .string(planned.plan), "interval": .string(planned.interval),
+                                 "seats": .int(planned.seats), "purpose": "subscription"],
+                ]
+                var subscriptionData: [(String, FormValue)] = [
+                    ("metadata", ["tenant_id": .string(tenantID), "plan": .string(planned.plan), "purpose": "subscription"]),
+                ]
+                if let days = planned.trialDays { subscriptionData.append(("trial_period_days", .int(days))) }
+                parameters["subscription_data"] = .fields(subscriptionData)
+                if settings.allowPromotionCodes { parameters["allow_promotion_codes"] = true }
+                return try await client.createCheckoutSession(parameters, idempotencyKey: intent.key("session"))
+            },
+            record: { transaction, planned, _, session, recorded in
+                guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+                if recorded { return CheckoutStarted(checkoutUrl: url, sessionId: session.id) }
+                if let replaced = planned.replacing { try await transaction.markSessionExpired(replaced) }
+                try await self.recordSession(session, url: url, purpose: "subscription", planned: planned, transaction)
+                try await transaction.audit(actor: actor, action: "checkout.opened", before: nil, after: [
+                    "session": session.id, "plan": planned.plan, "interval": planned.interval, "seats": String(planned.seats),
+                ])
+                return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+            },
+            settle: { intent in
+                // Older than its key, or its process died: a session it may have made was never handed to anyone (its
+                // URL is answered only once recorded), so nobody can pay it, and Stripe expires it within a day.
+                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: its session, if any, was never handed out")
+            })
     }
 
-    /// `billing.topUp`: a payment-mode Checkout Session for credits. The balance does not change here.
+    /// Records a session this server opened, with its own expiry (a day when Stripe gave none).
+    func recordSession(
+        _ session: CheckoutSession, url: String, purpose: String, planned: CheckoutPlan?, _ transaction: TenantTransaction
+    ) async throws {
+        let now = now()
+        try await transaction.recordCheckoutSession(
+            sessionID: session.id, purpose: purpose, url: url, plan: planned?.plan, interval: planned?.interval, seats: planned?.seats,
+            expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
+    }
+
+    /// What `billing.topUp` asks Stripe for; kept with its intent, so that a repeat sends the very same request.
+    struct TopUpPlan: Codable, Sendable {
+        var customer: String
+        var credits: Int
+        var amount: Int
+        var topUpID: UUID
+    }
+
+    /// `billing.topUp`: a payment-mode Checkout Session for credits, in atomic phases (`inAtomicPhases`). The balance
+    /// does not change here.
     func topUp(_ params: TopUpParams, call: TenantCall) async throws -> CheckoutStarted {
         let pricing = catalog.credits
         guard (pricing.minimum...pricing.maximum).contains(params.credits) else {
@@ -188,115 +223,128 @@ extension BillingAPI {
         }
         let client = try requireStripe()
         let settings = stripe
-        let now = now()
         let actor = call.actor
-        let amount = params.credits * pricing.unitAmount
+        let tenantID = call.tenantID.lowercased
         let customer = try await customerID(for: call.tenantID, stripe: client)
-        return try await tenants.database.transaction(call.tenantID, operation: "top-up") { transaction in
-            let tenant = try await lockedTenant(transaction)
-            if let key = params.idempotencyKey, let earlier = try await transaction.topUp(key: key) {
-                // Paid an amount that does not match, and held for an operator: the key stays taken, and no second
-                // payment is opened for it.
-                guard earlier.status != "flagged" else {
-                    throw BillingError.conflict(
-                        "idempotencyKey '\(key)' belongs to top-up \(earlier.topUpID.lowercased), whose payment did not match its amount and is held for an operator; use a new key for another top-up",
-                        data: ["topUpId": .string(earlier.topUpID.lowercased), "sessionId": .string(earlier.sessionID)])
-                }
-                var payable = earlier.status == "paid" || earlier.expiresAt > now
-                if !payable {
-                    // Past its time here; only Stripe's word that it expired unpaid frees the key.
-                    if try await client.retrieveCheckoutSession(earlier.sessionID).status == "expired" {
-                        try await transaction.expireTopUp(earlier.topUpID, sessionID: earlier.sessionID)
-                    } else {
-                        payable = true
+        if let key = params.idempotencyKey { try await settleLapsedTopUp(key: key, tenant: call.tenantID, client: client) }
+        return try await inAtomicPhases(
+            call.tenantID, .topUp, operation: "billing.topUp", limit: self.settings.rateLimits.sessions,
+            decide: { transaction -> PhaseOne<TopUpPlan, CheckoutStarted> in
+                if let key = params.idempotencyKey, let earlier = try await transaction.topUp(key: key) {
+                    // Paid an amount that does not match, and held for an operator: the key stays taken, and no
+                    // second payment is opened for it.
+                    guard earlier.status != "flagged" else {
+                        throw BillingError.conflict(
+                            "idempotencyKey '\(key)' belongs to top-up \(earlier.topUpID.lowercased), whose payment did not match its amount and is held for an operator; use a new key for another top-up",
+                            data: ["topUpId": .string(earlier.topUpID.lowercased), "sessionId": .string(earlier.sessionID)])
                     }
-                }
-                if payable {
                     guard earlier.credits == params.credits else {
                         throw BillingError.conflict(
                             "idempotencyKey '\(key)' was used for a top-up of \(earlier.credits) credits; use a new key for \(params.credits)",
                             data: ["credits": .integer(earlier.credits), "sessionId": .string(earlier.sessionID)])
                     }
-                    return CheckoutStarted(checkoutUrl: earlier.url, sessionId: earlier.sessionID)
+                    return .answered(CheckoutStarted(checkoutUrl: earlier.url, sessionId: earlier.sessionID))
                 }
-            }
-            try await checkRate(transaction)
-            let tenantID = tenant.id.uuidString.lowercased()
-            let sequence = try await transaction.sessionsRecorded()
-            let stripeKey = "topup:\(tenantID):\(sequence):\(params.credits)"
-            // Derived from the key, so a retry sends Stripe the very same params (a new id would be a different
-            // request under the same key, which Stripe refuses).
-            let proposedID = UUID(derivedFrom: stripeKey)
-            let metadata: FormValue = [
-                "tenant_id": .string(tenantID), "purpose": "credit_topup", "credits": .int(params.credits),
-                "top_up_id": .string(proposedID.uuidString.lowercased()),
-            ]
-            let session = try await client.createCheckoutSession([
-                "mode": "payment",
-                "customer": .string(customer),
-                "client_reference_id": .string(tenantID),
-                "success_url": .string(settings.returnURL),
-                "cancel_url": .string(settings.cancelURL),
-                "line_items": [[
-                    "price_data": [
-                        "currency": .string(pricing.currency), "unit_amount": .int(pricing.unitAmount),
-                        "product_data": ["name": "Credits"],
-                    ],
-                    "quantity": .int(params.credits),
-                ]],
-                "metadata": metadata,
-                "payment_intent_data": ["metadata": metadata],
-            ], idempotencyKey: stripeKey)
-            guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
-            // A retry after a rolled-back attempt gets Stripe's replay of the first session: keep its top-up id.
-            let topUpID = session.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)) ?? proposedID
-            try await transaction.recordCheckoutSession(
-                sessionID: session.id, purpose: "credit_topup", url: url, plan: nil, interval: nil, seats: nil,
-                expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
-            try await transaction.recordTopUp(
-                id: topUpID, key: params.idempotencyKey, credits: params.credits, amount: amount, currency: pricing.currency,
-                sessionID: session.id, now: now)
-            try await transaction.audit(actor: actor, action: "topup.opened", before: nil, after: [
-                "topUp": topUpID.uuidString.lowercased(), "session": session.id, "credits": String(params.credits),
-                "amount": String(amount), "currency": pricing.currency,
-            ])
-            return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+                // Without a key, a repeat while the first is still being made (a double click) is the same request.
+                return .call(
+                    request: "credits=\(params.credits) key=\(params.idempotencyKey ?? "")",
+                    plan: TopUpPlan(customer: customer, credits: params.credits, amount: params.credits * pricing.unitAmount, topUpID: newID()))
+            },
+            call: { plan, intent in
+                let metadata: FormValue = [
+                    "tenant_id": .string(tenantID), "purpose": "credit_topup", "credits": .int(plan.credits),
+                    "top_up_id": .string(plan.topUpID.lowercased),
+                ]
+                return try await client.createCheckoutSession([
+                    "mode": "payment",
+                    "customer": .string(plan.customer),
+                    "client_reference_id": .string(tenantID),
+                    "success_url": .string(settings.returnURL),
+                    "cancel_url": .string(settings.cancelURL),
+                    "line_items": [[
+                        "price_data": [
+                            "currency": .string(pricing.currency), "unit_amount": .int(pricing.unitAmount),
+                            "product_data": ["name": "Credits"],
+                        ],
+                        "quantity": .int(plan.credits),
+                    ]],
+                    "metadata": metadata,
+                    "payment_intent_data": ["metadata": metadata],
+                ], idempotencyKey: intent.key("session"))
+            },
+            record: { transaction, plan, _, session, recorded in
+                guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+                if recorded { return CheckoutStarted(checkoutUrl: url, sessionId: session.id) }
+                try await self.recordSession(session, url: url, purpose: "credit_topup", planned: nil, transaction)
+                try await transaction.recordTopUp(
+                    id: plan.topUpID, key: params.idempotencyKey, credits: plan.credits, amount: plan.amount, currency: pricing.currency,
+                    sessionID: session.id, now: self.now())
+                try await transaction.audit(actor: actor, action: "topup.opened", before: nil, after: [
+                    "topUp": plan.topUpID.lowercased, "session": session.id, "credits": String(plan.credits),
+                    "amount": String(plan.amount), "currency": pricing.currency,
+                ])
+                return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+            },
+            settle: { intent in
+                // Older than Stripe keeps its key: a session it may have made was never handed to anyone (its URL
+                // is answered only once recorded), so nobody can pay it, and Stripe expires it within a day.
+                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: its session, if any, was never handed out")
+            })
+    }
+
+    /// A keyed top-up past its time here: only Stripe's word that it expired unpaid frees the key. Read with no lock
+    /// held; recorded in a short transaction of its own.
+    func settleLapsedTopUp(key: String, tenant: UUID, client: StripeClient) async throws {
+        let now = now()
+        let lapsed = try await tenants.database.transaction(tenant, operation: "top-up", readOnly: true) { transaction in
+            try await transaction.topUp(key: key).flatMap { $0.status == "pending" && $0.expiresAt <= now ? $0 : nil }
+        }
+        guard let lapsed, try await client.retrieveCheckoutSession(lapsed.sessionID).status == "expired" else { return }
+        try await tenants.database.transaction(tenant, operation: "top-up") { transaction in
+            try await transaction.expireTopUp(lapsed.topUpID, sessionID: lapsed.sessionID)
         }
     }
 
     /// `billing.setupPaymentMethod`: a setup-mode Checkout Session that saves a card for invoices this server issues
-    /// and charges off-session. The card is recorded when Stripe confirms it (`setup_intent.succeeded`).
+    /// and charges off-session, in atomic phases. The card is recorded when Stripe confirms it (`setup_intent.succeeded`).
     func setupPaymentMethod(call: TenantCall) async throws -> CheckoutStarted {
         let client = try requireStripe()
         let settings = stripe
-        let now = now()
         let actor = call.actor
+        let tenantID = call.tenantID.lowercased
+        let currency = catalog.credits.currency
         let customer = try await customerID(for: call.tenantID, stripe: client)
-        return try await tenants.database.transaction(call.tenantID, operation: "setup payment method") { transaction in
-            let tenant = try await lockedTenant(transaction)
-            try await checkRate(transaction)
-            let tenantID = tenant.id.lowercased
-            let sequence = try await transaction.sessionsRecorded()
-            let metadata: FormValue = ["tenant_id": .string(tenantID), "purpose": "setup"]
-            let session = try await client.createCheckoutSession([
-                "mode": "setup",
-                "customer": .string(customer),
-                "client_reference_id": .string(tenantID),
-                "success_url": .string(settings.returnURL),
-                "cancel_url": .string(settings.cancelURL),
-                // Cards only, for the off-session charges of this server's invoices; with that, no currency is needed.
-                "allowed_payment_method_types": ["card"],
-                "currency": .string(catalog.credits.currency),
-                "metadata": metadata,
-                "setup_intent_data": ["metadata": metadata],
-            ], idempotencyKey: "setup:\(tenantID):\(sequence)")
-            guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
-            try await transaction.recordCheckoutSession(
-                sessionID: session.id, purpose: "setup", url: url, plan: nil, interval: nil, seats: nil,
-                expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
-            try await transaction.audit(actor: actor, action: "payment_method.setup_opened", before: nil, after: ["session": session.id])
-            return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
-        }
+        return try await inAtomicPhases(
+            call.tenantID, .setup, operation: "billing.setupPaymentMethod", limit: self.settings.rateLimits.sessions,
+            decide: { _ -> PhaseOne<String, CheckoutStarted> in
+                // A repeat while the first is still being made (a double click) is the same request.
+                .call(request: "setup", plan: customer)
+            },
+            call: { customer, intent in
+                let metadata: FormValue = ["tenant_id": .string(tenantID), "purpose": "setup"]
+                return try await client.createCheckoutSession([
+                    "mode": "setup",
+                    "customer": .string(customer),
+                    "client_reference_id": .string(tenantID),
+                    "success_url": .string(settings.returnURL),
+                    "cancel_url": .string(settings.cancelURL),
+                    // Cards only, for the off-session charges of this server's invoices; with that, no currency is needed.
+                    "allowed_payment_method_types": ["card"],
+                    "currency": .string(currency),
+                    "metadata": metadata,
+                    "setup_intent_data": ["metadata": metadata],
+                ], idempotencyKey: intent.key("session"))
+            },
+            record: { transaction, _, _, session, recorded in
+                guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+                if recorded { return CheckoutStarted(checkoutUrl: url, sessionId: session.id) }
+                try await self.recordSession(session, url: url, purpose: "setup", planned: nil, transaction)
+                try await transaction.audit(actor: actor, action: "payment_method.setup_opened", before: nil, after: ["session": session.id])
+                return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+            },
+            settle: { intent in
+                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: its session, if any, was never handed out")
+            })
     }
 
     /// `billing.checkoutSession`: one of this tenant's Checkout Sessions, read from what its webhooks recorded.
@@ -337,32 +385,23 @@ extension BillingAPI {
         return PortalOpened(url: session.url)
     }
 
-    /// Expires an open Checkout Session at Stripe before what replaces it (another choice, or the tenant's deletion).
-    /// One the customer has just paid cannot be: nothing new happens, and the caller is told to wait for its webhook
-    /// and then `next`.
+    /// Expires an open Checkout Session at Stripe before what replaces it (another choice, or the tenant's deletion);
+    /// the caller records it expired afterwards. One the customer has just paid cannot be: nothing new happens, and the
+    /// caller is told to wait for its webhook and then `next`.
     func expireReplaced(
-        _ sessionID: String, client: StripeClient, transaction: TenantTransaction,
-        next: String = "change the plan with billing.changePlan"
+        _ sessionID: String, client: StripeClient, next: String = "change the plan with billing.changePlan"
     ) async throws {
         guard try await client.expireUnlessCompleted(sessionID) else {
             throw BillingError.conflict(
                 "the checkout \(sessionID) was just completed; wait for it to be confirmed, then \(next)",
                 data: ["sessionId": .string(sessionID)])
         }
-        try await transaction.markSessionExpired(sessionID)
     }
 
     /// After provisioning: the Stripe customer, if Stripe answers; if not, the tenant works and it is made on first need.
     func createCustomerAfterProvisioning(_ tenantID: UUID) async -> String? {
         guard let client = stripe.client else { return nil }
-        do {
-            return try await tenants.database.transaction(tenantID, operation: "customer") { transaction in
-                let tenant = try await lockedTenant(transaction)
-                return try await ensureCustomer(transaction, tenant, stripe: client)
-            }
-        } catch {
-            return nil
-        }
+        return try? await customerID(for: tenantID, stripe: client)
     }
 
     func parseInterval(_ text: String?) throws -> BillingInterval {

@@ -17,33 +17,63 @@ public struct CollectionReport: Sendable, Equatable, Encodable {
     public init() {}
 }
 
+/// What one step of collecting an invoice did.
+enum CollectionOutcome: Sendable, Equatable {
+    case charged, declined, actionRequired, overdue, writtenOff, waitingForCard
+    /// Nothing is due (any more) by then.
+    case nothingDue
+}
+
+/// What an attempt sends, planned in its first phase and kept with its intent.
+struct AttemptPlan: Codable, Sendable {
+    var invoice: UUID
+    var number: String
+    var attempt: Int
+    var amount: Int
+    var currency: String
+    var customer: String
+    var method: String
+    /// The attempt's scheduled time (a late run does each step at its own time).
+    var at: Date
+    /// The payment link of an earlier attempt: expired first, so that it cannot be paid while the card is charged.
+    var retiring: String?
+}
+
+/// What the Stripe phase of an attempt got.
+enum AttemptAnswer: Sendable {
+    /// Charged (or on its way): paid once Stripe's `payment_intent.succeeded` arrives.
+    case charged(PaymentIntent)
+    /// Authentication is needed: a hosted payment link instead (`intent`: the PaymentIntent that asked for it).
+    case needsAction(intent: String?, link: CheckoutSession)
+    /// Declined, or refused for good as it is (a detached card, say): a failed attempt, on the schedule.
+    case failed(outcome: String, failure: String)
+}
+
 extension BillingAPI {
     /// Collection and dunning, as of `at`: every attempt, notice and write-off due by then, each at its scheduled time.
     /// An attempt charges the saved card off-session (a real PaymentIntent, keyed by invoice and attempt, so a crash
-    /// never charges twice); a decline schedules the next attempt by the dunning schedule (days after the first
-    /// failure); after the last one the invoice is overdue and the tenant not entitled; an invoice overdue for the
-    /// write-off period is written off. An invoice becomes paid only when Stripe says so (`payment_intent.succeeded`).
+    /// never charges twice) in atomic phases: no lock or transaction is held while Stripe is asked. A decline schedules
+    /// the next attempt by the dunning schedule (days after the first failure); after the last one the invoice is
+    /// overdue and the tenant not entitled; an invoice overdue for the write-off period is written off. An invoice
+    /// becomes paid only when Stripe says so (`payment_intent.succeeded`).
     public func collectInvoices(at: Date, logger: Logger) async throws -> CollectionReport {
         var report = CollectionReport()
         guard let client = stripe.client else { return report }
         let overdueBefore = at.addingTimeInterval(-Double(settings.writeOffAfter.components.seconds))
         let inbox = EventInbox(database: tenants.database)
         for tenant in try await inbox.tenantsWithInvoicesToCollect(at: at, overdueBefore: overdueBefore) {
+            var partial = CollectionReport()
             do {
-                let partial = try await tenants.database.transaction(tenant, operation: "collect invoices") { transaction in
-                    var partial = CollectionReport()
-                    for invoice in try await transaction.invoicesToCollect(at: at, overdueBefore: overdueBefore) {
-                        try await settle(invoice, transaction, at: at, overdueBefore: overdueBefore, client: client, report: &partial)
-                    }
-                    return partial
+                let due = try await tenants.database.transaction(tenant, operation: "collect invoices") { transaction in
+                    try await transaction.invoicesToCollect(at: at, overdueBefore: overdueBefore).map { ($0.id, $0.number) }
                 }
-                report.merge(partial)
-                for (what, numbers) in [("charged (paid when Stripe confirms)", partial.charged), ("declined; next attempt scheduled", partial.declined),
-                                        ("needs authentication; payment link sent", partial.actionRequired),
-                                        ("overdue after the last attempt; tenant suspended", partial.overdue),
-                                        ("written off", partial.writtenOff), ("not tried: no saved card", partial.waitingForCard)] {
-                    for number in numbers {
-                        logger.notice("invoice \(what)", metadata: ["tenant": "\(tenant)", "invoice": "\(number)"])
+                for (invoice, number) in due {
+                    // Every step due by `at`, each at its own scheduled time, so one late run does what the schedule
+                    // said (attempts, then overdue, then write-off) rather than one step.
+                    for _ in 0..<(settings.dunningDays.count + 3) {
+                        let outcome = try await collectionStep(invoice, tenant: tenant, at: at, overdueBefore: overdueBefore, client: client)
+                        guard outcome != .nothingDue else { break }
+                        partial.append(outcome, number)
                     }
                 }
             } catch {
@@ -51,27 +81,120 @@ extension BillingAPI {
                     "tenant": "\(tenant)", "error": "\(error)",
                 ])
             }
+            report.merge(partial)
+            for (what, numbers) in [("charged (paid when Stripe confirms)", partial.charged), ("declined; next attempt scheduled", partial.declined),
+                                    ("needs authentication; payment link sent", partial.actionRequired),
+                                    ("overdue after the last attempt; tenant suspended", partial.overdue),
+                                    ("written off", partial.writtenOff), ("not tried: no saved card", partial.waitingForCard)] {
+                for number in numbers {
+                    logger.notice("invoice \(what)", metadata: ["tenant": "\(tenant)", "invoice": "\(number)"])
+                }
+            }
         }
         return report
     }
 
-    /// Every step of one invoice due by `at`, each at its own scheduled time, so one late run does what the schedule
-    /// said (attempts, then overdue, then write-off) rather than one step.
-    func settle(
-        _ invoice: InvoiceRecord, _ transaction: TenantTransaction, at: Date, overdueBefore: Date, client: StripeClient,
-        report: inout CollectionReport
-    ) async throws {
-        var invoice = invoice
-        for _ in 0..<(settings.dunningDays.count + 3) {
-            if invoice.status == "overdue" {
-                if let overdue = invoice.overdueAt, overdue <= overdueBefore {
+    /// The next step of one invoice due by `at`: a write-off, or an attempt in atomic phases (`retry`: an operator's,
+    /// now, whatever the schedule says).
+    func collectionStep(
+        _ invoiceID: UUID, tenant: UUID, at: Date, overdueBefore: Date? = nil, client: StripeClient, retry: Bool = false
+    ) async throws -> CollectionOutcome {
+        try await inAtomicPhases(
+            tenant, .invoice, operation: retry ? "billing.retryInvoice" : "collection",
+            decide: { transaction -> PhaseOne<AttemptPlan, CollectionOutcome> in
+                guard var invoice = try await transaction.invoice(invoiceID) else { return .answered(.nothingDue) }
+                if invoice.status == "overdue", !retry {
+                    guard let overdue = invoice.overdueAt, let overdueBefore, overdue <= overdueBefore else { return .answered(.nothingDue) }
                     try await writeOff(&invoice, transaction, at: overdue.addingTimeInterval(Double(settings.writeOffAfter.components.seconds)))
-                    report.writtenOff.append(invoice.number)
+                    return .answered(.writtenOff)
                 }
-                return
-            }
-            guard invoice.status == "open" || invoice.status == "action_required", let due = invoice.nextAttemptAt, due.isAtOrBefore(at) else { return }
-            try await attempt(&invoice, transaction, at: due, client: client, report: &report)
+                let due: Date
+                if retry {
+                    guard ["open", "action_required", "overdue"].contains(invoice.status) else { return .answered(.nothingDue) }
+                    due = at
+                } else {
+                    guard invoice.status == "open" || invoice.status == "action_required", let next = invoice.nextAttemptAt, next.isAtOrBefore(at)
+                    else { return .answered(.nothingDue) }
+                    due = next
+                }
+                guard let method = try await transaction.defaultPaymentMethod(),
+                      let customer = try await transaction.lockTenant()?.stripeCustomerID
+                else {
+                    // No card: nothing to try and nobody to remind; saving a card makes it due again.
+                    invoice.nextAttemptAt = nil
+                    try await transaction.updateCollection(invoice)
+                    return .answered(.waitingForCard)
+                }
+                let attempt = invoice.attempts + 1
+                return .call(request: "invoice:\(invoiceID.lowercased):attempt:\(attempt)", plan: AttemptPlan(
+                    invoice: invoiceID, number: invoice.number, attempt: attempt, amount: invoice.amountDue, currency: invoice.currency,
+                    customer: customer, method: method, at: due, retiring: invoice.paymentLink))
+            },
+            call: { plan, _ in try await self.charge(plan, tenant: tenant, client: client) },
+            record: { transaction, plan, _, answer, recorded in
+                guard !recorded, var invoice = try await transaction.invoice(plan.invoice) else { return .nothingDue }
+                if plan.retiring != nil { invoice.paymentLink = nil }
+                if invoice.status == "overdue" { invoice.status = "open" }
+                return try await recordAttempt(answer, &invoice, plan, transaction)
+            },
+            settle: { intent in
+                // Its PaymentIntent is keyed by invoice and attempt, not by the intent: the next run asks again under
+                // that key, and a charge Stripe made is replayed, never made twice.
+                try await self.finish(intent, tenant: tenant, as: "abandoned", because: "settled: the attempt's own key is re-sent")
+            })
+    }
+
+    /// The Stripe phase of an attempt: the earlier link retired, the card charged off-session, and a payment link made
+    /// when the bank asks for authentication.
+    func charge(_ plan: AttemptPlan, tenant: UUID, client: StripeClient) async throws -> AttemptAnswer {
+        if let link = plan.retiring { try await retire(link, invoice: plan.invoice, number: plan.number, client: client) }
+        let metadata: FormValue = [
+            "invoice_id": .string(plan.invoice.lowercased), "tenant_id": .string(tenant.lowercased), "purpose": "invoice",
+            "invoice_number": .string(plan.number), "attempt": .int(plan.attempt),
+        ]
+        do {
+            let intent = try await client.createPaymentIntent([
+                "amount": .int(plan.amount), "currency": .string(plan.currency), "customer": .string(plan.customer),
+                "payment_method": .string(plan.method), "off_session": true, "confirm": true, "metadata": metadata,
+                // Off-session nobody can follow a redirect: only payment methods that need none, and no return_url.
+                "automatic_payment_methods": ["enabled": true, "allow_redirects": "never"],
+                "description": .string("Invoice \(plan.number)"),
+            ], idempotencyKey: "invoice:\(plan.invoice.lowercased):attempt:\(plan.attempt)")
+            guard intent.status == "requires_action" else { return .charged(intent) }
+            return .needsAction(intent: intent.id, link: try await paymentLink(plan, tenant: tenant, client: client))
+        } catch StripeError.refused(let refusal) where refusal.httpStatus == 402 && refusal.code == "authentication_required" {
+            return .needsAction(intent: nil, link: try await paymentLink(plan, tenant: tenant, client: client))
+        } catch StripeError.refused(let refusal) where refusal.httpStatus == 402 {
+            return .failed(outcome: "declined", failure: refusal.message ?? refusal.code ?? "declined")
+        } catch StripeError.refused(let refusal) where !refusal.isMalformedRequest && refusal.httpStatus != 429 && (400..<500).contains(refusal.httpStatus) {
+            return .failed(outcome: "error", failure: refusal.message ?? refusal.code ?? "refused")
+        } catch {
+            // Our own request at fault (no attempt is spent; the run fails loudly and the same attempt is made once the
+            // server is fixed), or Stripe unreachable, rate limiting or failing (the same key is sent again next run).
+            throw error
+        }
+    }
+
+    /// The last phase of an attempt: what Stripe answered, recorded on the invoice.
+    func recordAttempt(
+        _ answer: AttemptAnswer, _ invoice: inout InvoiceRecord, _ plan: AttemptPlan, _ transaction: TenantTransaction
+    ) async throws -> CollectionOutcome {
+        switch answer {
+        case .charged(let intent):
+            // Until Stripe confirms, the invoice is processing: never charged again, voided or retried.
+            invoice.status = "processing"
+            invoice.attempts = plan.attempt
+            invoice.nextAttemptAt = nil
+            try await transaction.updateCollection(invoice)
+            try await transaction.recordAttempt(
+                invoice: invoice.id, attempt: plan.attempt, paymentIntentID: intent.id, outcome: "succeeded", failure: nil, at: plan.at)
+            return .charged
+        case .needsAction(let intent, let link):
+            try await requireAction(&invoice, attempt: plan.attempt, intentID: intent, link: link, transaction, at: plan.at)
+            return invoice.status == "overdue" ? .overdue : .actionRequired
+        case .failed(let outcome, let failure):
+            try await failed(&invoice, attempt: plan.attempt, outcome: outcome, failure: failure, transaction, at: plan.at)
+            return invoice.status == "overdue" ? .overdue : .declined
         }
     }
 
@@ -82,73 +205,6 @@ extension BillingAPI {
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.written_off",
                                     before: ["status": "overdue"], after: ["status": "written_off", "invoice": invoice.number])
         try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
-    }
-
-    /// One attempt at `at` (its scheduled time).
-    func attempt(
-        _ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date, client: StripeClient, report: inout CollectionReport
-    ) async throws {
-        let attempt = invoice.attempts + 1
-        guard let method = try await transaction.defaultPaymentMethod(),
-              let customer = try await transaction.lockTenant()?.stripeCustomerID
-        else {
-            // No card: nothing to try and nobody to remind; saving a card makes it due again.
-            invoice.nextAttemptAt = nil
-            try await transaction.updateCollection(invoice)
-            report.waitingForCard.append(invoice.number)
-            return
-        }
-        // A link from an earlier attempt must not be payable while this one charges the card.
-        try await retireLink(&invoice, client: client)
-        let metadata: FormValue = [
-            "invoice_id": .string(invoice.id.lowercased), "tenant_id": .string(transaction.tenant.lowercased), "purpose": "invoice",
-            "invoice_number": .string(invoice.number), "attempt": .int(attempt),
-        ]
-        let result: Result<PaymentIntent, StripeError>
-        do {
-            result = .success(try await client.createPaymentIntent([
-                "amount": .int(invoice.amountDue), "currency": .string(invoice.currency), "customer": .string(customer),
-                "payment_method": .string(method), "off_session": true, "confirm": true, "metadata": metadata,
-                // Off-session nobody can follow a redirect: only payment methods that need none, and no return_url.
-                "automatic_payment_methods": ["enabled": true, "allow_redirects": "never"],
-                "description": .string("Invoice \(invoice.number)"),
-            ], idempotencyKey: "invoice:\(invoice.id.lowercased):attempt:\(attempt)"))
-        } catch {
-            result = .failure(error)
-        }
-        switch result {
-        case .success(let intent) where intent.status == "requires_action":
-            try await requireAction(&invoice, attempt: attempt, intentID: intent.id, transaction, at: at, client: client)
-            report.append(invoice.status == "overdue" ? \.overdue : \.actionRequired, invoice.number)
-        case .success(let intent):
-            // Charged (or on its way): paid once Stripe's payment_intent.succeeded arrives. Until then the invoice is
-            // processing: never charged again, voided or retried.
-            invoice.status = "processing"
-            invoice.attempts = attempt
-            invoice.nextAttemptAt = nil
-            try await transaction.updateCollection(invoice)
-            try await transaction.recordAttempt(
-                invoice: invoice.id, attempt: attempt, paymentIntentID: intent.id, outcome: "succeeded", failure: nil, at: at)
-            report.charged.append(invoice.number)
-        case .failure(.refused(let refusal)) where refusal.httpStatus == 402 && refusal.code == "authentication_required":
-            try await requireAction(&invoice, attempt: attempt, intentID: nil, transaction, at: at, client: client)
-            report.append(invoice.status == "overdue" ? \.overdue : \.actionRequired, invoice.number)
-        case .failure(.refused(let refusal)) where refusal.httpStatus == 402:
-            try await failed(&invoice, attempt: attempt, outcome: "declined", failure: refusal.message ?? refusal.code ?? "declined", transaction, at: at)
-            report.append(invoice.status == "overdue" ? \.overdue : \.declined, invoice.number)
-        case .failure(.refused(let refusal)) where refusal.isMalformedRequest:
-            // Our request, not the customer's card, is at fault: no attempt is spent; the run fails loudly and the
-            // same attempt is tried again once the server is fixed.
-            throw StripeError.refused(refusal)
-        case .failure(.refused(let refusal)) where refusal.httpStatus != 429 && (400..<500).contains(refusal.httpStatus):
-            // Stripe will never accept this request as it is (a detached card, say): a failed attempt, on the schedule.
-            try await failed(&invoice, attempt: attempt, outcome: "error", failure: refusal.message ?? refusal.code ?? "refused", transaction, at: at)
-            report.append(invoice.status == "overdue" ? \.overdue : \.declined, invoice.number)
-        case .failure(let error):
-            // Stripe unreachable, rate limiting or failing: the same attempt (same key: never charged twice) is tried
-            // again at the next run.
-            throw error
-        }
     }
 
     /// Attempts that count against the dunning schedule.
@@ -197,30 +253,33 @@ extension BillingAPI {
         try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
     }
 
-    /// 3-D Secure is needed: no more automatic attempts; a hosted payment link (Checkout for this invoice) instead.
-    func requireAction(
-        _ invoice: inout InvoiceRecord, attempt: Int, intentID: String?, _ transaction: TenantTransaction, at: Date, client: StripeClient
-    ) async throws {
+    /// A hosted payment link (Checkout for this invoice), for the customer to authenticate the payment themselves.
+    func paymentLink(_ plan: AttemptPlan, tenant: UUID, client: StripeClient) async throws -> CheckoutSession {
         let metadata: FormValue = [
-            "invoice_id": .string(invoice.id.lowercased), "tenant_id": .string(transaction.tenant.lowercased), "purpose": "invoice",
-            "invoice_number": .string(invoice.number),
+            "invoice_id": .string(plan.invoice.lowercased), "tenant_id": .string(tenant.lowercased), "purpose": "invoice",
+            "invoice_number": .string(plan.number),
         ]
-        var parameters: FormParameters = [
+        return try await client.createCheckoutSession([
             "mode": "payment",
-            "client_reference_id": .string(transaction.tenant.lowercased),
-            "success_url": .string("\(stripe.publicURL)/billing?invoice=\(invoice.id.lowercased)"),
+            "customer": .string(plan.customer),
+            "client_reference_id": .string(tenant.lowercased),
+            "success_url": .string("\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)"),
             // Told apart from a paid return, so the billing page can say the invoice is still due.
-            "cancel_url": .string("\(stripe.publicURL)/billing?invoice=\(invoice.id.lowercased)&canceled=true"),
+            "cancel_url": .string("\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)&canceled=true"),
             "line_items": [[
-                "price_data": ["currency": .string(invoice.currency), "unit_amount": .int(invoice.amountDue),
-                               "product_data": ["name": .string("Invoice \(invoice.number)")]],
+                "price_data": ["currency": .string(plan.currency), "unit_amount": .int(plan.amount),
+                               "product_data": ["name": .string("Invoice \(plan.number)")]],
                 "quantity": 1,
             ]],
             "metadata": metadata,
             "payment_intent_data": ["metadata": metadata],
-        ]
-        if let customer = try await transaction.lockTenant()?.stripeCustomerID { parameters["customer"] = .string(customer) }
-        let session = try await client.createCheckoutSession(parameters, idempotencyKey: "invoice-link:\(invoice.id.lowercased):\(attempt)")
+        ], idempotencyKey: "invoice-link:\(plan.invoice.lowercased):\(plan.attempt)")
+    }
+
+    /// 3-D Secure is needed: no more automatic attempts; the payment link instead.
+    func requireAction(
+        _ invoice: inout InvoiceRecord, attempt: Int, intentID: String?, link session: CheckoutSession, _ transaction: TenantTransaction, at: Date
+    ) async throws {
         try await transaction.recordAttempt(
             invoice: invoice.id, attempt: attempt, paymentIntentID: intentID, outcome: "action_required", failure: "authentication required",
             at: at)
@@ -315,7 +374,15 @@ extension CollectionReport {
         waitingForCard += other.waitingForCard
     }
 
-    mutating func append(_ list: WritableKeyPath<CollectionReport, [String]>, _ number: String) {
-        self[keyPath: list].append(number)
+    mutating func append(_ outcome: CollectionOutcome, _ number: String) {
+        switch outcome {
+        case .charged: charged.append(number)
+        case .declined: declined.append(number)
+        case .actionRequired: actionRequired.append(number)
+        case .overdue: overdue.append(number)
+        case .writtenOff: writtenOff.append(number)
+        case .waitingForCard: waitingForCard.append(number)
+        case .nothingDue: break
+        }
     }
 }

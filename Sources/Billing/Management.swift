@@ -204,9 +204,22 @@ extension BillingAPI {
         }
     }
 
-    /// `billing.refund` (operator): through Stripe, whole or in part, never more than remains refundable. The same
-    /// payment, amount and reason is the same refund (a repeat returns it, unless it failed). Credits follow
-    /// `charge.refunded`, and come back when a refund fails.
+    /// What `billing.refund` asks Stripe for; kept with its intent, so that a repeat sends the very same request.
+    struct RefundPlan: Codable, Sendable {
+        var paymentID: String
+        var paymentIntentID: String?
+        var chargeID: String?
+        var currency: String
+        var amount: Int
+        var refunded: Int
+        var reason: String?
+        /// Names the refund everywhere: in its metadata, from which the webhook records it, and in our row.
+        var requestKey: String
+    }
+
+    /// `billing.refund` (operator), in atomic phases: through Stripe, whole or in part, never more than remains
+    /// refundable. The same payment, amount and reason is the same refund (a repeat returns it, unless it failed).
+    /// Credits follow `charge.refunded`, and come back when a refund fails.
     func refund(_ params: RefundParams, call: TenantCall) async throws -> RefundView {
         let reason = params.reason?.trimmingCharacters(in: .whitespacesAndNewlines)
         if let reason, reason.count > 500 {
@@ -214,59 +227,72 @@ extension BillingAPI {
         }
         let client = try requireStripe()
         let actor = call.actor
-        return try await tenants.database.transaction(call.tenantID, operation: "refund") { transaction in
+        return try await inAtomicPhases(
             // Operators refund a deleted tenant's payments too, until it is purged.
-            guard try await transaction.tenantIsLive(includingDeleted: true) else { throw Self.unknownTenant(call.tenantID) }
-            guard let payment = try await transaction.lockPayment(params.paymentId) else {
-                throw BillingError.notFound("this tenant has no payment \(params.paymentId); list them with billing.payments")
-            }
-            // A repeat returns the earlier refund, unless that one failed or was canceled (it returned nothing): then the
-            // request is made again, under the next name.
-            let firstKey = Self.refundRequestID(
-                tenant: call.tenantID, payment: payment.paymentID, requestKey: "\(params.amount.map(String.init) ?? "rest"):\(reason ?? "")")
-            var requestKey = firstKey
-            var attempt = 1
-            while let earlier = try await transaction.refund(paymentID: payment.paymentID, requestKey: requestKey) {
-                guard RefundRecord.isFinal(earlier.status) else { return RefundView(earlier, replayed: true) }
-                attempt += 1
-                requestKey = "\(firstKey):\(attempt)"
-            }
-            // Refunds asked for here that Stripe's webhook has not confirmed yet count too.
-            let refunded = max(payment.amountRefunded, try await transaction.refundTotals(paymentID: payment.paymentID).standing)
-            let refundable = payment.amount - refunded
-            let amount = params.amount ?? refundable
-            guard refundable > 0 else {
-                throw BillingError.preconditionFailed("payment \(payment.paymentID) is refunded in full already")
-            }
-            guard (1...refundable).contains(amount) else {
-                throw BillingError.invalidParams(
-                    field: "amount", "amount must be from 1 to \(refundable) \(payment.currency), what remains refundable of payment \(payment.paymentID) (got \(amount))")
-            }
-            // The request names the refund everywhere: in Stripe's idempotency key (hashed, so a long reason fits) and in
-            // its metadata, from which the webhook records it, so a retry finds it even when this transaction was lost.
-            let request = requestKey
-            var metadata: [(String, FormValue)] = [
-                ("tenant_id", .string(call.tenantID.lowercased)), ("requested_by", .string(actor.id)), ("billing_request", .string(request)),
-            ]
-            if let reason, !reason.isEmpty { metadata.append(("reason", .string(String(reason.prefix(500))))) }
-            var form: FormParameters = ["amount": .int(amount), "metadata": .fields(metadata)]
-            if let intent = payment.paymentIntentID { form["payment_intent"] = .string(intent) } else if let charge = payment.chargeID {
-                form["charge"] = .string(charge)
-            }
-            let created = try await client.createRefund(form, idempotencyKey: "refund:\(request)")
-            _ = try await transaction.upsertRefund(
-                id: created.id, paymentID: payment.paymentID, amount: created.amount, currency: created.currency ?? payment.currency,
-                status: created.status ?? "pending", reason: reason, createdAt: created.created.map { Date(timeIntervalSince1970: Double($0)) } ?? now(),
-                now: now(), requestKey: requestKey)
-            try await transaction.audit(actor: actor, action: "refund.requested", before: [
-                "payment": payment.paymentID, "amountRefunded": String(refunded),
-            ], after: [
-                "payment": payment.paymentID, "refund": created.id, "amount": String(created.amount), "reason": reason ?? "",
-            ])
-            return RefundView(RefundRecord(
-                refundID: created.id, paymentID: payment.paymentID, amount: created.amount, currency: created.currency ?? payment.currency,
-                status: created.status ?? "pending", reason: reason, createdAt: created.created.map { Date(timeIntervalSince1970: Double($0)) } ?? now()),
-                replayed: false)
-        }
+            call.tenantID, .refund, operation: "billing.refund", limit: settings.rateLimits.refunds, includingDeleted: true,
+            decide: { transaction -> PhaseOne<RefundPlan, RefundView> in
+                guard let payment = try await transaction.lockPayment(params.paymentId) else {
+                    throw BillingError.notFound("this tenant has no payment \(params.paymentId); list them with billing.payments")
+                }
+                // A repeat returns the earlier refund, unless that one failed or was canceled (it returned nothing):
+                // then the request is made again, under the next name.
+                let firstKey = Self.refundRequestID(
+                    tenant: call.tenantID, payment: payment.paymentID, requestKey: "\(params.amount.map(String.init) ?? "rest"):\(reason ?? "")")
+                var requestKey = firstKey
+                var attempt = 1
+                while let earlier = try await transaction.refund(paymentID: payment.paymentID, requestKey: requestKey) {
+                    guard RefundRecord.isFinal(earlier.status) else { return .answered(RefundView(earlier, replayed: true)) }
+                    attempt += 1
+                    requestKey = "\(firstKey):\(attempt)"
+                }
+                // Refunds asked for here that Stripe's webhook has not confirmed yet count too.
+                let refunded = max(payment.amountRefunded, try await transaction.refundTotals(paymentID: payment.paymentID).standing)
+                let refundable = payment.amount - refunded
+                let amount = params.amount ?? refundable
+                guard refundable > 0 else {
+                    throw BillingError.preconditionFailed("payment \(payment.paymentID) is refunded in full already")
+                }
+                guard (1...refundable).contains(amount) else {
+                    throw BillingError.invalidParams(
+                        field: "amount", "amount must be from 1 to \(refundable) \(payment.currency), what remains refundable of payment \(payment.paymentID) (got \(amount))")
+                }
+                return .call(request: requestKey, plan: RefundPlan(
+                    paymentID: payment.paymentID, paymentIntentID: payment.paymentIntentID, chargeID: payment.chargeID,
+                    currency: payment.currency, amount: amount, refunded: refunded, reason: reason, requestKey: requestKey))
+            },
+            call: { plan, intent in
+                var metadata: [(String, FormValue)] = [
+                    ("tenant_id", .string(call.tenantID.lowercased)), ("requested_by", .string(actor.id)),
+                    ("billing_request", .string(plan.requestKey)),
+                ]
+                if let reason = plan.reason, !reason.isEmpty { metadata.append(("reason", .string(String(reason.prefix(500))))) }
+                var form: FormParameters = ["amount": .int(plan.amount), "metadata": .fields(metadata)]
+                if let intent = plan.paymentIntentID { form["payment_intent"] = .string(intent) } else if let charge = plan.chargeID {
+                    form["charge"] = .string(charge)
+                }
+                return try await client.createRefund(form, idempotencyKey: intent.key("refund"))
+            },
+            record: { transaction, plan, _, created, recorded in
+                let refund = RefundRecord(
+                    refundID: created.id, paymentID: plan.paymentID, amount: created.amount, currency: created.currency ?? plan.currency,
+                    status: created.status ?? "pending", reason: plan.reason,
+                    createdAt: created.created.map { Date(timeIntervalSince1970: Double($0)) } ?? self.now())
+                // Stored by refund id: a repeat, or the webhook that came first, finds it there.
+                _ = try await transaction.upsertRefund(
+                    id: refund.refundID, paymentID: refund.paymentID, amount: refund.amount, currency: refund.currency, status: refund.status,
+                    reason: refund.reason, createdAt: refund.createdAt, now: self.now(), requestKey: plan.requestKey)
+                if recorded { return RefundView(refund, replayed: true) }
+                try await transaction.audit(actor: actor, action: "refund.requested", before: [
+                    "payment": plan.paymentID, "amountRefunded": String(plan.refunded),
+                ], after: [
+                    "payment": plan.paymentID, "refund": created.id, "amount": String(created.amount), "reason": plan.reason ?? "",
+                ])
+                return RefundView(refund, replayed: false)
+            },
+            settle: { intent in
+                // Older than Stripe keeps its key: a refund it made carries `billing_request` in its metadata, and its
+                // webhook (or reconciliation) records it under that name, which the next request then finds.
+                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: a refund it made is recorded by its webhook")
+            })
     }
 }

@@ -1,9 +1,8 @@
 import BillingStore
 import Foundation
 
-/// Per-tenant limits on the methods that call Stripe on every request, as token buckets in PostgreSQL (so every server
-/// process shares them): one admin with a batch of calls cannot spend the whole Stripe account's rate limit. Checkout,
-/// top-up and card setup keep their own limit (`BILLING_CHECKOUT_SESSIONS_PER_MINUTE`).
+/// Per-tenant limits on the methods that call Stripe, as token buckets in PostgreSQL (so every server process shares
+/// them): one admin (or one operator) with a batch of calls cannot spend the whole Stripe account's rate limit.
 public struct RateLimits: Sendable, Equatable {
     /// One class of methods: so many calls a minute, and as many at once.
     public struct Limit: Sendable, Equatable {
@@ -22,10 +21,23 @@ public struct RateLimits: Sendable, Equatable {
     public var changes: Limit
     /// `billing.portal`.
     public var portal: Limit
+    /// `billing.checkout`, `billing.topUp`, `billing.setupPaymentMethod`: Checkout Sessions opened (a repeat that gets
+    /// an open session back takes none).
+    public var sessions: Limit
+    /// `billing.refund`.
+    public var refunds: Limit
+    /// `billing.voidInvoice`, `billing.retryInvoice`.
+    public var invoiceActions: Limit
 
-    public init(changesPerMinute: Int = 10, portalPerMinute: Int = 10) {
+    public init(
+        changesPerMinute: Int = 10, portalPerMinute: Int = 10, sessionsPerMinute: Int = 10, refundsPerMinute: Int = 10,
+        invoiceActionsPerMinute: Int = 10
+    ) {
         changes = Limit(name: "subscription_changes", perMinute: changesPerMinute)
         portal = Limit(name: "portal", perMinute: portalPerMinute)
+        sessions = Limit(name: "checkout_sessions", perMinute: sessionsPerMinute)
+        refunds = Limit(name: "refunds", perMinute: refundsPerMinute)
+        invoiceActions = Limit(name: "invoice_actions", perMinute: invoiceActionsPerMinute)
     }
 }
 
@@ -37,11 +49,6 @@ extension BillingAPI {
         let wait = try await tenants.database.transaction(tenant, operation: "rate limit") { transaction in
             try await transaction.takeRateToken(limit.name, perMinute: limit.perMinute, burst: limit.burst, now: now)
         }
-        if let wait {
-            let seconds = max(1, Int((wait / .seconds(1)).rounded(.up)))
-            throw BillingError.tooManyRequests(
-                "\(method) is limited to \(limit.perMinute) calls a minute per tenant (with the others of its class); try again in \(seconds) s",
-                retryAfter: wait)
-        }
+        if let wait { throw Self.rateLimited(limit, method: method, wait: wait) }
     }
 }

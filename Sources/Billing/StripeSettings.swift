@@ -8,19 +8,16 @@ public struct StripeSettings: Sendable {
     /// `{BILLING_PUBLIC_URL}`: Checkout returns to `{publicURL}/billing?checkout={CHECKOUT_SESSION_ID}`.
     public var publicURL: String
     public var allowPromotionCodes: Bool
-    /// Checkout Sessions (subscription and top-up) one tenant may open per minute.
-    public var sessionsPerMinute: Int
     /// Test mode only (`BILLING_STRIPE_TEST_CLOCKS`): each tenant's Stripe customer is made on a test clock of its own,
     /// so that its renewals, retries and trial ends can be run by advancing the clock.
     public var testClocks: Bool
 
     public init(
-        client: StripeClient?, publicURL: String, allowPromotionCodes: Bool = false, sessionsPerMinute: Int = 10, testClocks: Bool = false
+        client: StripeClient?, publicURL: String, allowPromotionCodes: Bool = false, testClocks: Bool = false
     ) {
         self.client = client
         self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
         self.allowPromotionCodes = allowPromotionCodes
-        self.sessionsPerMinute = sessionsPerMinute
         self.testClocks = testClocks
     }
 

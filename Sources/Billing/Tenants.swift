@@ -40,44 +40,82 @@ public struct TenantsPage: Encodable, Sendable {
 }
 
 extension BillingAPI {
-    /// `tenants.delete` (service): the Stripe subscription is canceled first, then the tenant is marked deleted. Its
-    /// data stays readable to operators for the retention period; its users' tokens get NOT_FOUND from now on.
+    /// What `tenants.delete` must end at Stripe first.
+    struct DeletionPlan: Codable, Sendable {
+        var subscriptions: [String]
+        var sessions: [String]
+    }
+
+    /// `tenants.delete` (service), in atomic phases: the Stripe subscriptions are canceled and open Checkouts expired
+    /// first, with no lock held, then the tenant is marked deleted. Its data stays readable to operators for the
+    /// retention period; its users' tokens get NOT_FOUND from now on.
     func deleteTenant(call: TenantCall) async throws -> TenantView {
         let actor = call.actor
         let retention = settings.tenantRetention
-        return try await tenants.database.transaction(call.tenantID, operation: "delete tenant") { transaction in
-            guard var tenant = try await transaction.lockTenantIncludingDeleted() else { throw Self.unknownTenant(call.tenantID) }
-            // Deleting twice is harmless: the first deletion stands.
-            if tenant.deletedAt != nil { return TenantView(tenant, retention: retention) }
-            // Nothing may bill it afterwards: every live subscription is canceled and every open Checkout expired.
-            let all = try await transaction.allLiveSubscriptions()
-            // Ours end here; Stripe's are canceled at Stripe.
-            for subscription in all where subscription.isInvoiceBilled {
-                try await applyLocally(subscription, transaction, actor: actor, action: "subscription.canceled") { $0.status = "canceled" }
-            }
-            let live = all.filter { !$0.isInvoiceBilled }
-            let open = try await transaction.openSessions(now: now())
-            if !live.isEmpty || !open.isEmpty {
-                guard let client = stripe.client else {
+        let client = stripe.client
+        return try await inAtomicPhases(
+            call.tenantID, .tenant, operation: "tenants.delete", includingDeleted: true,
+            decide: { transaction -> PhaseOne<DeletionPlan, TenantView> in
+                let plan = DeletionPlan(
+                    subscriptions: try await transaction.allLiveSubscriptions().filter { !$0.isInvoiceBilled }.map(\.stripeSubscriptionID),
+                    sessions: try await transaction.openSessions(now: now()))
+                if plan.subscriptions.isEmpty && plan.sessions.isEmpty {
+                    return .answered(try await self.markDeleted(transaction, ended: [], expired: [], actor: actor, retention: retention))
+                }
+                guard client != nil else {
                     throw BillingError.preconditionFailed(
                         "the tenant has live Stripe subscriptions or open checkouts and Stripe is not configured here, so they cannot be ended first; set STRIPE_SECRET_KEY")
                 }
-                for subscription in live {
-                    let ended = try await client.endSubscription(subscription.stripeSubscriptionID)
-                    try await applyConfirmed(ended, over: subscription, transaction, actor: actor, action: "subscription.canceled")
+                return .call(request: "delete", plan: plan)
+            },
+            call: { plan, _ in
+                guard let client else { return [Subscription]() }
+                var ended: [Subscription] = []
+                for subscription in plan.subscriptions { ended.append(try await client.endSubscription(subscription)) }
+                for session in plan.sessions {
+                    try await expireReplaced(session, client: client, next: "delete the tenant again (its new subscription is canceled then)")
                 }
-                for session in open {
-                    try await expireReplaced(
-                        session, client: client, transaction: transaction, next: "delete the tenant again (its new subscription is canceled then)")
-                }
+                return ended
+            },
+            record: { transaction, plan, _, ended, _ in
+                try await self.markDeleted(transaction, ended: ended, expired: plan.sessions, actor: actor, retention: retention)
+            },
+            settle: { intent in
+                // Whatever it ended at Stripe is ended; a new attempt reads the tenant afresh.
+                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: a new deletion starts afresh")
+            })
+    }
+
+    /// The last phase of a deletion: what Stripe ended is recorded, this server's own subscriptions are canceled, and the
+    /// tenant is marked deleted; unless a subscription went live meanwhile, which must be ended first. Deleting twice is
+    /// harmless: the first deletion stands.
+    func markDeleted(
+        _ transaction: TenantTransaction, ended: [Subscription], expired: [String], actor: AuditActor, retention: Duration
+    ) async throws -> TenantView {
+        guard var tenant = try await transaction.lockTenantIncludingDeleted() else { throw Self.unknownTenant(transaction.tenant) }
+        if tenant.deletedAt != nil { return TenantView(tenant, retention: retention) }
+        for subscription in ended {
+            if let current = try await transaction.lockSubscription(subscription.id) {
+                try await applyConfirmed(subscription, over: current, transaction, actor: actor, action: "subscription.canceled")
             }
-            let time = now()
-            try await transaction.markDeleted(at: time)
-            try await transaction.audit(actor: actor, action: "tenant.deleted", before: ["name": tenant.name, "email": tenant.email],
-                                        after: ["deletedAt": time.formatted(.iso8601)])
-            tenant.deletedAt = time
-            return TenantView(tenant, retention: retention)
         }
+        for session in expired { try await transaction.markSessionExpired(session) }
+        let all = try await transaction.allLiveSubscriptions()
+        if let started = all.first(where: { !$0.isInvoiceBilled }) {
+            throw BillingError.conflict(
+                "subscription \(started.stripeSubscriptionID) started while the tenant was being deleted; delete it again to cancel it too",
+                data: ["subscriptionId": .string(started.stripeSubscriptionID)])
+        }
+        // Ours end here; nothing may bill the tenant afterwards.
+        for subscription in all {
+            try await applyLocally(subscription, transaction, actor: actor, action: "subscription.canceled") { $0.status = "canceled" }
+        }
+        let time = now()
+        try await transaction.markDeleted(at: time)
+        try await transaction.audit(actor: actor, action: "tenant.deleted", before: ["name": tenant.name, "email": tenant.email],
+                                    after: ["deletedAt": time.formatted(.iso8601)])
+        tenant.deletedAt = time
+        return TenantView(tenant, retention: retention)
     }
 
     /// `tenants.list` (operator): by name, email, id or Stripe customer id; deleted tenants included.

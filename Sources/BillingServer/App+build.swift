@@ -34,7 +34,7 @@ public func buildApplication(
     let stripe = StripeSettings(
         client: configuration.stripeConfiguration().map { StripeClient(configuration: $0, logger: logger) },
         publicURL: configuration.publicURL, allowPromotionCodes: configuration.allowPromotionCodes,
-        sessionsPerMinute: configuration.checkoutSessionsPerMinute, testClocks: configuration.stripeTestClocks)
+        testClocks: configuration.stripeTestClocks)
     let api = BillingAPI(
         catalog: catalog, tenants: TenantStore(database: database),
         settings: BillingSettings(

@@ -49,10 +49,10 @@ public struct BillingConfiguration: Sendable {
     public var webhookSecrets: [String]
     public var webhookTolerance: Duration
     public var webhookStoreTimeout: Duration
-    public var checkoutSessionsPerMinute: Int
     /// BILLING_STRIPE_TEST_CLOCKS: each tenant's Stripe customer on a test clock of its own (test keys only).
     public var stripeTestClocks: Bool
-    /// BILLING_RATE_LIMIT_CHANGES_PER_MINUTE, BILLING_RATE_LIMIT_PORTAL_PER_MINUTE.
+    /// BILLING_RATE_LIMIT_CHANGES_PER_MINUTE, BILLING_RATE_LIMIT_PORTAL_PER_MINUTE, BILLING_CHECKOUT_SESSIONS_PER_MINUTE,
+    /// BILLING_RATE_LIMIT_REFUNDS_PER_MINUTE, BILLING_RATE_LIMIT_INVOICE_ACTIONS_PER_MINUTE.
     public var rateLimits: RateLimits
     /// Inbox workers run by `serve` (0: none; run `billingd worker` elsewhere) and by `billingd worker`.
     public var inboxWorkers: Int
@@ -135,11 +135,13 @@ public struct BillingConfiguration: Sendable {
         stripeRetryInitial = .milliseconds(reader.int(forKey: "billing.stripe.retry.initial.ms", default: 500))
         stripeMaxAttempts = reader.int(forKey: "billing.stripe.max.attempts", default: 3)
         allowPromotionCodes = reader.bool(forKey: "billing.checkout.promotion.codes", default: false)
-        checkoutSessionsPerMinute = reader.int(forKey: "billing.checkout.sessions.per.minute", default: 10)
         stripeTestClocks = reader.bool(forKey: "billing.stripe.test.clocks", default: false)
         rateLimits = RateLimits(
             changesPerMinute: reader.int(forKey: "billing.rate.limit.changes.per.minute", default: 10),
-            portalPerMinute: reader.int(forKey: "billing.rate.limit.portal.per.minute", default: 10))
+            portalPerMinute: reader.int(forKey: "billing.rate.limit.portal.per.minute", default: 10),
+            sessionsPerMinute: reader.int(forKey: "billing.checkout.sessions.per.minute", default: 10),
+            refundsPerMinute: reader.int(forKey: "billing.rate.limit.refunds.per.minute", default: 10),
+            invoiceActionsPerMinute: reader.int(forKey: "billing.rate.limit.invoice.actions.per.minute", default: 10))
         if stripeTestClocks, stripeSecretKey?.hasPrefix("sk_live_") == true {
             throw ConfigurationError.invalid(
                 "BILLING_STRIPE_TEST_CLOCKS", "test clocks exist in test mode only: unset it, or use an sk_test_ key")

@@ -179,7 +179,7 @@ public enum TenantPurge {
     static let tables = [
         "refunds", "disputes", "payments", "stripe_invoices", "invoice_attempts", "invoice_lines", "invoice_charges", "invoices",
         "top_ups", "checkout_sessions", "credit_ledger", "credit_balances", "audit_events", "outbox_events", "subscriptions",
-        "rate_buckets",
+        "rate_buckets", "stripe_intents",
     ]
 
     /// What a purge did: the tenants removed, and those kept because a Stripe subscription of theirs is still live

@@ -66,24 +66,10 @@ public struct TenantTransaction: Sendable {
         return sessions
     }
 
-    /// How many Checkout Sessions this tenant has recorded, ever: part of the next session's idempotency key, so a
-    /// retry after a rolled-back attempt asks Stripe with the same key (and gets the same session back).
-    public func sessionsRecorded() async throws -> Int {
-        try await connection.first(
-            "SELECT count(*)::int FROM billing.checkout_sessions WHERE tenant_id = \(tenant)", as: Int.self, logger: logger) ?? 0
-    }
-
     public func markSessionExpired(_ sessionID: String) async throws {
         try await connection.query(
             "UPDATE billing.checkout_sessions SET status = 'expired' WHERE tenant_id = \(tenant) AND session_id = \(sessionID) AND status = 'open'",
             logger: logger)
-    }
-
-    /// Checkout Sessions this tenant opened since `since` (for the per-minute limit).
-    public func sessionsOpened(since: Date) async throws -> Int {
-        try await connection.first(
-            "SELECT count(*)::int FROM billing.checkout_sessions WHERE tenant_id = \(tenant) AND created_at > \(since)",
-            as: Int.self, logger: logger) ?? 0
     }
 
     public func recordCheckoutSession(

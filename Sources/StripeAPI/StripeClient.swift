@@ -171,9 +171,12 @@ public struct StripeClient: Sendable {
                 : .unavailable("\(path): HTTP \(status)")
             return .failure(Failure(error: error, retryable: retryable && !replayed))
         }
-        if status == 429 || status == 409 {
+        if status == 429 {
             return .failure(Failure(error: .unavailable("\(path): HTTP \(status) \(apiError.message ?? "")"), retryable: retryable))
         }
+        // 409: another request with this key is still in flight (a double click whose first call Stripe is still
+        // executing). Retried; once out of attempts the caller is told so, not that Stripe is down.
+
         return .failure(Failure(error: .refused(apiError), retryable: retryable && !replayed))
     }
 

@@ -43,4 +43,39 @@ import Testing
             #expect(answers[2].errorName == "TOO_MANY_REQUESTS", "\(answers[2])")
         }
     }
+
+    /// Operators' money paths are limited per tenant too: refunds (taken when a new refund is recorded, so a repeat
+    /// answered with the earlier refund takes none) and invoice voids and retries (taken before anything is read).
+    @Test func refundsAndInvoiceActionsAreLimitedPerTenant() async throws {
+        let extra = EventHarness.extra.merging([
+            "BILLING_RATE_LIMIT_REFUNDS_PER_MINUTE": "1", "BILLING_RATE_LIMIT_INVOICE_ACTIONS_PER_MINUTE": "1",
+        ]) { $1 }
+        try await TestServer.run(extra: extra, stripe: true) { client, server in
+            let harness = EventHarness(client: client, server: server)
+            let tenant = try await server.provision(client)
+            try await harness.topUp(tenant, credits: 1000)
+            let payment: String = try #require(try await harness.owner { try await $0.first("SELECT payment_id FROM billing.payments WHERE tenant_id = '\(tenant)'") })
+            let operatorToken = try await server.token(.operator)
+            let refund = { @Sendable (amount: Int) async throws -> JSONValue in
+                try await client.rpc(
+                    "billing.refund", ["tenantId": .string(tenant.uuidString), "paymentId": .string(payment), "amount": .integer(amount)],
+                    token: operatorToken)
+            }
+            #expect(try await refund(100)["result"]?["refundId"] != nil)
+            // The same refund again is its answer, not a new one: no token.
+            #expect(try await refund(100)["result"]?["replayed"] == true)
+            let second = try await refund(200)
+            #expect(second.errorName == "TOO_MANY_REQUESTS", "\(second)")
+            #expect(second.errorMessage.contains("billing.refund is limited to 1 calls a minute per tenant"), "\(second)")
+            #expect(await server.standIn!.count(of: "refund") == 1)
+
+            let void = { @Sendable () async throws -> JSONValue in
+                try await client.rpc("billing.voidInvoice", ["tenantId": .string(tenant.uuidString), "invoiceId": .string(UUID().uuidString)], token: operatorToken)
+            }
+            #expect(try await void().errorName == "NOT_FOUND")
+            let limited = try await void()
+            #expect(limited.errorName == "TOO_MANY_REQUESTS", "\(limited)")
+            #expect(limited["error"]?["data"]?["retryAfter"] != nil, "\(limited)")
+        }
+    }
 }

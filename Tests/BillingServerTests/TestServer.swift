@@ -47,6 +47,7 @@ struct TestServer {
             "BILLING_PLAN_CHANGE_INTERVAL_MS": "0",
             // Tests of other things make more changes a minute than a person would; RateLimitTests sets its own.
             "BILLING_RATE_LIMIT_CHANGES_PER_MINUTE": "1000", "BILLING_RATE_LIMIT_PORTAL_PER_MINUTE": "1000",
+            "BILLING_RATE_LIMIT_REFUNDS_PER_MINUTE": "1000", "BILLING_RATE_LIMIT_INVOICE_ACTIONS_PER_MINUTE": "1000",
             // Tests read the queues' counts right after changing them.
             "BILLING_METRICS_REFRESH_SECONDS": "0",
         ]
