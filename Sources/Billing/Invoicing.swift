@@ -138,7 +138,7 @@ extension BillingAPI {
         let currency = catalog.credits.currency
         let actor = call.actor
         return try await tenants.database.transaction(call.tenantID, operation: "add charge") { transaction in
-            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
+            _ = try await lockedTenant(transaction)
             guard try await transaction.invoiceSubscription() != nil else {
                 throw BillingError.preconditionFailed(
                     "one-off charges ride on this server's invoices; this tenant is not on a plan billed by invoice (billing.subscribeByInvoice)")

@@ -92,7 +92,7 @@ extension BillingAPI {
     func markDeleted(
         _ transaction: TenantTransaction, ended: [Subscription], expired: [String], actor: AuditActor, retention: Duration
     ) async throws -> TenantView {
-        guard var tenant = try await transaction.lockTenantIncludingDeleted() else { throw Self.unknownTenant(transaction.tenant) }
+        guard var tenant = try await transaction.lockTenantIncludingDeleted(exclusive: true) else { throw Self.unknownTenant(transaction.tenant) }
         if tenant.deletedAt != nil { return TenantView(tenant, retention: retention) }
         for subscription in ended {
             if let current = try await transaction.lockSubscription(subscription.id) {

@@ -27,6 +27,21 @@ public struct BillingDatabase: Sendable {
         _ tenant: UUID, operation: String, readOnly: Bool = false,
         _ body: @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
+        // A deadlock or serialization failure rolled everything back: the same work again, twice at most (no
+        // transaction calls Stripe, so a repeat sends nothing twice).
+        for _ in 1..<3 {
+            do {
+                return try await transactionOnce(tenant, operation: operation, readOnly: readOnly, body)
+            } catch let error as StoreError where error.isConflict {
+                logger.notice("transaction conflicted; running it again", metadata: ["operation": "\(operation)", "error": "\(error)"])
+            }
+        }
+        return try await transactionOnce(tenant, operation: operation, readOnly: readOnly, body)
+    }
+
+    func transactionOnce<T: Sendable>(
+        _ tenant: UUID, operation: String, readOnly: Bool, _ body: @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in
                 if readOnly {

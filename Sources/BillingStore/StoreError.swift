@@ -41,4 +41,7 @@ public enum StoreError: Error, CustomStringConvertible {
     public var sqlState: String? {
         if case .database(_, _, let state) = self { state } else { nil }
     }
+
+    /// A deadlock (40P01) or serialization failure (40001): nothing was applied, and the same work may run again.
+    public var isConflict: Bool { sqlState == "40P01" || sqlState == "40001" }
 }

@@ -56,11 +56,14 @@ public struct TenantListing: Sendable, Equatable {
 extension TenantTransaction {
     // MARK: Lifecycle
 
-    /// The tenant, deleted or not, locked; nil when it never existed.
-    public func lockTenantIncludingDeleted() async throws -> TenantListing? {
-        let rows = try await connection.query(
-            "SELECT id, name, email, stripe_customer_id, created_at, deleted_at FROM billing.tenants WHERE id = \(tenant) FOR UPDATE",
-            logger: logger)
+    /// The tenant, deleted or not, locked; nil when it never existed. `exclusive` (its deletion): `FOR UPDATE`, which
+    /// also waits for every transaction holding the row to check it is live (`holdTenantIfLive`); otherwise as
+    /// `lockTenant`.
+    public func lockTenantIncludingDeleted(exclusive: Bool = false) async throws -> TenantListing? {
+        let rows = try await connection.query("""
+            SELECT id, name, email, stripe_customer_id, created_at, deleted_at FROM billing.tenants WHERE id = \(tenant)
+            \(unescaped: exclusive ? "FOR UPDATE" : "FOR NO KEY UPDATE")
+            """, logger: logger)
         for try await (id, name, email, customer, created, deleted) in rows.decode((UUID, String, String, String?, Date, Date?).self) {
             return TenantListing(id: id, name: name, email: email, stripeCustomerID: customer, createdAt: created, deletedAt: deleted)
         }

@@ -2,17 +2,19 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// One tenant-scoped transaction, for work that must hold together across a call to Stripe (a double click
-/// waits on the tenant's row and then sees what the first click made). Its methods are the only SQL it runs.
+/// One tenant-scoped transaction: a short unit of work on one tenant's rows (a call to Stripe happens between two of
+/// them, never inside one). Its methods are the only SQL it runs.
 public struct TenantTransaction: Sendable {
     let connection: PostgresConnection
     public let tenant: UUID
     let logger: Logger
 
-    /// The tenant, locked until the transaction ends; nil when it does not exist or was deleted.
+    /// The tenant, locked until the transaction ends; nil when it does not exist or was deleted. Every change to a
+    /// tenant's rows starts here, so changes to one tenant never wait on each other in a cycle. `FOR NO KEY UPDATE`:
+    /// rows that refer to the tenant (whose foreign keys take `FOR KEY SHARE`) are still written meanwhile.
     public func lockTenant() async throws -> TenantRecord? {
         let rows = try await connection.query(
-            "SELECT name, email, stripe_customer_id, created_at FROM billing.tenants WHERE id = \(tenant) AND deleted_at IS NULL FOR UPDATE",
+            "SELECT name, email, stripe_customer_id, created_at FROM billing.tenants WHERE id = \(tenant) AND deleted_at IS NULL FOR NO KEY UPDATE",
             logger: logger)
         for try await (name, email, customer, created) in rows.decode((String, String, String?, Date).self) {
             return TenantRecord(id: tenant, name: name, email: email, stripeCustomerID: customer, createdAt: created)

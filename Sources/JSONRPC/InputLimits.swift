@@ -32,8 +32,12 @@ public struct InputLimits: Sendable, Equatable {
         case .string(let text):
             let limit = name.flatMap { stringLengths[$0] } ?? defaultStringLength
             // Counted in UTF-8 bytes first, which bounds the characters and costs nothing for long strings.
-            guard text.utf8.count > limit, text.count > limit else { return nil }
-            return .invalidParams(field: path, "'\(path ?? "params")' is \(text.count) characters long; at most \(limit) are allowed")
+            if text.utf8.count > limit, text.count > limit {
+                return .invalidParams(field: path, "'\(path ?? "params")' is \(text.count) characters long; at most \(limit) are allowed")
+            }
+            // No text column can hold U+0000 (PostgreSQL refuses it): refused here, saying so, not failed on storing.
+            guard text.utf8.contains(0) else { return nil }
+            return .invalidParams(field: path, "'\(path ?? "params")' contains the NUL character (\\u0000), which no text may hold; remove it")
         case .array(let items):
             if let problem = tooMany(items.count, path: path, depth: depth) { return problem }
             for (index, item) in items.enumerated() {

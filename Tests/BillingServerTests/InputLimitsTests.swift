@@ -57,4 +57,27 @@ import Testing
             #expect(nested.errorMessage.contains("nests deeper than 8 levels"), "\(nested)")
         }
     }
+
+    /// Found by `make fuzz`: a NUL character in any string param failed on storing (PostgreSQL's text cannot hold it)
+    /// as an internal error; it is refused before the method runs, naming the param. An operator's or service's call
+    /// naming a tenant never provisioned is NOT_FOUND from the rate-limited methods too, not a foreign-key failure.
+    @Test func aNulCharacterAndAnUnknownTenantAreTheCallersErrors() async throws {
+        try await TestServer.run(stripe: true) { client, server in
+            let tenant = try await server.provision(client)
+            let consumed = try await client.rpc(
+                "credits.consume", ["tenantId": .string(tenant.uuidString), "amount": 1, "reason": "a\u{0}b", "idempotencyKey": "nul"],
+                token: try await server.token(.service))
+            #expect(consumed.errorCode == -32602, "\(consumed)")
+            #expect(consumed["error"]?["data"]?["field"] == "reason")
+            #expect(consumed.errorMessage.contains("NUL character"), "\(consumed)")
+            let listed = try await client.rpc("tenants.list", ["query": "\u{0}"], token: try await server.token(.operator))
+            #expect(listed["error"]?["data"]?["field"] == "query", "\(listed)")
+            for method in ["billing.resume", "billing.portal", "billing.retryInvoice"] {
+                var params: [String: JSONValue] = ["tenantId": .string(UUID().uuidString)]
+                if method == "billing.retryInvoice" { params["invoiceId"] = .string(UUID().uuidString) }
+                let unknown = try await client.rpc(method, params, token: try await server.token(.operator))
+                #expect(unknown.errorName == "NOT_FOUND", "\(method): \(unknown)")
+            }
+        }
+    }
 }
