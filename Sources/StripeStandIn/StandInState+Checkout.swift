@@ -354,10 +354,12 @@ extension StandInState {
                     return
                 }
                 logger.notice("webhook delivery failed; retrying", metadata: ["event": "\(id)", "attempt": "\(attempt)"])
+                await self?.markFailedDelivery()
                 try? await Task.sleep(for: initial * (1 << min(attempt - 1, 16)))
             }
         }
     }
 
     func markDelivered(_ id: String) { delivered[id, default: 0] += 1 }
+    func markFailedDelivery() { failedDeliveries += 1 }
 }

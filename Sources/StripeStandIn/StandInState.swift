@@ -14,6 +14,7 @@ public actor StandInState {
 
     var objects: [String: [String: Any]] = [:]
     var events: [[String: Any]] = []
+    var failedDeliveries = 0
     var idempotency: [String: (fingerprint: String, response: StandInResponse, storedAt: Int)] = [:]
     /// Keys of POSTs being executed now: another request with one of them is answered 409.
     var keysInFlight: Set<String> = []
@@ -50,6 +51,19 @@ public actor StandInState {
     public func deliveries(of eventID: String) -> Int { delivered[eventID] ?? 0 }
 
     public func eventTypes() -> [String] { events.compactMap { $0["type"] as? String } }
+
+    /// How many webhook deliveries failed (and were retried) so far.
+    public func failedDeliveryCount() -> Int { failedDeliveries }
+
+    /// The id of every event emitted, oldest first.
+    public func eventIDs() -> [String] { events.compactMap { $0["id"] as? String } }
+
+    /// Every PaymentIntent that succeeded, with its amount and metadata: a test counts the charges per top-up.
+    public func succeededPaymentIntents() -> [(id: String, amount: Int, metadata: [String: String])] {
+        objects.values
+            .filter { $0["object"] as? String == "payment_intent" && $0["status"] as? String == "succeeded" }
+            .map { ($0["id"] as? String ?? "", $0["amount"] as? Int ?? 0, ($0["metadata"] as? [String: Any] ?? [:]).compactMapValues { "\($0)" }) }
+    }
 
     /// Every request refused for its parameters so far: a client that Stripe would accept leaves this empty.
     public func refusedRequests() -> [String] { refused }
