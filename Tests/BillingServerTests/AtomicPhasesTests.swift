@@ -102,6 +102,32 @@ import Testing
         }
     }
 
+    /// Stripe keeps an idempotency key for 24 hours: a top-up intent left open for longer is never re-sent under its key
+    /// (Stripe may have forgotten it and would make a second session); it is settled, and the repeat starts a new one.
+    @Test func anIntentOlderThanStripeKeepsKeysIsSettledNotResent() async throws {
+        try await TestServer.run(stripe: true) { client, server in
+            let tenant = try await server.provision(client)
+            let admin = try await server.token(.admin, tenant: tenant)
+            let customer: String = try #require(try await server.database.withOwnerClient { connection in
+                try await connection.first(
+                    "SELECT stripe_customer_id FROM billing.tenants WHERE id = \(tenant)", as: String.self, logger: .init(label: "test"))
+            })
+            try await server.database.withOwnerClient { connection in
+                try await connection.query("""
+                    INSERT INTO billing.stripe_intents (tenant_id, id, subject, operation, request, exclusive, plan, created_at)
+                    VALUES (\(tenant), gen_random_uuid(), 'top_up', 'billing.topUp', 'credits=600 key=old', false,
+                            jsonb_build_object('customer', \(customer)::text, 'credits', 600, 'amount', 600, 'topUpID', gen_random_uuid()::text),
+                            now() - interval '24 hours')
+                    """, logger: .init(label: "test"))
+            }
+            let started = try await client.rpc("billing.topUp", ["credits": 600, "idempotencyKey": "old"], token: admin)
+            #expect(started["result"]?["sessionId"] != nil, "\(started)")
+            #expect(try await server.intents(status: "abandoned") == 1)
+            #expect(try await server.intents(status: "succeeded") == 1)
+            #expect(await server.standIn!.count(of: "checkout.session") == 1)
+        }
+    }
+
     /// Stripe refusing the request ends its intent: the next request is not held up by it.
     @Test func aRefusedRequestEndsItsIntent() async throws {
         try await TestServer.run(stripe: true) { client, server in
