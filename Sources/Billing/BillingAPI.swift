@@ -16,7 +16,7 @@ public struct BillingSettings: Sendable {
     /// Events to the SaaS product (the outbox).
     public var notifier: Notifier
     /// Dunning: days after the first failed attempt at which an invoice is tried again; after the last, it is overdue.
-    public var dunningDays: [Int]
+    public var dunning: DunningSchedule
     /// How long an overdue invoice waits before it is written off.
     public var writeOffAfter: Duration
     /// Signs the links to this server's invoices that `billing.invoices` gives owners and admins; without it, the
@@ -34,7 +34,7 @@ public struct BillingSettings: Sendable {
         self.rateLimits = rateLimits
         self.invoiceLinks = invoiceLinks
         self.notifier = notifier
-        self.dunningDays = dunningDays.isEmpty ? [1] : dunningDays
+        self.dunning = DunningSchedule(days: dunningDays)
         self.writeOffAfter = writeOffAfter
         self.pastDueGrace = pastDueGrace
         self.seatProration = seatProration

@@ -70,7 +70,7 @@ extension BillingAPI {
                 for (invoice, number) in due {
                     // Every step due by `at`, each at its own scheduled time, so one late run does what the schedule
                     // said (attempts, then overdue, then write-off) rather than one step.
-                    for _ in 0..<(settings.dunningDays.count + 3) {
+                    for _ in 0..<settings.dunning.maximumSteps {
                         let outcome = try await collectionStep(invoice, tenant: tenant, at: at, overdueBefore: overdueBefore, client: client)
                         guard outcome != .nothingDue else { break }
                         partial.append(outcome, number)
@@ -207,34 +207,30 @@ extension BillingAPI {
         try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
     }
 
-    /// Attempts that count against the dunning schedule.
-    static let failedOutcomes: Set<String> = ["declined", "error", "action_required"]
-
     /// A failed attempt: the next one by the schedule, or overdue (and the tenant suspended) after the last.
     func failed(
         _ invoice: inout InvoiceRecord, attempt: Int, outcome: String, failure: String, _ transaction: TenantTransaction, at: Date
     ) async throws {
         try await transaction.recordAttempt(
             invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: outcome, failure: failure, at: at)
-        let failures = max(1, try await transaction.attempts(of: invoice.id).filter { Self.failedOutcomes.contains($0.outcome) }.count)
+        let failures = try await transaction.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
         let firstFailed = invoice.firstFailedAt ?? at
         invoice.attempts = attempt
         invoice.firstFailedAt = firstFailed
-        let schedule = settings.dunningDays
-        if failures <= schedule.count {
+        switch settings.dunning.step(afterFailures: failures, firstFailedAt: firstFailed) {
+        case .retry(let next, let isLast):
             // The tenant stays entitled until the last attempt fails; the product hears of each failure.
-            invoice.nextAttemptAt = firstFailed.addingTimeInterval(Double(schedule[failures - 1]) * 86400)
+            invoice.nextAttemptAt = next
             try await transaction.updateCollection(invoice)
             try await notifier.paymentFailed(transaction, [
                 "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "amount": .integer(invoice.amountDue),
                 "currency": .string(invoice.currency), "failure": .string(failure), "purpose": "invoice", "attempt": .integer(attempt),
                 "nextAttemptAt": .string(invoice.nextAttemptAt?.formatted(.iso8601) ?? ""),
             ])
-            if failures == schedule.count {
-                // The next attempt is the last.
+            if isLast {
                 try await notifier.invoiceEvent(transaction, "invoice.final_notice", invoice, at: at)
             }
-        } else {
+        case .overdue:
             try await markOverdue(&invoice, transaction, at: at)
         }
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.payment_failed", before: nil, after: [
@@ -285,17 +281,17 @@ extension BillingAPI {
             at: at)
         // The dunning clock keeps running: the next scheduled attempt tries again (and makes a fresh link, since
         // Checkout's expire in a day); after the last, the invoice is overdue like any unpaid one.
-        let failures = try await transaction.attempts(of: invoice.id).filter { Self.failedOutcomes.contains($0.outcome) }.count
+        let failures = try await transaction.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
         let firstFailed = invoice.firstFailedAt ?? at
         invoice.firstFailedAt = firstFailed
         invoice.attempts = attempt
         invoice.paymentLink = session.url
-        if failures > settings.dunningDays.count {
+        guard case .retry(let next, _) = settings.dunning.step(afterFailures: failures, firstFailedAt: firstFailed) else {
             try await markOverdue(&invoice, transaction, at: at)
             return
         }
         invoice.status = "action_required"
-        invoice.nextAttemptAt = firstFailed.addingTimeInterval(Double(settings.dunningDays[max(1, failures) - 1]) * 86400)
+        invoice.nextAttemptAt = next
         try await transaction.updateCollection(invoice)
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
                                     after: ["invoice": invoice.number, "paymentLink": session.url ?? ""])

@@ -1,3 +1,4 @@
+import BillingCore
 import BillingStore
 import StripeAPI
 
@@ -21,7 +22,7 @@ extension StripeClient {
             return try await cancelSubscription(subscriptionID)
         } catch .refused(let refusal) {
             let current = try await retrieveSubscription(subscriptionID)
-            guard SubscriptionRecord.terminalStatuses.contains(current.status) else { throw StripeError.refused(refusal) }
+            guard SubscriptionStatus.isTerminal(current.status) else { throw StripeError.refused(refusal) }
             return current
         }
     }

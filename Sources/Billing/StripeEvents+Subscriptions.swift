@@ -14,7 +14,7 @@ extension StripeEventProcessor {
         let existing = try await transaction.lockSubscription(object.id)
         var subscription = object
         // An ending is final in Stripe: it applies whatever arrived before it, and nothing applies after it.
-        let ends = SubscriptionRecord.terminalStatuses.contains(object.status)
+        let ends = SubscriptionStatus.isTerminal(object.status)
         if let existing, existing.isTerminal {
             return context.stale("\(object.id) is \(existing.status); a later event does not revive it")
         }

@@ -4,6 +4,18 @@ import Foundation
 public enum SubscriptionStatus: String, Codable, Sendable, CaseIterable {
     case active, trialing, pastDue = "past_due", unpaid, canceled, incomplete
     case incompleteExpired = "incomplete_expired", paused
+
+    /// The statuses a subscription never leaves: it is over, and a new one is needed.
+    public static let terminal: Set<SubscriptionStatus> = [.canceled, .incompleteExpired]
+
+    public var isTerminal: Bool { Self.terminal.contains(self) }
+
+    /// Whether `status` (as Stripe or a stored row spells it) is terminal; an unknown status is not.
+    public static func isTerminal(_ status: String) -> Bool { SubscriptionStatus(rawValue: status)?.isTerminal ?? false }
+
+    /// The terminal statuses as an SQL list, `('canceled', 'incomplete_expired')`, for `status NOT IN ...`: written
+    /// from the enum, so no query keeps a list of its own.
+    public static let terminalSQL = "(" + terminal.map { "'\($0.rawValue)'" }.sorted().joined(separator: ", ") + ")"
 }
 
 /// Whether a tenant may use what its plan gives, and until when a past-due tenant keeps it.

@@ -208,7 +208,7 @@ public enum TenantPurge {
                     var live: [String] = []
                     for try await id in try await connection.query("""
                         SELECT stripe_subscription_id FROM billing.subscriptions
-                        WHERE tenant_id = \(tenant) AND billing_mode = 'stripe' AND status NOT IN ('canceled', 'incomplete_expired')
+                        WHERE tenant_id = \(tenant) AND billing_mode = 'stripe' AND status NOT IN \(unescaped: SubscriptionStatus.terminalSQL)
                         ORDER BY stripe_subscription_id
                         """, logger: logger).decode(String.self) {
                         live.append(id)

@@ -1,3 +1,4 @@
+import BillingCore
 import Foundation
 import Logging
 import PostgresNIO
@@ -53,9 +54,8 @@ public struct SubscriptionRecord: Sendable, Equatable {
     }
 
     /// Canceled and expired subscriptions never come back: Stripe makes a new subscription instead.
-    public static let terminalStatuses: Set<String> = ["canceled", "incomplete_expired"]
 
-    public var isTerminal: Bool { Self.terminalStatuses.contains(status) }
+    public var isTerminal: Bool { SubscriptionStatus.isTerminal(status) }
 }
 
 public struct TopUpRecord: Sendable, Equatable {
@@ -300,7 +300,7 @@ extension TenantTransaction {
         let rows = try await connection.query("""
             SELECT \(unescaped: Self.subscriptionColumns)
             FROM billing.subscriptions
-            WHERE tenant_id = \(tenant) AND status NOT IN ('canceled', 'incomplete_expired')
+            WHERE tenant_id = \(tenant) AND status NOT IN \(unescaped: SubscriptionStatus.terminalSQL)
             FOR UPDATE
             """, logger: logger)
         return try await decodeSubscriptions(rows)
@@ -311,7 +311,7 @@ extension TenantTransaction {
         let rows = try await connection.query("""
             SELECT \(unescaped: Self.subscriptionColumns)
             FROM billing.subscriptions
-            WHERE tenant_id = \(tenant) AND stripe_customer_id = \(customer) AND status NOT IN ('canceled', 'incomplete_expired')
+            WHERE tenant_id = \(tenant) AND stripe_customer_id = \(customer) AND status NOT IN \(unescaped: SubscriptionStatus.terminalSQL)
             FOR UPDATE
             """, logger: logger)
         return try await decodeSubscriptions(rows)
@@ -356,7 +356,7 @@ extension TenantTransaction {
     func pickCurrentSubscription() async throws {
         let pick = try await connection.first("""
             SELECT stripe_subscription_id FROM billing.subscriptions WHERE tenant_id = \(tenant)
-            ORDER BY status NOT IN ('canceled', 'incomplete_expired') DESC, stripe_created_at DESC NULLS LAST, created_at DESC,
+            ORDER BY status NOT IN \(unescaped: SubscriptionStatus.terminalSQL) DESC, stripe_created_at DESC NULLS LAST, created_at DESC,
                      stripe_subscription_id DESC
             LIMIT 1
             """, as: String.self, logger: logger)

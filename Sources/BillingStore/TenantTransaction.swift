@@ -1,3 +1,4 @@
+import BillingCore
 import Foundation
 import Logging
 import PostgresNIO
@@ -31,7 +32,7 @@ public struct TenantTransaction: Sendable {
     public func liveSubscription() async throws -> (plan: String, status: String)? {
         let rows = try await connection.query("""
             SELECT plan, status FROM billing.subscriptions
-            WHERE tenant_id = \(tenant) AND is_current AND status NOT IN ('canceled', 'incomplete_expired')
+            WHERE tenant_id = \(tenant) AND is_current AND status NOT IN \(unescaped: SubscriptionStatus.terminalSQL)
             """, logger: logger)
         for try await (plan, status) in rows.decode((String, String).self) { return (plan, status) }
         return nil

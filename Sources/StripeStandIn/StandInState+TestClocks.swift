@@ -1,3 +1,4 @@
+import BillingCore
 import Foundation
 import StripeAPI
 
@@ -189,7 +190,7 @@ extension StandInState {
     }
 
     static func ended(_ subscription: [String: Any]) -> Bool {
-        ["canceled", "incomplete_expired"].contains(subscription["status"] as? String ?? "")
+        SubscriptionStatus.isTerminal(subscription["status"] as? String ?? "")
     }
 
     func interval(of subscription: [String: Any]) -> String? {

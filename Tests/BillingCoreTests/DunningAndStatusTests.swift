@@ -1,0 +1,56 @@
+import BillingCore
+import Foundation
+import Testing
+
+/// The dunning schedule, read as a table: after the n-th failed attempt, when the next one is, and whether it is the
+/// last; past the schedule, overdue.
+@Suite struct DunningScheduleTests {
+    static let firstFailure = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01T00:00:00Z
+    static let day: TimeInterval = 86400
+
+    @Test(arguments: [
+        // days,        failures, next attempt (days after the first failure, nil: overdue), last
+        ([1, 3, 5, 7], 0, 1, false),  // a count of 0 is the first failure
+        ([1, 3, 5, 7], 1, 1, false),
+        ([1, 3, 5, 7], 2, 3, false),
+        ([1, 3, 5, 7], 3, 5, false),
+        ([1, 3, 5, 7], 4, 7, true),
+        ([1, 3, 5, 7], 5, nil, false),
+        ([1, 3, 5, 7], 9, nil, false),
+        ([2], 1, 2, true),
+        ([2], 2, nil, false),
+        ([], 1, 1, true),  // an empty schedule is one retry a day later
+    ] as [([Int], Int, Int?, Bool)])
+    func afterEachFailure(days: [Int], failures: Int, next: Int?, isLast: Bool) {
+        let step = DunningSchedule(days: days).step(afterFailures: failures, firstFailedAt: Self.firstFailure)
+        if let next {
+            #expect(step == .retry(at: Self.firstFailure.addingTimeInterval(Double(next) * Self.day), isLast: isLast))
+        } else {
+            #expect(step == .overdue)
+        }
+    }
+
+    @Test func aLateRunMayTakeEveryAttemptThenOverdueThenTheWriteOff() {
+        #expect(DunningSchedule(days: [1, 3, 5, 7]).maximumSteps == 7)
+    }
+
+    @Test(arguments: [("declined", true), ("error", true), ("action_required", true), ("succeeded", false), ("processing", false)])
+    func whichOutcomesCountAsFailures(outcome: String, counts: Bool) {
+        #expect(DunningSchedule.failedOutcomes.contains(outcome) == counts)
+    }
+}
+
+/// Which subscription statuses are over for good: one table for Swift and SQL alike.
+@Suite struct SubscriptionStatusTests {
+    @Test(arguments: [
+        ("active", false), ("trialing", false), ("past_due", false), ("unpaid", false), ("incomplete", false), ("paused", false),
+        ("canceled", true), ("incomplete_expired", true), ("something_new", false),
+    ])
+    func terminal(status: String, isTerminal: Bool) {
+        #expect(SubscriptionStatus.isTerminal(status) == isTerminal)
+    }
+
+    @Test func theSQLListIsTheTerminalStatuses() {
+        #expect(SubscriptionStatus.terminalSQL == "('canceled', 'incomplete_expired')")
+    }
+}
