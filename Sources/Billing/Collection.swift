@@ -103,17 +103,17 @@ extension BillingAPI {
             tenant, .invoice, operation: retry ? "billing.retryInvoice" : "collection",
             decide: { transaction -> PhaseOne<AttemptPlan, CollectionOutcome> in
                 guard var invoice = try await transaction.invoice(invoiceID) else { return .answered(.nothingDue) }
-                if invoice.status == "overdue", !retry {
+                if invoice.status == .overdue, !retry {
                     guard let overdue = invoice.overdueAt, let overdueBefore, overdue <= overdueBefore else { return .answered(.nothingDue) }
                     try await writeOff(&invoice, transaction, at: overdue.addingTimeInterval(Double(settings.writeOffAfter.components.seconds)))
                     return .answered(.writtenOff)
                 }
                 let due: Date
                 if retry {
-                    guard ["open", "action_required", "overdue"].contains(invoice.status) else { return .answered(.nothingDue) }
+                    guard invoice.status.isRetryable else { return .answered(.nothingDue) }
                     due = at
                 } else {
-                    guard invoice.status == "open" || invoice.status == "action_required", let next = invoice.nextAttemptAt, next.isAtOrBefore(at)
+                    guard invoice.status.isCollectible, let next = invoice.nextAttemptAt, next.isAtOrBefore(at)
                     else { return .answered(.nothingDue) }
                     due = next
                 }
@@ -134,7 +134,7 @@ extension BillingAPI {
             record: { transaction, plan, _, answer, recorded in
                 guard !recorded, var invoice = try await transaction.invoice(plan.invoice) else { return .nothingDue }
                 if plan.retiring != nil { invoice.paymentLink = nil }
-                if invoice.status == "overdue" { invoice.status = "open" }
+                if invoice.status == .overdue { invoice.status = .open }
                 return try await recordAttempt(answer, &invoice, plan, transaction)
             },
             settle: { intent in
@@ -182,7 +182,7 @@ extension BillingAPI {
         switch answer {
         case .charged(let intent):
             // Until Stripe confirms, the invoice is processing: never charged again, voided or retried.
-            invoice.status = "processing"
+            invoice.status = .processing
             invoice.attempts = plan.attempt
             invoice.nextAttemptAt = nil
             try await transaction.updateCollection(invoice)
@@ -191,15 +191,15 @@ extension BillingAPI {
             return .charged
         case .needsAction(let intent, let link):
             try await requireAction(&invoice, attempt: plan.attempt, intentID: intent, link: link, transaction, at: plan.at)
-            return invoice.status == "overdue" ? .overdue : .actionRequired
+            return invoice.status == .overdue ? .overdue : .actionRequired
         case .failed(let outcome, let failure):
             try await failed(&invoice, attempt: plan.attempt, outcome: outcome, failure: failure, transaction, at: plan.at)
-            return invoice.status == "overdue" ? .overdue : .declined
+            return invoice.status == .overdue ? .overdue : .declined
         }
     }
 
     func writeOff(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
-        invoice.status = "written_off"
+        invoice.status = .writtenOff
         invoice.nextAttemptAt = nil
         try await transaction.updateCollection(invoice, writtenOffAt: at)
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.written_off",
@@ -234,14 +234,14 @@ extension BillingAPI {
             try await markOverdue(&invoice, transaction, at: at)
         }
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.payment_failed", before: nil, after: [
-            "invoice": invoice.number, "attempt": String(attempt), "failure": failure, "status": invoice.status,
+            "invoice": invoice.number, "attempt": String(attempt), "failure": failure, "status": invoice.status.rawValue,
             "nextAttemptAt": invoice.nextAttemptAt?.formatted(.iso8601) ?? "",
         ])
     }
 
     /// The last attempt failed: no more are scheduled, the subscription loses its entitlement, the product is told.
     func markOverdue(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
-        invoice.status = "overdue"
+        invoice.status = .overdue
         invoice.nextAttemptAt = nil
         invoice.overdueAt = at
         try await transaction.updateCollection(invoice)
@@ -290,7 +290,7 @@ extension BillingAPI {
             try await markOverdue(&invoice, transaction, at: at)
             return
         }
-        invoice.status = "action_required"
+        invoice.status = .actionRequired
         invoice.nextAttemptAt = next
         try await transaction.updateCollection(invoice)
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
@@ -308,22 +308,22 @@ extension Notifier {
         _ invoiceID: UUID, intent: String, _ transaction: TenantTransaction, at: Date, actor: AuditActor, logger: Logger
     ) async throws -> Bool {
         guard var invoice = try await transaction.invoice(invoiceID) else { return false }
-        guard invoice.status != "paid", invoice.status != "void" else {
+        guard !invoice.status.isSettled else {
             logger.error("a payment arrived for an invoice that is already settled; refund it if it is a second payment", metadata: [
                 "tenant": "\(transaction.tenant)", "invoice": "\(invoice.number)", "status": "\(invoice.status)", "paymentIntent": "\(intent)",
             ])
-            try await transaction.audit(actor: actor, action: "invoice.payment_after_settlement", before: ["status": invoice.status],
+            try await transaction.audit(actor: actor, action: "invoice.payment_after_settlement", before: ["status": invoice.status.rawValue],
                                         after: ["invoice": invoice.number, "paymentIntent": intent])
             return true
         }
         let before = invoice.status
-        invoice.status = "paid"
+        invoice.status = .paid
         invoice.paidAt = at
         invoice.nextAttemptAt = nil
         invoice.paymentLink = nil
         try await transaction.updateCollection(invoice)
         try await syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-        try await transaction.audit(actor: actor, action: "invoice.paid", before: ["status": before],
+        try await transaction.audit(actor: actor, action: "invoice.paid", before: ["status": before.rawValue],
                                     after: ["status": "paid", "invoice": invoice.number, "paymentIntent": intent])
         try await invoiceEvent(transaction, "invoice.paid", invoice, at: at)
         return true
@@ -353,7 +353,7 @@ extension Notifier {
 
     func invoiceEvent(_ transaction: TenantTransaction, _ type: String, _ invoice: InvoiceRecord, at: Date) async throws {
         try await emit(transaction, type, [
-            "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "status": .string(invoice.status),
+            "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "status": .string(invoice.status.rawValue),
             "amountDue": .integer(invoice.amountDue), "currency": .string(invoice.currency),
             "paymentLink": invoice.paymentLink.map(JSONValue.string) ?? .null,
         ], now: at)

@@ -73,9 +73,9 @@ extension BillingAPI {
 
     func lockedVoidable(_ params: InvoiceActionParams, _ transaction: TenantTransaction) async throws -> InvoiceRecord {
         let invoice = try await lockedInvoice(params, transaction)
-        guard ["draft", "open", "action_required", "overdue"].contains(invoice.status) else {
+        guard invoice.status.isVoidable else {
             throw BillingError.preconditionFailed(
-                invoice.status == "processing"
+                invoice.status == .processing
                     ? "invoice \(invoice.number) was charged and Stripe's confirmation is on its way; refund the payment instead (billing.refund)"
                     : "invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be voided")
         }
@@ -87,7 +87,7 @@ extension BillingAPI {
         var invoice = invoice
         let at = now()
         let before = invoice.status
-        invoice.status = "void"
+        invoice.status = .void
         invoice.nextAttemptAt = nil
         try await transaction.updateCollection(invoice)
         if invoice.creditsApplied > 0 {
@@ -101,7 +101,7 @@ extension BillingAPI {
             }
         }
         try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-        try await transaction.audit(actor: actor, action: "invoice.voided", before: ["status": before],
+        try await transaction.audit(actor: actor, action: "invoice.voided", before: ["status": before.rawValue],
                                     after: ["status": "void", "invoice": invoice.number, "creditsReturned": String(invoice.creditsApplied)])
         try await notifier.invoiceEvent(transaction, "invoice.voided", invoice, at: at)
         return view(invoice)
@@ -114,9 +114,9 @@ extension BillingAPI {
         try await spendRateToken(settings.rateLimits.invoiceActions, tenant: call.tenantID, method: "billing.retryInvoice")
         let invoice = try await tenants.database.transaction(call.tenantID, operation: "retry invoice") { transaction in
             let invoice = try await lockedInvoice(params, transaction)
-            guard ["open", "action_required", "overdue"].contains(invoice.status) else {
+            guard invoice.status.isRetryable else {
                 throw BillingError.preconditionFailed(
-                    invoice.status == "processing"
+                    invoice.status == .processing
                         ? "invoice \(invoice.number) was charged and Stripe's confirmation is on its way; nothing to retry"
                         : "invoice \(invoice.number) is \(invoice.status); only unpaid invoices can be retried")
             }
@@ -130,7 +130,7 @@ extension BillingAPI {
 
     func view(_ invoice: InvoiceRecord) -> InvoiceView {
         InvoiceView(
-            id: invoice.id.lowercased, source: "billing", number: invoice.number, status: invoice.status, amountDue: invoice.amountDue,
+            id: invoice.id.lowercased, source: "billing", number: invoice.number, status: invoice.status.rawValue, amountDue: invoice.amountDue,
             currency: invoice.currency, periodStart: invoice.periodStart, periodEnd: invoice.periodEnd,
             url: "\(stripe.publicURL)/invoices/\(invoice.id.lowercased)", createdAt: invoice.createdAt)
     }

@@ -170,7 +170,7 @@ extension BillingAPI {
                 }
                 for invoice in issued {
                     report.created.append(invoice.number)
-                    if invoice.status == "paid" { report.paidByCredits.append(invoice.number) }
+                    if invoice.status == .paid { report.paidByCredits.append(invoice.number) }
                 }
             } catch {
                 logger.warning("could not issue a tenant's invoices; the next run tries again", metadata: [
@@ -249,16 +249,16 @@ extension BillingAPI {
         let amountDue = subtotal - creditAmount
         let invoice = InvoiceRecord(
             id: id, number: try await transaction.nextInvoiceNumber(), subscriptionID: subscription.stripeSubscriptionID,
-            periodStart: start, periodEnd: end, status: amountDue == 0 ? "paid" : "open", currency: price.currency, subtotal: subtotal,
+            periodStart: start, periodEnd: end, status: amountDue == 0 ? .paid : .open, currency: price.currency, subtotal: subtotal,
             creditsApplied: creditAmount / unit, creditAmount: creditAmount, amountDue: amountDue,
             nextAttemptAt: amountDue == 0 ? nil : at, paidAt: amountDue == 0 ? at : nil, createdAt: at, lines: lines)
         try await transaction.insertInvoice(invoice, charges: charges.map(\.id))
-        if invoice.status == "paid" {
+        if invoice.status == .paid {
             try await notifier.invoiceEvent(transaction, "invoice.paid", invoice, at: at)
         }
         try await transaction.audit(actor: AuditActor(kind: .system, id: "invoicing"), action: "invoice.issued", before: nil, after: [
             "invoice": id.lowercased, "number": invoice.number, "subtotal": String(subtotal), "credits": String(invoice.creditsApplied),
-            "amountDue": String(amountDue), "status": invoice.status,
+            "amountDue": String(amountDue), "status": invoice.status.rawValue,
         ])
         return invoice
     }

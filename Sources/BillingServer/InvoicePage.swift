@@ -78,7 +78,7 @@ struct InvoicePage: Sendable {
         func money(_ amount: Int) -> String { Money(amount: amount, currency: invoice.currency).formatted }
         let day = Date.ISO8601FormatStyle().year().month().day()
         var view: [String: Any] = [
-            "number": invoice.number, "status": invoice.status, "tenant": tenant.uuidString.lowercased(),
+            "number": invoice.number, "status": invoice.status.rawValue, "tenant": tenant.uuidString.lowercased(),
             "periodStart": invoice.periodStart.formatted(day), "periodEnd": invoice.periodEnd.formatted(day),
             "issued": invoice.createdAt.formatted(day),
             "lines": invoice.lines.map { line -> [String: Any] in
@@ -87,7 +87,7 @@ struct InvoicePage: Sendable {
             "subtotal": money(invoice.subtotal), "creditsApplied": invoice.creditsApplied,
             "creditAmount": money(invoice.creditAmount), "amountDue": money(invoice.amountDue),
         ]
-        if invoice.status == "action_required", let link = invoice.paymentLink { view["paymentLink"] = link }
+        if invoice.status == .actionRequired, let link = invoice.paymentLink { view["paymentLink"] = link }
         return view
     }
 }

@@ -1,3 +1,4 @@
+import BillingCore
 import Foundation
 import Logging
 import PostgresNIO
@@ -23,7 +24,7 @@ public struct InvoiceRecord: Sendable, Equatable {
     public var subscriptionID: String
     public var periodStart: Date
     public var periodEnd: Date
-    public var status: String
+    public var status: InvoiceStatus
     public var currency: String
     public var subtotal: Int
     public var creditsApplied: Int
@@ -40,7 +41,7 @@ public struct InvoiceRecord: Sendable, Equatable {
     public var overdueAt: Date?
 
     public init(
-        id: UUID, number: String, subscriptionID: String, periodStart: Date, periodEnd: Date, status: String, currency: String,
+        id: UUID, number: String, subscriptionID: String, periodStart: Date, periodEnd: Date, status: InvoiceStatus, currency: String,
         subtotal: Int, creditsApplied: Int, creditAmount: Int, amountDue: Int, attempts: Int = 0, nextAttemptAt: Date?,
         paymentLink: String? = nil, paidAt: Date?, createdAt: Date, lines: [Line]
     ) {
@@ -184,7 +185,7 @@ extension TenantTransaction {
             INSERT INTO billing.invoices (tenant_id, invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency,
                 subtotal, credits_applied, credit_amount, amount_due, next_attempt_at, paid_at, created_at)
             VALUES (\(tenant), \(invoice.id), \(invoice.number), \(invoice.subscriptionID), \(invoice.periodStart), \(invoice.periodEnd),
-                \(invoice.status), \(invoice.currency), \(invoice.subtotal), \(invoice.creditsApplied), \(invoice.creditAmount),
+                \(invoice.status.rawValue), \(invoice.currency), \(invoice.subtotal), \(invoice.creditsApplied), \(invoice.creditAmount),
                 \(invoice.amountDue), \(invoice.nextAttemptAt), \(invoice.paidAt), \(invoice.createdAt))
             """, logger: logger)
         for (index, line) in invoice.lines.enumerated() {
@@ -229,7 +230,7 @@ extension TenantTransaction {
             var invoice = InvoiceRecord(
                 id: try cells[0].decode(UUID.self), number: try cells[1].decode(String.self),
                 subscriptionID: try cells[2].decode(String.self), periodStart: try cells[3].decode(Date.self),
-                periodEnd: try cells[4].decode(Date.self), status: try cells[5].decode(String.self), currency: try cells[6].decode(String.self),
+                periodEnd: try cells[4].decode(Date.self), status: InvoiceStatus(rawValue: try cells[5].decode(String.self)) ?? .open, currency: try cells[6].decode(String.self),
                 subtotal: try cells[7].decode(Int.self), creditsApplied: try cells[8].decode(Int.self),
                 creditAmount: try cells[9].decode(Int.self), amountDue: try cells[10].decode(Int.self), attempts: try cells[11].decode(Int.self),
                 nextAttemptAt: try cells[12].decode(Date?.self), paymentLink: try cells[13].decode(String?.self),
@@ -265,7 +266,7 @@ extension TenantTransaction {
     /// Writes an invoice's collection state.
     public func updateCollection(_ invoice: InvoiceRecord, writtenOffAt: Date? = nil) async throws {
         try await connection.query("""
-            UPDATE billing.invoices SET status = \(invoice.status), attempts = \(invoice.attempts), next_attempt_at = \(invoice.nextAttemptAt),
+            UPDATE billing.invoices SET status = \(invoice.status.rawValue), attempts = \(invoice.attempts), next_attempt_at = \(invoice.nextAttemptAt),
                 first_failed_at = \(invoice.firstFailedAt), overdue_at = \(invoice.overdueAt), payment_link = \(invoice.paymentLink),
                 paid_at = \(invoice.paidAt), written_off_at = coalesce(\(writtenOffAt), written_off_at)
             WHERE tenant_id = \(tenant) AND invoice_id = \(invoice.id)

@@ -54,3 +54,29 @@ import Testing
         #expect(SubscriptionStatus.terminalSQL == "('canceled', 'incomplete_expired')")
     }
 }
+
+/// What an operator and the collection job may do to an invoice in each status, as a table.
+@Suite struct InvoiceStatusTests {
+    @Test(arguments: [
+        // status,           voidable, retryable, collectible, settled
+        (InvoiceStatus.draft, true, false, false, false),
+        (.open, true, true, true, false),
+        (.processing, false, false, false, false),
+        (.actionRequired, true, true, true, false),
+        (.overdue, true, true, false, false),
+        (.paid, false, false, false, true),
+        (.void, false, false, false, true),
+        (.writtenOff, false, false, false, false),
+    ])
+    func whatEachStatusAllows(status: InvoiceStatus, voidable: Bool, retryable: Bool, collectible: Bool, settled: Bool) {
+        #expect(status.isVoidable == voidable)
+        #expect(status.isRetryable == retryable)
+        #expect(status.isCollectible == collectible)
+        #expect(status.isSettled == settled)
+    }
+
+    @Test func spelledAsStoredEverywhere() {
+        #expect("\(InvoiceStatus.actionRequired)" == "action_required")
+        #expect(InvoiceStatus(rawValue: "written_off") == .writtenOff)
+    }
+}
