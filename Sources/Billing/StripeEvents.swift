@@ -25,32 +25,14 @@ public struct StripeEventProcessor: Sendable {
         self.logger = logger
     }
 
-    /// The event types with a handler; every other type is stored, acknowledged and marked ignored.
-    public static let handledTypes: Set<String> = [
-        "checkout.session.completed", "checkout.session.async_payment_succeeded",
-        "checkout.session.expired", "checkout.session.async_payment_failed",
-        "payment_intent.succeeded", "payment_intent.payment_failed", "charge.succeeded", "charge.refunded",
-        "refund.created", "refund.updated", "refund.failed", "charge.refund.updated",
-        "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
-        "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
-        "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
-        "customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
-        "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required",
-        "invoice.finalized", "invoice.voided", "invoice.marked_uncollectible", "invoice.updated", "invoice.overdue",
-        "invoice.finalization_failed", "invoice_payment.paid",
-        "customer.deleted", "customer.updated",
-        "setup_intent.succeeded", "setup_intent.setup_failed",
-        "payment_method.detached", "payment_method.automatically_updated",
-        "payment_intent.canceled", "payment_intent.processing",
-        "subscription_schedule.created", "subscription_schedule.updated", "subscription_schedule.released",
-        "subscription_schedule.canceled", "subscription_schedule.completed", "subscription_schedule.aborted",
-    ]
+    /// The event types with a handler (`StripeEventType`); every other type is stored, acknowledged and marked ignored.
+    public static let handledTypes: Set<String> = Set(StripeEventType.allCases.map(\.rawValue))
 
     public func handle(_ event: ClaimedEvent, in scope: EventScope) async throws -> EventDisposition {
         if let mismatch = WebhookReceiver.modeMismatch(eventLivemode: event.livemode, serverLiveMode: liveMode) {
             return .ignored(tenant: nil, note: mismatch)
         }
-        guard Self.handledTypes.contains(event.type) else {
+        guard let type = StripeEventType(rawValue: event.type) else {
             return .ignored(tenant: nil, note: "no handler for \(event.type)")
         }
         let object: JSONValue
@@ -79,57 +61,35 @@ public struct StripeEventProcessor: Sendable {
             event: event, tenant: tenant, transaction: try await scope.enter(tenant), scope: scope,
             actor: AuditActor(kind: .stripe, id: event.id))
         do {
-            return try await apply(context)
+            return try await apply(type, context)
         } catch let error as DecodingError {
             return .rejected(tenant: tenant, reason: "the \(event.type) object is not as expected: \(error.readableDescription)")
         }
     }
 
-    func apply(_ context: EventContext) async throws -> EventDisposition {
+    func apply(_ type: StripeEventType, _ context: EventContext) async throws -> EventDisposition {
         let payload = context.event.payload
-        switch context.event.type {
-        case "checkout.session.completed", "checkout.session.async_payment_succeeded":
-            return try await checkoutCompleted(try Self.decodeObject(CheckoutSession.self, from: payload), context)
-        case "checkout.session.expired", "checkout.session.async_payment_failed":
-            return try await checkoutClosed(try Self.decodeObject(CheckoutSession.self, from: payload), context)
-        case "payment_intent.succeeded":
-            return try await paymentIntentSucceeded(try Self.decodeObject(PaymentIntent.self, from: payload), context)
-        case "payment_intent.payment_failed":
-            return try await paymentIntentFailed(try Self.decodeObject(PaymentIntent.self, from: payload), context)
-        case "charge.succeeded":
-            return try await chargeSucceeded(try Self.decodeObject(Charge.self, from: payload), context)
-        case "charge.refunded":
-            return try await chargeRefunded(try Self.decodeObject(Charge.self, from: payload), context)
-        case "refund.created", "refund.updated", "refund.failed", "charge.refund.updated":
-            return try await refundChanged(try Self.decodeObject(Refund.self, from: payload), context)
-        case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed":
-            return try await disputeChanged(try Self.decodeObject(Dispute.self, from: payload), context)
-        case "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "invoice.payment_action_required",
-             "invoice.finalized", "invoice.voided", "invoice.marked_uncollectible", "invoice.updated", "invoice.overdue",
-             "invoice.finalization_failed":
-            return try await invoiceChanged(try Self.decodeObject(Invoice.self, from: payload), context)
-        case "invoice_payment.paid":
-            return try await invoicePaymentPaid(try Self.decodeObject(InvoicePayment.self, from: payload), context)
-        case "customer.deleted":
-            return try await customerDeleted(try Self.decodeObject(Customer.self, from: payload), context)
-        case "customer.updated":
-            return try await customerUpdated(try Self.decodeObject(Customer.self, from: payload), context)
-        case "setup_intent.succeeded":
-            return try await setupSucceeded(try Self.decodeObject(SetupIntent.self, from: payload), context)
-        case "setup_intent.setup_failed":
-            return try await setupFailed(try Self.decodeObject(SetupIntent.self, from: payload), context)
-        case "payment_method.detached":
-            return try await paymentMethodDetached(try Self.decodeObject(PaymentMethod.self, from: payload), context)
-        case "payment_method.automatically_updated":
-            return try await paymentMethodUpdated(try Self.decodeObject(PaymentMethod.self, from: payload), context)
-        case "payment_intent.canceled":
-            return try await paymentIntentCanceled(try Self.decodeObject(PaymentIntent.self, from: payload), context)
-        case let type where type.hasPrefix("subscription_schedule."):
-            return try await scheduleChanged(try Self.decodeObject(SubscriptionSchedule.self, from: payload), context)
-        case "payment_intent.processing":
-            return try await paymentIntentProcessing(try Self.decodeObject(PaymentIntent.self, from: payload), context)
-        default:
-            return try await subscriptionChanged(try Self.decodeObject(Subscription.self, from: payload), context)
+        switch type.family {
+        case .checkoutCompleted: return try await checkoutCompleted(try Self.decodeObject(CheckoutSession.self, from: payload), context)
+        case .checkoutClosed: return try await checkoutClosed(try Self.decodeObject(CheckoutSession.self, from: payload), context)
+        case .paymentIntentSucceeded: return try await paymentIntentSucceeded(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case .paymentIntentFailed: return try await paymentIntentFailed(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case .paymentIntentCanceled: return try await paymentIntentCanceled(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case .paymentIntentProcessing: return try await paymentIntentProcessing(try Self.decodeObject(PaymentIntent.self, from: payload), context)
+        case .chargeSucceeded: return try await chargeSucceeded(try Self.decodeObject(Charge.self, from: payload), context)
+        case .chargeRefunded: return try await chargeRefunded(try Self.decodeObject(Charge.self, from: payload), context)
+        case .refund: return try await refundChanged(try Self.decodeObject(Refund.self, from: payload), context)
+        case .dispute: return try await disputeChanged(try Self.decodeObject(Dispute.self, from: payload), context)
+        case .subscription: return try await subscriptionChanged(try Self.decodeObject(Subscription.self, from: payload), context)
+        case .invoice: return try await invoiceChanged(try Self.decodeObject(Invoice.self, from: payload), context)
+        case .invoicePayment: return try await invoicePaymentPaid(try Self.decodeObject(InvoicePayment.self, from: payload), context)
+        case .customerDeleted: return try await customerDeleted(try Self.decodeObject(Customer.self, from: payload), context)
+        case .customerUpdated: return try await customerUpdated(try Self.decodeObject(Customer.self, from: payload), context)
+        case .setupSucceeded: return try await setupSucceeded(try Self.decodeObject(SetupIntent.self, from: payload), context)
+        case .setupFailed: return try await setupFailed(try Self.decodeObject(SetupIntent.self, from: payload), context)
+        case .paymentMethodDetached: return try await paymentMethodDetached(try Self.decodeObject(PaymentMethod.self, from: payload), context)
+        case .paymentMethodUpdated: return try await paymentMethodUpdated(try Self.decodeObject(PaymentMethod.self, from: payload), context)
+        case .schedule: return try await scheduleChanged(try Self.decodeObject(SubscriptionSchedule.self, from: payload), context)
         }
     }
 

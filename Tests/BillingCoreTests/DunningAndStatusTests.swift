@@ -80,3 +80,27 @@ import Testing
         #expect(InvoiceStatus(rawValue: "written_off") == .writtenOff)
     }
 }
+
+/// The handled Stripe event types: each spelled as Stripe spells it, each with its handler's family.
+@Suite struct StripeEventTypeTests {
+    @Test(arguments: [
+        ("checkout.session.completed", StripeEventType.Family.checkoutCompleted),
+        ("checkout.session.async_payment_failed", .checkoutClosed),
+        ("charge.refund.updated", .refund),
+        ("customer.subscription.pending_update_expired", .subscription),
+        ("invoice.finalization_failed", .invoice),
+        ("invoice_payment.paid", .invoicePayment),
+        ("subscription_schedule.aborted", .schedule),
+        ("payment_method.automatically_updated", .paymentMethodUpdated),
+    ])
+    func eachTypeHasItsHandler(type: String, family: StripeEventType.Family) {
+        #expect(StripeEventType(rawValue: type)?.family == family)
+    }
+
+    @Test func everyFamilyHandlesSomeTypeAndUnknownTypesAreNotHandled() {
+        #expect(Set(StripeEventType.allCases.map(\.family)).count == StripeEventType.Family.allCases.count)
+        #expect(StripeEventType.allCases.count == 48)
+        #expect(StripeEventType(rawValue: "customer.created") == nil)
+        #expect(StripeEventType(rawValue: "v2.core.event_destination.ping") == nil)
+    }
+}
