@@ -60,27 +60,6 @@ extension SubscriptionRecord {
 extension BillingAPI {
     static let invoiceSubscriptionPrefix = "inv_sub_"
 
-    static let utc: Calendar = {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        return calendar
-    }()
-
-    /// The first period boundary after `start`, counted from the subscription's anchor (so Jan 31 gives Feb 28, then
-    /// Mar 31, not Mar 28).
-    static func boundary(after start: Date, anchor: Date, interval: BillingInterval) -> Date {
-        var count = 1
-        while count < 10_000 {
-            if let next = utc.date(byAdding: interval == .year ? .year : .month, value: count, to: anchor), next > start { return next }
-            count += 1
-        }
-        return periodEnd(from: start, interval: interval)
-    }
-
-    static func periodEnd(from start: Date, interval: BillingInterval) -> Date {
-        utc.date(byAdding: interval == .year ? .year : .month, value: 1, to: start) ?? start.addingTimeInterval(interval == .year ? 31_536_000 : 2_592_000)
-    }
-
     /// `billing.subscribeByInvoice`: a plan billed by this server's invoices. The first invoice is issued at once
     /// (credits first, then the saved card); later ones at each period's start.
     func subscribeByInvoice(_ params: SubscribeByInvoiceParams, call: TenantCall) async throws -> BillingStatus {
@@ -114,7 +93,7 @@ extension BillingAPI {
             let id = Self.invoiceSubscriptionPrefix + newID().lowercased.replacingOccurrences(of: "-", with: "")
             try await transaction.insertInvoiceSubscription(
                 id: id, plan: plan.key, interval: interval.rawValue, seats: seats, periodStart: now,
-                periodEnd: Self.periodEnd(from: now, interval: interval), now: now)
+                periodEnd: BillingPeriod.end(from: now, interval: interval), now: now)
             try await transaction.audit(actor: actor, action: "subscription.created", before: nil, after: [
                 "subscription": id, "plan": plan.key, "interval": interval.rawValue, "seats": String(seats), "billing": "invoice",
             ])
@@ -192,7 +171,7 @@ extension BillingAPI {
         // A bound on the loop: a job that was stopped for a long time catches up at most a year of months at once.
         for _ in 0..<13 {
             guard start.isAtOrBefore(at), !subscription.isTerminal else { break }
-            var end = subscription.currentPeriodEnd ?? Self.periodEnd(from: start, interval: interval)
+            var end = subscription.currentPeriodEnd ?? BillingPeriod.end(from: start, interval: interval)
             // A suspended (unpaid) subscription accrues no invoices: its periods pass unbilled until it is paid up.
             if subscription.status != "unpaid",
                !(try await transaction.invoiceExists(subscriptionID: subscription.stripeSubscriptionID, periodStart: start)) {
@@ -204,7 +183,7 @@ extension BillingAPI {
                 break
             }
             start = end
-            end = Self.boundary(after: start, anchor: subscription.stripeCreatedAt ?? start, interval: interval)
+            end = BillingPeriod.boundary(after: start, anchor: subscription.stripeCreatedAt ?? start, interval: interval)
             try await transaction.advancePeriod(subscription.stripeSubscriptionID, start: start, end: end, now: at)
             subscription.currentPeriodEnd = end
         }

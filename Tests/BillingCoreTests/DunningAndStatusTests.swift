@@ -104,3 +104,33 @@ import Testing
         #expect(StripeEventType(rawValue: "v2.core.event_destination.ping") == nil)
     }
 }
+
+/// Period ends across month lengths and leap years, as a table (UTC).
+@Suite struct BillingPeriodTests {
+    static func date(_ text: String) -> Date { try! Date(text, strategy: .iso8601) }
+
+    @Test(arguments: [
+        ("2026-01-15T10:00:00Z", BillingInterval.month, "2026-02-15T10:00:00Z"),
+        ("2026-01-31T00:00:00Z", .month, "2026-02-28T00:00:00Z"),
+        ("2028-01-31T00:00:00Z", .month, "2028-02-29T00:00:00Z"),
+        ("2026-03-31T00:00:00Z", .month, "2026-04-30T00:00:00Z"),
+        ("2026-12-31T23:59:59Z", .month, "2027-01-31T23:59:59Z"),
+        ("2028-02-29T00:00:00Z", .year, "2029-02-28T00:00:00Z"),
+        ("2026-06-01T00:00:00Z", .year, "2027-06-01T00:00:00Z"),
+    ])
+    func periodEnds(start: String, interval: BillingInterval, end: String) {
+        #expect(BillingPeriod.end(from: Self.date(start), interval: interval) == Self.date(end))
+    }
+
+    /// Counted from the anchor, a short month does not shorten the months after it.
+    @Test(arguments: [
+        ("2026-01-31T00:00:00Z", "2026-01-31T00:00:00Z", BillingInterval.month, "2026-02-28T00:00:00Z"),
+        ("2026-01-31T00:00:00Z", "2026-02-28T00:00:00Z", .month, "2026-03-31T00:00:00Z"),
+        ("2026-01-31T00:00:00Z", "2026-04-15T00:00:00Z", .month, "2026-04-30T00:00:00Z"),
+        ("2028-02-29T00:00:00Z", "2029-02-28T00:00:00Z", .year, "2030-02-28T00:00:00Z"),
+        ("2028-02-29T00:00:00Z", "2031-06-01T00:00:00Z", .year, "2032-02-29T00:00:00Z"),
+    ])
+    func boundariesFromTheAnchor(anchor: String, after: String, interval: BillingInterval, boundary: String) {
+        #expect(BillingPeriod.boundary(after: Self.date(after), anchor: Self.date(anchor), interval: interval) == Self.date(boundary))
+    }
+}
