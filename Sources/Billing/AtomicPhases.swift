@@ -57,7 +57,7 @@ extension BillingAPI {
     /// leaves it started, for the repeat.
     func inAtomicPhases<Plan: Codable & Sendable, Answer: Sendable, Result: Sendable>(
         _ tenant: UUID, _ subject: IntentSubject, operation: String, limit: RateLimits.Limit? = nil,
-        includingDeleted: Bool = false,
+        includingDeleted: Bool = false, exclusiveLock: Bool = false,
         decide: @escaping @Sendable (TenantTransaction) async throws -> PhaseOne<Plan, Result>,
         call: @escaping @Sendable (Plan, StripeIntent) async throws -> Answer,
         record: @escaping @Sendable (TenantTransaction, Plan, StripeIntent, Answer, _ recorded: Bool) async throws -> Result,
@@ -66,7 +66,7 @@ extension BillingAPI {
         for _ in 0..<3 {
             let now = now()
             let step = try await tenants.database.transaction(tenant, operation: operation) { transaction -> IntentStep<Plan, Result> in
-                try await lockTenant(transaction, includingDeleted: includingDeleted)
+                try await lockTenant(transaction, includingDeleted: includingDeleted, exclusive: exclusiveLock)
                 let (request, plan): (String, Plan)
                 switch try await decide(transaction) {
                 case .answered(let result): return .answered(result)
@@ -117,7 +117,7 @@ extension BillingAPI {
                 }
                 do {
                     return try await tenants.database.transaction(tenant, operation: operation) { transaction in
-                        try await lockTenant(transaction, includingDeleted: includingDeleted)
+                        try await lockTenant(transaction, includingDeleted: includingDeleted, exclusive: exclusiveLock)
                         let recorded = try await transaction.lockIntent(intent.id) != "started"
                         let result = try await record(transaction, plan, intent, answer, recorded)
                         if !recorded {
@@ -147,9 +147,11 @@ extension BillingAPI {
         }
     }
 
-    func lockTenant(_ transaction: TenantTransaction, includingDeleted: Bool) async throws {
+    /// The tenant's row lock, the first thing each phase takes. `exclusive` (a deletion): the strongest lock from the
+    /// start, since raising a lock held alongside other transactions' foreign-key locks deadlocks.
+    func lockTenant(_ transaction: TenantTransaction, includingDeleted: Bool, exclusive: Bool = false) async throws {
         if includingDeleted {
-            guard try await transaction.lockTenantIncludingDeleted() != nil else { throw Self.unknownTenant(transaction.tenant) }
+            guard try await transaction.lockTenantIncludingDeleted(exclusive: exclusive) != nil else { throw Self.unknownTenant(transaction.tenant) }
         } else {
             _ = try await lockedTenant(transaction)
         }

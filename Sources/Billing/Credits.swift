@@ -92,7 +92,9 @@ extension BillingAPI {
 
     /// `credits.consume`: debits atomically, once per key; too little available credit is PAYMENT_REQUIRED.
     func consume(_ params: CreditMovementParams, call: TenantCall) async throws -> CreditMovement {
-        try await move(params, call: call, kind: "consumption", signedAmount: -params.amount, action: "credits.consumed", verb: "consuming")
+        // Checked before it is negated: -Int.min does not exist (the fuzzer's crash).
+        try validateMovement(params, allowNegative: false)
+        return try await move(params, call: call, kind: "consumption", signedAmount: -params.amount, action: "credits.consumed", verb: "consuming")
     }
 
     /// `credits.grant` (operator): adds or removes credits with a reason, once per key, audited.

@@ -54,7 +54,7 @@ extension BillingAPI {
         let retention = settings.tenantRetention
         let client = stripe.client
         return try await inAtomicPhases(
-            call.tenantID, .tenant, operation: "tenants.delete", includingDeleted: true,
+            call.tenantID, .tenant, operation: "tenants.delete", includingDeleted: true, exclusiveLock: true,
             decide: { transaction -> PhaseOne<DeletionPlan, TenantView> in
                 let plan = DeletionPlan(
                     subscriptions: try await transaction.allLiveSubscriptions().filter { !$0.isInvoiceBilled }.map(\.stripeSubscriptionID),

@@ -85,6 +85,10 @@ public final class TokenAuthority: Sendable {
         guard let role = Role(rawValue: claims.role) else {
             return .invalid("the token's role '\(claims.role)' is not one of owner, admin, member, service, operator")
         }
+        // The subject names the actor in the audit log: it must be storable text.
+        guard (1...255).contains(claims.sub.value.count), !claims.sub.value.utf8.contains(0) else {
+            return .invalid("the token's sub claim must be 1 to 255 characters, without NUL")
+        }
         if role.actsAcrossTenants {
             return .authenticated(Principal(subject: claims.sub.value, role: role, tenantID: nil))
         }

@@ -31,6 +31,10 @@ public struct JSONRPCServer<Context: Sendable>: Sendable {
     }
 
     public func respond(to body: some Collection<UInt8> & Sendable, context: Context) async -> Reply {
+        guard JSONValue.nestingDepth(of: body) <= JSONValue.maximumDepth else {
+            return .body(Self.encode(.failure(
+                .invalidRequest("the body nests arrays and objects deeper than \(JSONValue.maximumDepth) levels"), id: .null)))
+        }
         let document: JSONValue
         do {
             document = try JSONDecoder().decode(JSONValue.self, from: Data(body))

@@ -33,6 +33,10 @@ public struct TRPCTransport<Context: Sendable>: Sendable {
         // The inputs, by index for a batch.
         var inputs: [JSONValue?] = Array(repeating: nil, count: names.count)
         if let input, !input.isEmpty {
+            guard JSONValue.nestingDepth(of: input) <= JSONValue.maximumDepth else {
+                let error = RPCError(.BAD_REQUEST, "the input nests arrays and objects deeper than \(JSONValue.maximumDepth) levels")
+                return answer(names.map { _ in .failure(error) }, names: names, batch: batch)
+            }
             guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(input)) else {
                 return answer(names.map { _ in .failure(RPCError(.PARSE_ERROR, "the input is not JSON")) }, names: names, batch: batch)
             }

@@ -1,6 +1,9 @@
 import BillingCore
 import Foundation
+import HTTPTypes
 import HummingbirdTesting
+import NIOCore
+import StripeAPI
 import JSONRPC
 import Testing
 
@@ -78,6 +81,48 @@ import Testing
                 let unknown = try await client.rpc(method, params, token: try await server.token(.operator))
                 #expect(unknown.errorName == "NOT_FOUND", "\(method): \(unknown)")
             }
+        }
+    }
+
+    /// Also found by `make fuzz`: the least integer as a consumption crashed the server (negated before it was
+    /// checked); a body of values nested hundreds deep took a minute of CPU to decode; a NUL in a token's subject or
+    /// in a signed event's id or type could never be stored.
+    @Test func theFuzzersOtherFindingsAreAnsweredAtOnce() async throws {
+        try await TestServer.run(extra: EventHarness.extra) { client, server in
+            let tenant = try await server.provision(client)
+            let least = try await client.post(
+                #"{"jsonrpc":"2.0","id":1,"method":"credits.consume","params":{"tenantId":"\#(tenant)","amount":-9223372036854775808,"reason":"x","idempotencyKey":"k"}}"#,
+                token: try await server.token(.service))
+            let answer = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: least.body))
+            #expect(answer["error"]?["data"]?["field"] == "amount", "\(answer)")
+            #expect(try await client.rpc("billing.status", token: try await server.token(.member, tenant: tenant))["result"] != nil)
+
+            let deep = "[" + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "]"
+            let started = ContinuousClock.now
+            let refused = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await client.post(deep).body))
+            #expect(ContinuousClock.now - started < .seconds(1))
+            #expect(refused.errorCode == -32600, "\(refused)")
+            #expect(refused.errorMessage.contains("deeper than 64 levels"), "\(refused)")
+            let trpc = try await client.execute(
+                uri: "/trpc/billing.plans?input=" + String(repeating: "%5B", count: 100) + String(repeating: "%5D", count: 100), method: .get)
+            #expect(trpc.status == .badRequest)
+
+            let nul = try await server.tokens.issue(role: .admin, tenant: tenant, subject: "a\u{0}b", ttl: .seconds(60))
+            let unauthorized = try await client.rpc("billing.status", token: nul)
+            #expect(unauthorized.errorName == "UNAUTHORIZED", "\(unauthorized)")
+            #expect(unauthorized.errorMessage.contains("sub claim"), "\(unauthorized)")
+
+            let harness = EventHarness(client: client, server: server)
+            let badID = Array(#"{"id":"evt_\u0000","object":"event","type":"customer.updated","created":1,"livemode":false,"data":{"object":{}}}"#.utf8)
+            var headers: HTTPFields = [.contentType: "application/json"]
+            headers[.init("Stripe-Signature")!] = WebhookSignature.header(
+                body: badID, secrets: [EventHarness.secret], timestamp: Int(Date().timeIntervalSince1970))
+            let rejected = try await client.execute(uri: "/webhooks/stripe", method: .post, headers: headers, body: ByteBuffer(bytes: badID))
+            #expect(rejected.status == .badRequest, "\(String(buffer: rejected.body))")
+            let badType = Array(#"{"id":"evt_nul_type","object":"event","type":"customer.\u0000","created":1,"livemode":false,"data":{"object":{}}}"#.utf8)
+            _ = try await harness.deliver(badType)
+            try await harness.drain()
+            #expect(try await harness.eventStatus("evt_nul_type") == "ignored")
         }
     }
 }
