@@ -1,5 +1,5 @@
 # The README's two commands: `make run` runs the product, `make test` runs every test.
-.PHONY: run test bench build release clean-data
+.PHONY: run test bench fuzz build release clean-data
 
 run:
 	@scripts/install-deps.sh postgres
@@ -11,6 +11,10 @@ test:
 
 bench:
 	@bench/run.sh
+
+# Not in CI: FUZZ_REQUESTS (100000) fuzzed requests against a live server, then schemathesis (README "Fuzzing").
+fuzz:
+	@scripts/fuzz.sh
 
 build:
 	swift build

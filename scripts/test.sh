@@ -50,3 +50,11 @@ export BILLING_TEST_PYTHON="$PWD/.venv/bin/python"
 
 echo "== test (the billing page's browser test saves its screenshots in test-artifacts/billing-page/)"
 swift test --skip-build "$@"
+
+# A short, seeded slice of `make fuzz` (scripts/fuzz.py starts its own database, stand-in and server). Only for the
+# whole suite: `scripts/test.sh --filter NAME` stays quick. FUZZ_TEST_REQUESTS and FUZZ_SEED override.
+if [ $# -eq 0 ]; then
+  echo "== fuzz slice (make fuzz runs the whole campaign)"
+  BILLINGD=.build/debug/billingd FUZZ_REQUESTS="${FUZZ_TEST_REQUESTS:-2500}" FUZZ_SEED="${FUZZ_SEED:-20261122}" \
+    FUZZ_SCHEMATHESIS=0 .venv/bin/python scripts/fuzz.py
+fi
