@@ -70,7 +70,7 @@ public struct WebhookReceiver: Sendable {
         }
         // Signed by Stripe but of no use here (a thin v2 event, an object that is no event): kept as ignored and
         // answered 200, since a 400 would have Stripe retry it for days and then disable the endpoint.
-        var event: EventHeader
+        let event: EventHeader
         let ignoredBecause: String?
         if let header = try? JSONDecoder().decode(EventHeader.self, from: Data(body)), header.object == nil || header.object == "event" {
             event = header
@@ -83,19 +83,16 @@ public struct WebhookReceiver: Sendable {
                 ? "a thin \(object!) event: this server reads only v1 snapshot events"
                 : "not a usable v1 event (object \(object.map { "'\($0)'" } ?? "missing"), with id, type, created and livemode)"
         }
-        // Stored with U+FFFD for a NUL, as the payload is.
-        event.type = event.type.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}")
-        let header = event
         do {
             let inbox = self.inbox
             // Answered in time even when the store is stuck on a connection that closed under it: Stripe retries.
             let stored = try await abandoning(after: storeTimeout) {
                 try await inbox.store(
-                    id: header.id, type: header.type, created: Date(timeIntervalSince1970: Double(header.created)),
-                    livemode: header.livemode, payload: String(decoding: body, as: UTF8.self), ignoredBecause: ignoredBecause)
+                    id: event.id, type: event.type, created: Date(timeIntervalSince1970: Double(event.created)),
+                    livemode: event.livemode, payload: String(decoding: body, as: UTF8.self), ignoredBecause: ignoredBecause)
             }
             if let ignoredBecause {
-                logger.notice("ignored a Stripe event", metadata: ["event": "\(header.id)", "reason": "\(ignoredBecause)"])
+                logger.notice("ignored a Stripe event", metadata: ["event": "\(event.id)", "reason": "\(ignoredBecause)"])
             }
             return .accepted(eventID: event.id, duplicate: !stored, ignored: ignoredBecause != nil)
         } catch {

@@ -27,4 +27,9 @@ extension EventInbox {
         }
         return String(decoding: out, as: UTF8.self)
     }
+
+    /// Text for a text column: a NUL becomes U+FFFD.
+    public static func storableText(_ text: String) -> String {
+        text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
+    }
 }

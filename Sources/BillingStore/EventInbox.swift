@@ -18,6 +18,8 @@ public struct EventInbox: Sendable {
     ) async throws(StoreError) -> Bool {
         do {
             let payload = Self.storable(payload)
+            // No text column holds a NUL: the type and the reason (which may quote the body) keep U+FFFD instead.
+            let (type, ignoredBecause) = (Self.storableText(type), ignoredBecause.map(Self.storableText))
             let rows = try await database.client.query(
                 "SELECT billing.store_stripe_event(\(id), \(type), \(created), \(livemode), \(payload)::jsonb, \(ignoredBecause))",
                 logger: database.logger)

@@ -123,6 +123,9 @@ import Testing
             _ = try await harness.deliver(badType)
             try await harness.drain()
             #expect(try await harness.eventStatus("evt_nul_type") == "ignored")
+            // No usable event, and the reason quotes its object, NUL and all: stored as ignored, not 503 for ever.
+            _ = try await harness.deliver(Array(#"{"id":"evt_nul_object","object":"\u0000"}"#.utf8))
+            #expect(try await harness.eventStatus("evt_nul_object") == "ignored")
         }
     }
 }
