@@ -25,6 +25,14 @@ public struct CheckoutStarted: Encodable, Sendable, Equatable {
     public var sessionId: String
 }
 
+extension CheckoutStarted {
+    /// What a caller gets for a session Stripe made: its id and URL (a session without a URL is not one to hand out).
+    init(_ session: CheckoutSession) throws {
+        guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
+        self.init(checkoutUrl: url, sessionId: session.id)
+    }
+}
+
 public struct CheckoutSessionParams: Decodable, Sendable {
     public var sessionId: String
 }
@@ -176,20 +184,22 @@ extension BillingAPI {
                 return try await client.createCheckoutSession(parameters, idempotencyKey: intent.key("session"))
             },
             record: { transaction, planned, _, session, recorded in
-                guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
-                if recorded { return CheckoutStarted(checkoutUrl: url, sessionId: session.id) }
+                let started = try CheckoutStarted(session)
+                if recorded { return started }
                 if let replaced = planned.replacing { try await transaction.markSessionExpired(replaced) }
-                try await self.recordSession(session, url: url, purpose: "subscription", planned: planned, transaction)
+                try await self.recordSession(session, url: started.checkoutUrl, purpose: "subscription", planned: planned, transaction)
                 try await transaction.audit(actor: actor, action: "checkout.opened", before: nil, after: [
                     "session": session.id, "plan": planned.plan, "interval": planned.interval, "seats": String(planned.seats),
                 ])
-                return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+                return started
             },
-            settle: { intent in
-                // Older than its key, or its process died: a session it may have made was never handed to anyone (its
-                // URL is answered only once recorded), so nobody can pay it, and Stripe expires it within a day.
-                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: its session, if any, was never handed out")
-            })
+            settle: { try await self.abandonUnansweredSession($0, tenant: call.tenantID) })
+    }
+
+    /// Settles a Checkout intent that no answer ended: a session it may have made was never handed to anyone (its URL
+    /// is answered only once recorded), so nobody can pay it, and Stripe expires it within a day.
+    func abandonUnansweredSession(_ intent: StripeIntent, tenant: UUID) async throws {
+        try await finish(intent, tenant: tenant, as: "abandoned", because: "settled: its session, if any, was never handed out")
     }
 
     /// Records a session this server opened, with its own expiry (a day when Stripe gave none).
@@ -273,9 +283,9 @@ extension BillingAPI {
                 ], idempotencyKey: intent.key("session"))
             },
             record: { transaction, plan, _, session, recorded in
-                guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
-                if recorded { return CheckoutStarted(checkoutUrl: url, sessionId: session.id) }
-                try await self.recordSession(session, url: url, purpose: "credit_topup", planned: nil, transaction)
+                let started = try CheckoutStarted(session)
+                if recorded { return started }
+                try await self.recordSession(session, url: started.checkoutUrl, purpose: "credit_topup", planned: nil, transaction)
                 try await transaction.recordTopUp(
                     id: plan.topUpID, key: params.idempotencyKey, credits: plan.credits, amount: plan.amount, currency: pricing.currency,
                     sessionID: session.id, now: self.now())
@@ -283,13 +293,9 @@ extension BillingAPI {
                     "topUp": plan.topUpID.lowercased, "session": session.id, "credits": String(plan.credits),
                     "amount": String(plan.amount), "currency": pricing.currency,
                 ])
-                return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+                return started
             },
-            settle: { intent in
-                // Older than Stripe keeps its key: a session it may have made was never handed to anyone (its URL
-                // is answered only once recorded), so nobody can pay it, and Stripe expires it within a day.
-                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: its session, if any, was never handed out")
-            })
+            settle: { try await self.abandonUnansweredSession($0, tenant: call.tenantID) })
     }
 
     /// A keyed top-up past its time here: only Stripe's word that it expired unpaid frees the key. Read with no lock
@@ -336,15 +342,13 @@ extension BillingAPI {
                 ], idempotencyKey: intent.key("session"))
             },
             record: { transaction, _, _, session, recorded in
-                guard let url = session.url else { throw StripeError.unreadable("checkout session \(session.id) has no url") }
-                if recorded { return CheckoutStarted(checkoutUrl: url, sessionId: session.id) }
-                try await self.recordSession(session, url: url, purpose: "setup", planned: nil, transaction)
+                let started = try CheckoutStarted(session)
+                if recorded { return started }
+                try await self.recordSession(session, url: started.checkoutUrl, purpose: "setup", planned: nil, transaction)
                 try await transaction.audit(actor: actor, action: "payment_method.setup_opened", before: nil, after: ["session": session.id])
-                return CheckoutStarted(checkoutUrl: url, sessionId: session.id)
+                return started
             },
-            settle: { intent in
-                try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: its session, if any, was never handed out")
-            })
+            settle: { try await self.abandonUnansweredSession($0, tenant: call.tenantID) })
     }
 
     /// `billing.checkoutSession`: one of this tenant's Checkout Sessions, read from what its webhooks recorded.
