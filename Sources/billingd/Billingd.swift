@@ -7,6 +7,9 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct Billingd: AsyncParsableCommand {
@@ -21,12 +24,26 @@ func bootstrapLogging() {
     LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
 }
 
+/// glibc gives threads that allocate at once arenas of their own (up to 8 per core), and what is freed in an arena is
+/// not given back while anything in it lives: a long-running server's RSS then grows with the shape of its traffic
+/// (the fuzzer measured 1.54x over 100,000 mixed requests) rather than with what it holds. Two arenas, as
+/// `MALLOC_ARENA_MAX=2` would set; a `MALLOC_ARENA_MAX` in the environment wins.
+func limitMallocArenas() {
+    #if canImport(Glibc)
+    // mallopt is in malloc.h, which Swift's Glibc module does not import: looked up by name. M_ARENA_MAX is -8.
+    guard getenv("MALLOC_ARENA_MAX") == nil, let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+    typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
+    _ = unsafeBitCast(symbol, to: MallOpt.self)(-8, 2)
+    #endif
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the server (migrating first when DATABASE_OWNER_URL is set).")
 
     func run() async throws {
         bootstrapLogging()
+        limitMallocArenas()
         let configuration = try await BillingConfiguration.load()
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

@@ -28,6 +28,7 @@ struct Dev: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging()
+        limitMallocArenas()
         let logger = Logger(label: "billingd.dev")
         let base = URL(fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
             .standardizedFileURL

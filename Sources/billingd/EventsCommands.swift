@@ -15,6 +15,7 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging()
+        limitMallocArenas()
         let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.worker"))
         guard once else {
             try await jobs.runWorker()
