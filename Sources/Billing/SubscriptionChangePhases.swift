@@ -30,6 +30,9 @@ struct SubscriptionChangePlan: Codable, Sendable {
             case seats
             /// The item's price and quantity, invoiced now (an upgrade).
             case price
+            /// The item's price and quantity without proration: a downgrade at the period's end, which the renewal
+            /// bills.
+            case priceAtRenewal
             /// `cancel_at_period_end` set to `value`.
             case cancelAtPeriodEnd
             /// Whatever ending is scheduled at Stripe then (the flag or a `cancel_at`) is cleared.
@@ -111,6 +114,12 @@ extension BillingAPI {
                 form = Self.itemChange(
                     ["id": .string(item), "price": .string(step.price ?? ""), "quantity": .int(step.seats ?? 1)],
                     charging: true, otherwise: settings.seatProration)
+            case .priceAtRenewal:
+                let item = try await subscriptionItem(plan.subscription, client: client)
+                form = [
+                    "items": [["id": .string(item), "price": .string(step.price ?? ""), "quantity": .int(step.seats ?? 1)]],
+                    "proration_behavior": "none",
+                ]
             case .cancelAtPeriodEnd:
                 form = ["cancel_at_period_end": .bool(step.value)]
             case .clearEnding:
