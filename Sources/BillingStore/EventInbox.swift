@@ -139,10 +139,13 @@ public struct EventScope: Sendable {
         return known
     }
 
-    /// Scopes the rest of this transaction to `tenant` (row-level security fences every statement after this).
+    /// Scopes the rest of this transaction to `tenant` (row-level security fences every statement after this), and
+    /// holds the tenant's row (`FOR KEY SHARE`, as the foreign keys of every row it writes would) before any other row:
+    /// a deletion under way, which holds it `FOR UPDATE`, is waited for first instead of deadlocking with it halfway.
     public func enter(_ tenant: UUID) async throws -> TenantTransaction {
         try await connection.query(
             "SELECT set_config('app.tenant_id', \(tenant.uuidString.lowercased()), true)", logger: logger)
+        try await connection.query("SELECT 1 FROM billing.tenants WHERE id = \(tenant) FOR KEY SHARE", logger: logger)
         return TenantTransaction(connection: connection, tenant: tenant, logger: logger)
     }
 
