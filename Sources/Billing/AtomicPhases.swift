@@ -118,7 +118,9 @@ extension BillingAPI {
                 do {
                     return try await tenants.database.transaction(tenant, operation: operation) { transaction in
                         try await lockTenant(transaction, includingDeleted: includingDeleted, exclusive: exclusiveLock)
-                        let recorded = try await transaction.lockIntent(intent.id) != "started"
+                        // A repeat that got there first recorded it; one settled meanwhile (its process thought dead)
+                        // recorded nothing, so this answer is still to be written.
+                        let recorded = try await transaction.lockIntent(intent.id) == "succeeded"
                         let result = try await record(transaction, plan, intent, answer, recorded)
                         if !recorded {
                             try await transaction.finishIntent(intent.id, status: "succeeded", outcome: nil, now: self.now())
