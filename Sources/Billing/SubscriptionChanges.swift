@@ -207,8 +207,8 @@ extension BillingAPI {
         return item.id
     }
 
-    /// Part of a change's idempotency key: the state it was made from, so a retry of the same change is the same
-    /// Stripe request and a change after the state moved is a new one.
+    /// The subscription row as a change's first phase saw it: its last phase writes Stripe's answers only over that same
+    /// row (`record(_:over:)`).
     static func stamp(_ record: SubscriptionRecord) -> String {
         "\(record.seats):\(record.plan):\(record.interval):\(record.cancelAtPeriodEnd):\(Int64((record.updatedAt?.timeIntervalSince1970 ?? 0) * 1_000_000))"
     }
