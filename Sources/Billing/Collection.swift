@@ -134,7 +134,7 @@ extension BillingAPI {
             record: { transaction, plan, _, answer, recorded in
                 guard !recorded, var invoice = try await transaction.invoice(plan.invoice) else { return .nothingDue }
                 if plan.retiring != nil { invoice.paymentLink = nil }
-                if invoice.status == .overdue { invoice.status = .open }
+                if invoice.status == .overdue { try invoice.move(to: .open) }
                 return try await recordAttempt(answer, &invoice, plan, transaction)
             },
             settle: { intent in
@@ -182,7 +182,7 @@ extension BillingAPI {
         switch answer {
         case .charged(let intent):
             // Until Stripe confirms, the invoice is processing: never charged again, voided or retried.
-            invoice.status = .processing
+            try invoice.move(to: .processing)
             invoice.attempts = plan.attempt
             invoice.nextAttemptAt = nil
             try await transaction.updateCollection(invoice)
@@ -199,7 +199,7 @@ extension BillingAPI {
     }
 
     func writeOff(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
-        invoice.status = .writtenOff
+        try invoice.move(to: .writtenOff)
         invoice.nextAttemptAt = nil
         try await transaction.updateCollection(invoice, writtenOffAt: at)
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.written_off",
@@ -241,7 +241,7 @@ extension BillingAPI {
 
     /// The last attempt failed: no more are scheduled, the subscription loses its entitlement, the product is told.
     func markOverdue(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
-        invoice.status = .overdue
+        try invoice.move(to: .overdue)
         invoice.nextAttemptAt = nil
         invoice.overdueAt = at
         try await transaction.updateCollection(invoice)
@@ -290,7 +290,7 @@ extension BillingAPI {
             try await markOverdue(&invoice, transaction, at: at)
             return
         }
-        invoice.status = .actionRequired
+        try invoice.move(to: .actionRequired)
         invoice.nextAttemptAt = next
         try await transaction.updateCollection(invoice)
         try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
@@ -317,7 +317,7 @@ extension Notifier {
             return true
         }
         let before = invoice.status
-        invoice.status = .paid
+        try invoice.move(to: .paid)
         invoice.paidAt = at
         invoice.nextAttemptAt = nil
         invoice.paymentLink = nil

@@ -87,7 +87,7 @@ extension BillingAPI {
         var invoice = invoice
         let at = now()
         let before = invoice.status
-        invoice.status = .void
+        try invoice.move(to: .void)
         invoice.nextAttemptAt = nil
         try await transaction.updateCollection(invoice)
         if invoice.creditsApplied > 0 {

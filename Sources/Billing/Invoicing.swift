@@ -202,42 +202,34 @@ extension BillingAPI {
         let subtotal = lines.reduce(0) { $0 + $1.amount }
         let id = newID()
         // Wallet credits first, at the catalog's value per credit; what they do not cover is charged to the card.
-        let unit = catalog.credits.unitAmount
-        let available = max(0, try await transaction.creditBalance().available)
-        var creditsUsed = min(available, subtotal / unit)
-        // Stripe charges no less than its minimum for the currency (50 cents in USD, 30 pence in GBP): credits never
-        // leave less than that to the card.
-        let minimumCharge = Money.minimumCharge(price.currency).amount
-        let remainder = subtotal - creditsUsed * unit
-        if remainder > 0 && remainder < minimumCharge {
-            creditsUsed = max(0, (subtotal - minimumCharge) / unit)
-        }
-        var creditAmount = creditsUsed * unit
-        if creditsUsed > 0 {
+        var totals = InvoiceTotals.applying(
+            availableCredits: try await transaction.creditBalance().available, worth: catalog.credits.unitAmount, to: subtotal,
+            currency: price.currency)
+        if totals.creditsApplied > 0 {
             let applied = try await transaction.applyCredits(
-                source: "invoice:\(id.lowercased)", kind: "invoice", amount: -creditsUsed, reason: "applied to an invoice",
+                source: "invoice:\(id.lowercased)", kind: "invoice", amount: -totals.creditsApplied, reason: "applied to an invoice",
                 requireBalance: true)
             if applied.outcome == .applied {
                 try await notifier.creditsChanged(
-                    transaction, available: applied.available, frozen: applied.frozen, change: -creditsUsed, kind: "invoice",
+                    transaction, available: applied.available, frozen: applied.frozen, change: -totals.creditsApplied, kind: "invoice",
                     reason: "applied to an invoice")
             } else {
-                creditAmount = 0
+                totals = .uncredited(subtotal)
             }
         }
-        let amountDue = subtotal - creditAmount
+        let paid = totals.isPaidByCredits
         let invoice = InvoiceRecord(
             id: id, number: try await transaction.nextInvoiceNumber(), subscriptionID: subscription.stripeSubscriptionID,
-            periodStart: start, periodEnd: end, status: amountDue == 0 ? .paid : .open, currency: price.currency, subtotal: subtotal,
-            creditsApplied: creditAmount / unit, creditAmount: creditAmount, amountDue: amountDue,
-            nextAttemptAt: amountDue == 0 ? nil : at, paidAt: amountDue == 0 ? at : nil, createdAt: at, lines: lines)
+            periodStart: start, periodEnd: end, status: paid ? .paid : .open, currency: price.currency, subtotal: subtotal,
+            creditsApplied: totals.creditsApplied, creditAmount: totals.creditAmount, amountDue: totals.amountDue,
+            nextAttemptAt: paid ? nil : at, paidAt: paid ? at : nil, createdAt: at, lines: lines)
         try await transaction.insertInvoice(invoice, charges: charges.map(\.id))
         if invoice.status == .paid {
             try await notifier.invoiceEvent(transaction, "invoice.paid", invoice, at: at)
         }
         try await transaction.audit(actor: AuditActor(kind: .system, id: "invoicing"), action: "invoice.issued", before: nil, after: [
             "invoice": id.lowercased, "number": invoice.number, "subtotal": String(subtotal), "credits": String(invoice.creditsApplied),
-            "amountDue": String(amountDue), "status": invoice.status.rawValue,
+            "amountDue": String(totals.amountDue), "status": invoice.status.rawValue,
         ])
         return invoice
     }

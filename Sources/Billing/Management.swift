@@ -197,7 +197,7 @@ extension BillingAPI {
                     PaymentView(
                         paymentId: payment.paymentID, paymentIntentId: payment.paymentIntentID, chargeId: payment.chargeID,
                         amount: payment.amount, amountRefunded: payment.amountRefunded, amountRefundable: payment.amountRefundable,
-                        currency: payment.currency, purpose: payment.purpose, credits: payment.credits, dispute: payment.disputeStatus,
+                        currency: payment.currency, purpose: payment.purpose, credits: payment.credits, dispute: payment.disputeStatus.rawValue,
                         createdAt: payment.createdAt, refunds: (refunds[payment.paymentID] ?? []).map { RefundView($0) })
                 },
                 nextCursor: page.next)

@@ -112,8 +112,9 @@ extension StripeEventProcessor {
         if topUp.status == "flagged" {
             return context.processed("top-up \(topUp.id) is flagged; an operator settles it")
         }
-        guard amount == topUp.amount, currency.lowercased() == topUp.currency.lowercased() else {
-            let flag = "Stripe took \(Money(amount: amount, currency: currency).formatted) for a top-up of \(Money(amount: topUp.amount, currency: topUp.currency).formatted) (\(topUp.credits) credits)"
+        let expected = Money(amount: topUp.amount, currency: topUp.currency)
+        if case .mismatch(let flag) = CreditSettlement.topUp(
+            credits: topUp.credits, expected: expected, paid: Money(amount: amount, currency: currency)) {
             logger.error("top-up amount mismatch; not credited", metadata: [
                 "tenant": "\(context.tenant)", "topUp": "\(topUp.id)", "event": "\(context.event.id)", "flag": "\(flag)",
             ])
@@ -286,7 +287,7 @@ extension StripeEventProcessor {
     static func auditFields(_ payment: PaymentRecord) -> [String: String] {
         var fields = [
             "payment": payment.paymentID, "amount": String(payment.amount), "currency": payment.currency,
-            "amountRefunded": String(payment.amountRefunded), "purpose": payment.purpose, "dispute": payment.disputeStatus,
+            "amountRefunded": String(payment.amountRefunded), "purpose": payment.purpose, "dispute": payment.disputeStatus.rawValue,
         ]
         if let charge = payment.chargeID { fields["charge"] = charge }
         if payment.credits > 0 {
@@ -303,32 +304,23 @@ extension StripeEventProcessor {
     /// consumption).
     func settle(_ payment: PaymentRecord, _ context: EventContext) async throws -> PaymentRecord {
         var payment = payment
-        guard payment.credits > 0, payment.amount > 0 else { return payment }
-        let refundedShare = (payment.credits * min(payment.amountRefunded, payment.amount) + payment.amount - 1) / payment.amount
-        // A lost dispute is final: the credits are gone whatever becomes of a refund.
-        let takenBack = payment.disputeStatus == "lost" ? max(payment.creditsTakenBack, payment.credits) : refundedShare
-        let frozen = payment.disputeStatus == "open" ? max(0, payment.credits - takenBack) : 0
-        let takeBackDelta = takenBack - payment.creditsTakenBack
-        let frozenDelta = frozen - payment.creditsFrozen
-        guard takeBackDelta != 0 || frozenDelta != 0 else { return payment }
-        let (kind, reason) = switch (payment.disputeStatus, frozenDelta) {
-        case ("open", _) where frozenDelta != 0: ("dispute_freeze", "frozen by an open dispute")
-        case ("won", _) where frozenDelta != 0: ("dispute_release", "released: dispute won")
-        case ("lost", _): ("dispute_loss", "taken back: dispute lost")
-        default: takeBackDelta < 0 ? ("refund_reversal", "given back: a refund failed") : ("refund", "refunded share of the credits")
-        }
+        guard let change = CreditSettlement.settle(
+            credits: payment.credits, amount: payment.amount, refunded: payment.amountRefunded, dispute: payment.disputeStatus,
+            current: CreditSettlement.Position(takenBack: payment.creditsTakenBack, frozen: payment.creditsFrozen))
+        else { return payment }
+        let (kind, reason, target) = (change.kind.rawValue, change.kind.reason, change.target)
         // The target state in the name: one event may settle a payment twice (its charge, then its refunds), never
         // to the same state.
         let applied = try await context.transaction.appendCredits(
-            source: "\(kind):\(payment.paymentID):\(context.event.id):\(takenBack)/\(frozen)", kind: kind,
-            amount: -takeBackDelta - frozenDelta,
-            frozenDelta: frozenDelta, reason: "\(reason) (payment \(payment.paymentID))", stripeEvent: context.event.id)
+            source: "\(kind):\(payment.paymentID):\(context.event.id):\(target.takenBack)/\(target.frozen)", kind: kind,
+            amount: change.availableChange,
+            frozenDelta: change.frozenChange, reason: "\(reason) (payment \(payment.paymentID))", stripeEvent: context.event.id)
         guard let available = applied else { return payment }
         try await notifier.creditsChanged(
             context.transaction, available: available, frozen: try await context.transaction.creditBalance().frozen,
-            change: -takeBackDelta - frozenDelta, frozenChange: frozenDelta, kind: kind, reason: reason)
-        payment.creditsTakenBack = takenBack
-        payment.creditsFrozen = frozen
+            change: change.availableChange, frozenChange: change.frozenChange, kind: kind, reason: reason)
+        payment.creditsTakenBack = target.takenBack
+        payment.creditsFrozen = target.frozen
         return payment
     }
 
@@ -416,12 +408,8 @@ extension StripeEventProcessor {
         if let existing, existing.closedAt != nil, context.event.type != "charge.dispute.closed" {
             return context.stale("dispute \(dispute.id) is closed (\(existing.status))")
         }
-        let outcome: String = switch dispute.status {
-        case "won", "warning_closed": "won"
-        case "lost": "lost"
-        default: context.event.type == "charge.dispute.closed" ? "won" : "open"
-        }
-        let closed = outcome != "open"
+        let outcome = DisputeOutcome.of(stripeStatus: dispute.status, closing: context.event.type == "charge.dispute.closed")
+        let closed = outcome != .open
         try await transaction.saveDispute(DisputeRecord(
             disputeID: dispute.id, paymentID: payment.paymentID, amount: dispute.amount, currency: dispute.currency,
             reason: dispute.reason, status: dispute.status, openedAt: existing?.openedAt ?? Self.date(dispute.created) ?? context.created,

@@ -24,7 +24,8 @@ public struct InvoiceRecord: Sendable, Equatable {
     public var subscriptionID: String
     public var periodStart: Date
     public var periodEnd: Date
-    public var status: InvoiceStatus
+    /// Changed only by `move(to:)`, along `InvoiceStatus.next`.
+    public private(set) var status: InvoiceStatus
     public var currency: String
     public var subtotal: Int
     public var creditsApplied: Int
@@ -62,6 +63,11 @@ public struct InvoiceRecord: Sendable, Equatable {
         self.paidAt = paidAt
         self.createdAt = createdAt
         self.lines = lines
+    }
+
+    /// The invoice in its next status; a move `InvoiceStatus.next` does not allow throws and changes nothing.
+    public mutating func move(to next: InvoiceStatus) throws(InvoiceTransitionError) {
+        status = try status.moved(to: next)
     }
 }
 

@@ -84,13 +84,13 @@ public struct PaymentRecord: Sendable, Equatable {
     public var credits: Int
     public var creditsTakenBack: Int
     public var creditsFrozen: Int
-    public var disputeStatus: String
+    public var disputeStatus: DisputeOutcome
     public var createdAt: Date
 
     public init(
         paymentID: String, paymentIntentID: String?, chargeID: String?, amount: Int, amountRefunded: Int,
         chargeAmountRefunded: Int? = nil, currency: String, purpose: String, topUpID: UUID?, stripeInvoiceID: String?, credits: Int = 0,
-        creditsTakenBack: Int = 0, creditsFrozen: Int = 0, disputeStatus: String = "none", createdAt: Date
+        creditsTakenBack: Int = 0, creditsFrozen: Int = 0, disputeStatus: DisputeOutcome = .none, createdAt: Date
     ) {
         self.paymentID = paymentID
         self.paymentIntentID = paymentIntentID
@@ -463,7 +463,7 @@ extension TenantTransaction {
             payments.append(PaymentRecord(
                 paymentID: paymentID, paymentIntentID: intent, chargeID: charge, amount: amount, amountRefunded: refunded,
                 chargeAmountRefunded: chargeRefunded, currency: currency, purpose: purpose, topUpID: topUp, stripeInvoiceID: invoice,
-                credits: credits, creditsTakenBack: takenBack, creditsFrozen: frozen, disputeStatus: dispute, createdAt: created))
+                credits: credits, creditsTakenBack: takenBack, creditsFrozen: frozen, disputeStatus: DisputeOutcome(rawValue: dispute) ?? .none, createdAt: created))
         }
         return payments
     }
@@ -475,7 +475,7 @@ extension TenantTransaction {
                 dispute_status, created_at)
             VALUES (\(tenant), \(record.paymentID), \(record.paymentIntentID), \(record.chargeID), \(record.amount),
                 \(record.amountRefunded), \(record.chargeAmountRefunded), \(record.currency), \(record.purpose), \(record.topUpID), \(record.stripeInvoiceID),
-                \(record.credits), \(record.creditsTakenBack), \(record.creditsFrozen), \(record.disputeStatus), \(record.createdAt))
+                \(record.credits), \(record.creditsTakenBack), \(record.creditsFrozen), \(record.disputeStatus.rawValue), \(record.createdAt))
             """, logger: logger)
     }
 
@@ -486,7 +486,7 @@ extension TenantTransaction {
                 charge_amount_refunded = \(record.chargeAmountRefunded), currency = \(record.currency),
                 purpose = \(record.purpose), top_up_id = \(record.topUpID), stripe_invoice_id = \(record.stripeInvoiceID),
                 credits = \(record.credits), credits_taken_back = \(record.creditsTakenBack), credits_frozen = \(record.creditsFrozen),
-                dispute_status = \(record.disputeStatus), updated_at = \(now)
+                dispute_status = \(record.disputeStatus.rawValue), updated_at = \(now)
             WHERE tenant_id = \(tenant) AND payment_id = \(record.paymentID)
             """, logger: logger)
     }

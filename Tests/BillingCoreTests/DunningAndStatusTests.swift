@@ -75,6 +75,39 @@ import Testing
         #expect(status.isSettled == settled)
     }
 
+    @Test(arguments: [
+        // from,             allowed next statuses
+        (InvoiceStatus.draft, [InvoiceStatus.open, .paid, .void]),
+        (.open, [.processing, .actionRequired, .overdue, .paid, .void]),
+        (.actionRequired, [.processing, .actionRequired, .overdue, .paid, .void]),
+        (.processing, [.paid]),
+        (.overdue, [.open, .writtenOff, .paid, .void]),
+        (.writtenOff, [.paid]),
+        (.paid, []),
+        (.void, []),
+    ])
+    func transitions(from: InvoiceStatus, allowed: [InvoiceStatus]) throws {
+        for next in InvoiceStatus.allCases {
+            if allowed.contains(next) {
+                #expect(try from.moved(to: next) == next)
+            } else {
+                #expect(throws: InvoiceTransitionError(from: from, to: next)) { try from.moved(to: next) }
+            }
+        }
+    }
+
+    @Test func aRefusedMoveSaysWhich() {
+        #expect("\(InvoiceTransitionError(from: .paid, to: .open))" == "an invoice that is paid cannot become open")
+    }
+
+    @Test func everyStatusAnOperatorMayActOnCanMoveThatWay() {
+        for status in InvoiceStatus.allCases {
+            if status.isVoidable { #expect(status.next.contains(.void)) }
+            if status.isCollectible { #expect(status.next.contains(.processing)) }
+            if !status.isSettled { #expect(status.next.contains(.paid)) }
+        }
+    }
+
     @Test func spelledAsStoredEverywhere() {
         #expect("\(InvoiceStatus.actionRequired)" == "action_required")
         #expect(InvoiceStatus(rawValue: "written_off") == .writtenOff)
