@@ -44,28 +44,22 @@ public struct BillingSettings: Sendable {
 
 /// The RPC methods of the billing router, declared once each, and the services behind them.
 public struct BillingAPI: Sendable {
-    public let catalog: PlanCatalog
-    public let tenants: TenantStore
-    public let settings: BillingSettings
-    public let stripe: StripeSettings
+    public let environment: BillingEnvironment
     /// The OpenRPC document that `rpc.discover` returns.
     public let openRPC: JSONValue
-    public let now: @Sendable () -> Date
-    public let newID: @Sendable () -> UUID
 
-    public init(
-        catalog: PlanCatalog, tenants: TenantStore, settings: BillingSettings,
-        stripe: StripeSettings = StripeSettings(client: nil, publicURL: "http://127.0.0.1:8080"), openRPC: JSONValue,
-        now: @escaping @Sendable () -> Date = Date.init, newID: @escaping @Sendable () -> UUID = UUID.init
-    ) {
-        self.catalog = catalog
-        self.tenants = tenants
-        self.settings = settings
-        self.stripe = stripe
+    public init(environment: BillingEnvironment, openRPC: JSONValue) {
+        self.environment = environment
         self.openRPC = openRPC
-        self.now = now
-        self.newID = newID
     }
+
+    public var catalog: PlanCatalog { environment.catalog }
+    public var tenants: TenantStore { environment.tenants }
+    public var settings: BillingSettings { environment.settings }
+    public var stripe: StripeSettings { environment.stripe }
+    public var now: @Sendable () -> Date { environment.now }
+    public var newID: @Sendable () -> UUID { environment.newID }
+    var notifier: Notifier { environment.notifier }
 
     public func registry() -> MethodRegistry<Caller> {
         var methods = MethodRegistry<Caller>()

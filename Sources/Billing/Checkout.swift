@@ -345,7 +345,7 @@ extension BillingAPI {
         let customer = try await customerID(for: call.tenantID, stripe: client)
         // A portal session is a short-lived link that moves no money: a fresh one per call is right.
         let session = try await client.createPortalSession(
-            customer: customer, returnURL: returnURL, idempotencyKey: "portal:\(customer):\(UUID().uuidString.lowercased())")
+            customer: customer, returnURL: returnURL, idempotencyKey: "portal:\(customer):\(newID().lowercased)")
         return PortalOpened(url: session.url)
     }
 

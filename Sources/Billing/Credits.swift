@@ -68,8 +68,6 @@ public struct CreditMovement: Encodable, Sendable, Equatable {
 }
 
 extension BillingAPI {
-    var notifier: Notifier { settings.notifier }
-
     static let maxCreditMovement = 1_000_000_000
 
     func validateMovement(_ params: CreditMovementParams, allowNegative: Bool) throws {

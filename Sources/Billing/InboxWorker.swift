@@ -182,8 +182,10 @@ extension ProcessOutcome {
 
 /// Wakes waiting loops when an event arrives; a ring with nobody waiting is remembered once.
 actor Doorbell {
-    private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
     private var pending = false
+    /// Numbers the waiters, so a timeout releases its own.
+    private var lastWaiter = 0
 
     func ring() {
         if waiters.isEmpty {
@@ -200,7 +202,8 @@ actor Doorbell {
             pending = false
             return
         }
-        let id = UUID()
+        lastWaiter += 1
+        let id = lastWaiter
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
             await self?.release(id)
@@ -215,7 +218,7 @@ actor Doorbell {
         timer.cancel()
     }
 
-    private func release(_ id: UUID) {
+    private func release(_ id: Int) {
         waiters.removeValue(forKey: id)?.resume()
     }
 }

@@ -15,6 +15,10 @@ public struct Notifier: Sendable {
     /// `credits.low` when a decrease takes the available balance below this.
     public var lowCreditsThreshold: Int
     public var grace: Duration
+    /// The environment's clock and ids, set by `BillingEnvironment.notifier`: a notifier taken from anywhere else
+    /// would stamp its events with no real time or id, so it stops instead.
+    var now: @Sendable () -> Date = { preconditionFailure("use BillingEnvironment.notifier, which has the clock") }
+    var newID: @Sendable () -> UUID = { preconditionFailure("use BillingEnvironment.notifier, which makes the ids") }
 
     public init(enabled: Bool, lowCreditsThreshold: Int = 100, grace: Duration = .seconds(3 * 86400)) {
         self.enabled = enabled
@@ -24,9 +28,10 @@ public struct Notifier: Sendable {
 
     public static let disabled = Notifier(enabled: false)
 
-    func emit(_ transaction: TenantTransaction, _ type: String, _ data: [String: JSONValue], now: Date = Date()) async throws {
+    func emit(_ transaction: TenantTransaction, _ type: String, _ data: [String: JSONValue], now: Date? = nil) async throws {
         guard enabled else { return }
-        let id = UUID()
+        let now = now ?? self.now()
+        let id = newID()
         let body: JSONValue = [
             "id": .string("evt_\(id.lowercased)"), "type": .string(type), "created": .integer(Int(now.timeIntervalSince1970)),
             "tenantId": .string(transaction.tenant.lowercased), "data": .object(data),
@@ -55,8 +60,9 @@ public struct Notifier: Sendable {
     }
 
     /// After a subscription row changed: `subscription.changed`, and `entitlement.changed` when the verdict moved.
-    func subscriptionChanged(_ transaction: TenantTransaction, before: SubscriptionRecord?, after: SubscriptionRecord, now: Date = Date()) async throws {
+    func subscriptionChanged(_ transaction: TenantTransaction, before: SubscriptionRecord?, after: SubscriptionRecord, now: Date? = nil) async throws {
         guard enabled, after.isCurrent || before == nil else { return }
+        let now = now ?? self.now()
         try await emit(transaction, "subscription.changed", [
             "subscriptionId": .string(after.stripeSubscriptionID), "plan": .string(after.plan), "interval": .string(after.interval),
             "status": .string(after.status), "seats": .integer(after.seats), "cancelAtPeriodEnd": .bool(after.cancelAtPeriodEnd),
@@ -91,9 +97,14 @@ public struct OutboxDeliverer: Sendable {
     public let retry: InboxRetryPolicy
     public let pollInterval: Duration
     public let timeout: Duration
+    public let now: @Sendable () -> Date
     public let logger: Logger
 
-    public init(outbox: Outbox, url: String, secret: String, retry: InboxRetryPolicy, pollInterval: Duration, timeout: Duration = .seconds(10), logger: Logger) {
+    public init(
+        outbox: Outbox, url: String, secret: String, retry: InboxRetryPolicy, pollInterval: Duration, timeout: Duration = .seconds(10),
+        now: @escaping @Sendable () -> Date, logger: Logger
+    ) {
+        self.now = now
         self.outbox = outbox
         self.url = url
         self.secret = secret
@@ -120,7 +131,7 @@ public struct OutboxDeliverer: Sendable {
     }
 
     func deliverNext() async throws -> (OutboxMessage, Outbox.Delivery)? {
-        let (url, secret, timeout, logger) = (self.url, self.secret, self.timeout, self.logger)
+        let (url, secret, timeout, now, logger) = (self.url, self.secret, self.timeout, self.now, self.logger)
         // The lease outlasts the HTTP call, so no other deliverer sends the event while this one still may.
         return try await outbox.deliverNext(retry: retry, lease: timeout + .seconds(30)) { message in
             var request = HTTPClientRequest(url: url)
@@ -129,7 +140,7 @@ public struct OutboxDeliverer: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.headers.add(name: "User-Agent", value: "billingd")
             request.headers.add(name: Self.signatureHeader, value: WebhookSignature.header(
-                body: body, secrets: [secret], timestamp: Int(Date().timeIntervalSince1970)))
+                body: body, secrets: [secret], timestamp: Int(now().timeIntervalSince1970)))
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
                 let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))

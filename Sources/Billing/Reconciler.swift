@@ -8,23 +8,23 @@ import StripeAPI
 /// touched for a while, and any still live for a deleted tenant, feeding Stripe's current object through the inbox
 /// as a `customer.subscription.updated` of our own (its id starts with `reconcile_`).
 public struct Reconciler: Sendable {
-    public let inbox: EventInbox
+    public let environment: BillingEnvironment
     public let stripe: StripeClient
-    public let liveMode: Bool
     /// Listing starts this long before the newest event already stored (events can arrive out of order).
     public let lookback: Duration
     /// A live subscription with no event for this long is read again from Stripe.
     public let subscriptionMaxAge: Duration
-    public let logger: Logger
 
-    public init(inbox: EventInbox, stripe: StripeClient, liveMode: Bool, lookback: Duration, subscriptionMaxAge: Duration, logger: Logger) {
-        self.inbox = inbox
+    public init(environment: BillingEnvironment, stripe: StripeClient, lookback: Duration, subscriptionMaxAge: Duration) {
+        self.environment = environment
         self.stripe = stripe
-        self.liveMode = liveMode
         self.lookback = lookback
         self.subscriptionMaxAge = subscriptionMaxAge
-        self.logger = logger
     }
+
+    var inbox: EventInbox { environment.inbox }
+    var liveMode: Bool { environment.liveMode }
+    var logger: Logger { environment.logger }
 
     public struct Report: Sendable, Equatable, Encodable {
         /// Events Stripe listed.
@@ -37,7 +37,8 @@ public struct Reconciler: Sendable {
         public var failed = 0
     }
 
-    public func run(now: Date = Date()) async throws -> Report {
+    public func run() async throws -> Report {
+        let now = environment.now()
         var report = Report()
         let newest = try await inbox.newestCreated()
         let since = (newest ?? now).addingTimeInterval(-Double(lookback.components.seconds))

@@ -35,7 +35,7 @@ extension StripeEventProcessor {
         }
         // Read from Stripe, it is the state now (and never older than the event, whose time may run ahead of ours on
         // a test clock); from the event alone, as of the event.
-        let asOf = stripe == nil ? context.created : max(context.created, Date())
+        let asOf = stripe == nil ? context.created : max(context.created, now())
         guard try await context.transaction.setDefaultPaymentMethod(method, savedAt: asOf) else {
             return context.stale("a payment method change made later than this event is recorded already")
         }

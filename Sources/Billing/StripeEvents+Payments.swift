@@ -278,7 +278,7 @@ extension StripeEventProcessor {
         payment.amountRefunded = min(payment.amount, max(0, payment.chargeAmountRefunded - refunds.failed, refunds.standing))
         payment = try await settle(payment, context)
         if payment != before {
-            try await context.transaction.updatePayment(payment, now: Date())
+            try await context.transaction.updatePayment(payment, now: now())
             try await context.audit("payment.updated", before: Self.auditFields(before), after: Self.auditFields(payment))
         }
         return payment
@@ -373,7 +373,7 @@ extension StripeEventProcessor {
         let (before, after) = try await context.transaction.upsertRefund(
             id: refund.id, paymentID: payment.paymentID, amount: refund.amount, currency: refund.currency ?? payment.currency,
             status: status, reason: refund.metadata?["reason"] ?? refund.reason, failureReason: refund.failureReason,
-            createdAt: Self.date(refund.created) ?? context.created, now: Date(), requestKey: refund.metadata?["billing_request"])
+            createdAt: Self.date(refund.created) ?? context.created, now: now(), requestKey: refund.metadata?["billing_request"])
         guard let before else {
             try await context.audit("refund.recorded", before: nil, after: [
                 "refund": refund.id, "payment": payment.paymentID, "amount": String(refund.amount), "status": after,
@@ -417,7 +417,7 @@ extension StripeEventProcessor {
         let before = payment
         payment.disputeStatus = outcome
         payment = try await settle(payment, context)
-        try await transaction.updatePayment(payment, now: Date())
+        try await transaction.updatePayment(payment, now: now())
         if before != payment || existing?.status != dispute.status {
             try await context.audit(
                 existing == nil ? "dispute.opened" : closed ? "dispute.closed" : "dispute.updated",
@@ -454,7 +454,7 @@ extension StripeEventProcessor {
             currency: invoice.currency, hostedInvoiceURL: invoice.hostedInvoiceURL, attemptCount: invoice.attemptCount ?? 0,
             nextPaymentAttempt: Self.date(invoice.nextPaymentAttempt), paymentProblem: problem,
             periodStart: Self.date(invoice.periodStart), periodEnd: Self.date(invoice.periodEnd), lastEventAt: context.created,
-            createdAt: Self.date(invoice.created) ?? context.created), now: Date())
+            createdAt: Self.date(invoice.created) ?? context.created), now: now())
         if invoice.status == "paid", let intent = invoice.paymentIntentID {
             try await transaction.linkPayment(intent, toInvoice: invoice.id)
         }

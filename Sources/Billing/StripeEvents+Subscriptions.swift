@@ -33,20 +33,20 @@ extension StripeEventProcessor {
             }
         }
         var record: SubscriptionRecord
-        switch catalog.subscriptionRecord(subscription, previous: existing, at: context.created) {
+        switch catalog.subscriptionRecord(subscription, previous: existing, at: context.created, now: now()) {
         case .success(let built): record = built
         case .failure(let reason): return context.rejected(reason.description)
         }
         record.lastEventAt = max(existing?.lastEventAt ?? context.created, context.created)
         if let existing {
-            try await transaction.updateSubscription(record, now: Date())
+            try await transaction.updateSubscription(record, now: now())
             if Self.auditFields(existing) != Self.auditFields(record) {
                 try await context.audit(
                     "subscription.updated", before: Self.auditFields(existing), after: Self.auditFields(record))
                 try await notifier.subscriptionChanged(transaction, before: existing, after: record)
             }
         } else {
-            guard try await transaction.insertSubscription(record, now: Date()) else {
+            guard try await transaction.insertSubscription(record, now: now()) else {
                 throw RetryLater("another event inserted \(object.id) at the same moment")
             }
             try await context.audit("subscription.created", before: nil, after: Self.auditFields(record))
@@ -75,7 +75,7 @@ extension StripeEventProcessor {
         }
         let reason = ["reason": "the tenant is deleted"]
         // Stripe's answer as a row; with a price the catalog does not know, what is known of the row.
-        let confirmed: SubscriptionRecord? = switch catalog.subscriptionRecord(ended, previous: existing, at: context.created) {
+        let confirmed: SubscriptionRecord? = switch catalog.subscriptionRecord(ended, previous: existing, at: context.created, now: now()) {
         case .success(let record): record
         case .failure: existing
         }
@@ -83,9 +83,9 @@ extension StripeEventProcessor {
             if !canceled.isTerminal { canceled.status = "canceled" }
             canceled.lastEventAt = max(existing?.lastEventAt ?? context.created, context.created)
             if let existing {
-                try await transaction.updateSubscription(canceled, now: Date())
+                try await transaction.updateSubscription(canceled, now: now())
                 try await notifier.subscriptionChanged(transaction, before: existing, after: canceled)
-            } else if try await !transaction.insertSubscription(canceled, now: Date()) {
+            } else if try await !transaction.insertSubscription(canceled, now: now()) {
                 throw RetryLater("another event inserted \(id) at the same moment")
             }
             try await context.audit(
@@ -123,12 +123,12 @@ extension StripeEventProcessor {
                 pastDueSince: nil, currentPeriodEnd: nil, cancelAtPeriodEnd: false, lastEventAt: nil,
                 stripeCreatedAt: context.created)
         } else {
-            switch catalog.subscriptionRecord(try await currentSubscription(subscriptionID), previous: nil, at: nil) {
+            switch catalog.subscriptionRecord(try await currentSubscription(subscriptionID), previous: nil, at: nil, now: now()) {
             case .success(let built): record = built
             case .failure(let reason): return context.rejected(reason.description)
             }
         }
-        guard try await context.transaction.insertSubscription(record, now: Date()) else {
+        guard try await context.transaction.insertSubscription(record, now: now()) else {
             throw RetryLater("another event inserted \(subscriptionID) at the same moment")
         }
         try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })
@@ -171,7 +171,7 @@ extension StripeEventProcessor {
             subscription.status = "canceled"
             subscription.pastDueSince = nil
             subscription.lastEventAt = max(subscription.lastEventAt ?? context.created, context.created)
-            try await transaction.updateSubscription(subscription, now: Date())
+            try await transaction.updateSubscription(subscription, now: now())
             try await context.audit("subscription.ended", before: before, after: Self.auditFields(subscription))
             try await notifier.subscriptionChanged(transaction, before: previous, after: subscription)
         }
@@ -190,7 +190,9 @@ struct Unusable: Error, CustomStringConvertible {
 extension PlanCatalog {
     /// Stripe's subscription as our row: the price mapped back through the catalog (an unknown price fails the
     /// event, never downgrades silently), seats brought into the plan's range, since when it is past due.
-    func subscriptionRecord(_ subscription: Subscription, previous: SubscriptionRecord?, at created: Date?) -> Result<SubscriptionRecord, Unusable> {
+    func subscriptionRecord(
+        _ subscription: Subscription, previous: SubscriptionRecord?, at created: Date?, now: Date
+    ) -> Result<SubscriptionRecord, Unusable> {
         guard let item = subscription.items.data.first, let priceID = item.priceID else {
             return .failure(Unusable(description: "subscription \(subscription.id) has no item with a price"))
         }
@@ -202,7 +204,7 @@ extension PlanCatalog {
             return .failure(Unusable(description: "subscription \(subscription.id) has status '\(subscription.status)', which this server does not know"))
         }
         let pastDueSince: Date? = subscription.status == "past_due"
-            ? (previous?.status == "past_due" ? previous?.pastDueSince : nil) ?? created ?? Date()
+            ? (previous?.status == "past_due" ? previous?.pastDueSince : nil) ?? created ?? now
             : nil
         var record = SubscriptionRecord(
             stripeSubscriptionID: subscription.id, stripeCustomerID: subscription.customer?.id ?? previous?.stripeCustomerID,
@@ -241,9 +243,9 @@ extension StripeEventProcessor {
             if let next, let price = next.items.first?.price.id, let (plan, interval) = try? catalog.plan(forStripePrice: price) {
                 try await transaction.setPendingChange(
                     subscriptionID, plan: plan.key, interval: interval.rawValue,
-                    effectiveAt: Date(timeIntervalSince1970: Double(next.startDate)), source: .schedule, now: Date())
+                    effectiveAt: Date(timeIntervalSince1970: Double(next.startDate)), source: .schedule, now: now())
             } else if pending?.source == .schedule {
-                try await transaction.setPendingChange(subscriptionID, plan: nil, interval: nil, now: Date())
+                try await transaction.setPendingChange(subscriptionID, plan: nil, interval: nil, now: now())
             }
             if schedule.endBehavior == "cancel", let last = schedule.phases.map(\.endDate).max() {
                 record.cancelAt = Date(timeIntervalSince1970: Double(last))
@@ -251,11 +253,11 @@ extension StripeEventProcessor {
         } else {
             if record.scheduleID == schedule.id { record.scheduleID = nil }
             if pending?.source == .schedule {
-                try await transaction.setPendingChange(subscriptionID, plan: nil, interval: nil, now: Date())
+                try await transaction.setPendingChange(subscriptionID, plan: nil, interval: nil, now: now())
             }
         }
         if record != before {
-            try await transaction.updateSubscription(record, now: Date())
+            try await transaction.updateSubscription(record, now: now())
         }
         try await context.audit("subscription.schedule_\(schedule.status)", before: Self.auditFields(before),
                                 after: Self.auditFields(record).merging(["schedule": schedule.id]) { $1 })

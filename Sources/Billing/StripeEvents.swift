@@ -8,22 +8,21 @@ import StripeAPI
 /// Applies Stripe's events, each inside the transaction that claimed it from the inbox: the tenant is resolved
 /// first, then every change runs in that tenant's scope and is audited with the event's id as its actor.
 public struct StripeEventProcessor: Sendable {
-    public let catalog: PlanCatalog
-    /// Asked for the current object when two events about one subscription share a timestamp; nil without Stripe.
-    public let stripe: StripeClient?
-    /// Whether the server's key is a live one: an event of the other mode is never applied (even when replayed).
-    public let liveMode: Bool
-    /// Events to the SaaS product, written with each change.
-    public let notifier: Notifier
-    public let logger: Logger
+    public let environment: BillingEnvironment
 
-    public init(catalog: PlanCatalog, stripe: StripeClient?, liveMode: Bool, notifier: Notifier = .disabled, logger: Logger) {
-        self.catalog = catalog
-        self.stripe = stripe
-        self.liveMode = liveMode
-        self.notifier = notifier
-        self.logger = logger
+    public init(environment: BillingEnvironment) {
+        self.environment = environment
     }
+
+    var catalog: PlanCatalog { environment.catalog }
+    /// Asked for the current object when two events about one subscription share a timestamp; nil without Stripe.
+    var stripe: StripeClient? { environment.stripe.client }
+    /// Whether the server's key is a live one: an event of the other mode is never applied (even when replayed).
+    var liveMode: Bool { environment.liveMode }
+    /// Events to the SaaS product, written with each change.
+    var notifier: Notifier { environment.notifier }
+    var logger: Logger { environment.logger }
+    var now: @Sendable () -> Date { environment.now }
 
     /// The event types with a handler (`StripeEventType`); every other type is stored, acknowledged and marked ignored.
     public static let handledTypes: Set<String> = Set(StripeEventType.allCases.map(\.rawValue))

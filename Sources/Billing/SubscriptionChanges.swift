@@ -28,7 +28,7 @@ extension BillingAPI {
     func applyConfirmed(
         _ subscription: Subscription, over current: SubscriptionRecord, _ transaction: TenantTransaction, actor: AuditActor, action: String
     ) async throws {
-        guard case .success(var record) = catalog.subscriptionRecord(subscription, previous: current, at: nil) else {
+        guard case .success(var record) = catalog.subscriptionRecord(subscription, previous: current, at: nil, now: now()) else {
             // Stripe answered with a price we do not know: leave it to the webhook, which fails visibly.
             return
         }

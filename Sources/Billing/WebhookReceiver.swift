@@ -17,7 +17,7 @@ public struct WebhookReceiver: Sendable {
 
     public init(
         inbox: EventInbox, secrets: [String], tolerance: Duration, liveMode: Bool, storeTimeout: Duration = .seconds(10),
-        now: @escaping @Sendable () -> Date = Date.init
+        now: @escaping @Sendable () -> Date
     ) {
         self.inbox = inbox
         self.storeTimeout = storeTimeout

@@ -20,29 +20,19 @@ public func buildApplication(
     configuration: BillingConfiguration,
     registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     logger: Logger? = nil,
-    now: @escaping @Sendable () -> Date = Date.init
+    now: @escaping @Sendable () -> Date = BillingConfiguration.systemClock
 ) async throws -> some ApplicationProtocol {
     var logger = logger ?? Logger(label: "billingd")
     logger.logLevel = configuration.logLevel
-    let catalog = try configuration.loadCatalog()
+    // Token expiry is checked against the system's clock, as JWTKit checks a token's `exp`, whatever `now` says.
     let tokens = await TokenAuthority(secrets: try configuration.requireJWTSecrets())
     let database = BillingDatabase(
         url: try configuration.requireDatabaseURL(), maxConnections: configuration.databasePoolSize, logger: logger)
     let migrations = try Migration.load(directory: configuration.migrationsDirectory)
     let openRPC = try loadOpenRPC(configuration.openRPCFile)
 
-    let stripe = StripeSettings(
-        client: configuration.stripeConfiguration().map { StripeClient(configuration: $0, logger: logger) },
-        publicURL: configuration.publicURL, allowPromotionCodes: configuration.allowPromotionCodes,
-        testClocks: configuration.stripeTestClocks)
-    let api = BillingAPI(
-        catalog: catalog, tenants: TenantStore(database: database),
-        settings: BillingSettings(
-            pastDueGrace: configuration.pastDueGrace, seatProration: configuration.prorationBehavior,
-            tenantRetention: configuration.tenantRetention, notifier: configuration.notifier,
-            dunningDays: configuration.dunningDays, writeOffAfter: configuration.writeOffAfter,
-            invoiceLinks: InvoiceLinks(secrets: try configuration.requireJWTSecrets()), rateLimits: configuration.rateLimits),
-        stripe: stripe, openRPC: openRPC, now: now)
+    let environment = try configuration.environment(database: database, logger: logger, now: now)
+    let api = BillingAPI(environment: environment, openRPC: openRPC)
     let methods = api.registry()
     let metrics = ServerMetrics(registry: registry, knownMethods: Set(methods.methods.keys))
     var rpc = JSONRPCServer(registry: methods, limits: BillingAPI.inputLimits)
@@ -74,7 +64,7 @@ public func buildApplication(
     router.post("/trpc/{paths}") { request, context in
         try await handleTRPC(request, context: context, verb: .post, transport: trpc, tokens: tokens)
     }
-    try await BillingPage(directory: configuration.webDirectory, catalog: catalog).addRoutes(to: router)
+    try await BillingPage(directory: configuration.webDirectory, catalog: environment.catalog).addRoutes(to: router)
     let invoices = try InvoicePage(directory: configuration.webDirectory)
     router.get("/invoices/{id}") { request, context in
         try await invoices.respond(request, context: context, api: api, tokens: tokens)
@@ -98,23 +88,22 @@ public func buildApplication(
         }
         // The queues' counts are read at most once per refresh period, however often Prometheus scrapes.
         if metrics.queuesDue(every: refresh) {
-            await metrics.recordInbox(inbox, logger: context.logger)
-            await metrics.recordOutbox(outbox, logger: context.logger)
+            await metrics.recordInbox(inbox, logger: context.logger, now: now())
+            await metrics.recordOutbox(outbox, logger: context.logger, now: now())
         }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
     }
 
-    var services: [any Service] = [PostgresClientService(client: database.client)]
+    var services: [any Service] = [database.service]
     if let owner = configuration.databaseOwnerURL {
         services.append(MigrationService(migrator: Migrator(migrations: migrations, logger: logger), ownerURL: owner, appURL: configuration.databaseURL))
     }
     if let interval = configuration.planChangeInterval {
         services.append(PlanChangeService(api: api, interval: interval, lead: configuration.planChangeLead, logger: logger))
     }
-    services += backgroundServices(
-        configuration: configuration, inbox: inbox, catalog: catalog, stripe: stripe.client, metrics: metrics, logger: logger)
+    services += backgroundServices(configuration: configuration, environment: environment, metrics: metrics)
     return Application(
         router: router,
         server: .http1(
@@ -126,47 +115,39 @@ public func buildApplication(
 }
 
 /// The inbox worker (unless BILLING_INBOX_WORKERS=0) and, with Stripe configured, the reconciliation job.
-func backgroundServices(
-    configuration: BillingConfiguration, inbox: EventInbox, catalog: PlanCatalog, stripe: StripeClient?, metrics: ServerMetrics?,
-    logger: Logger
-) -> [any Service] {
+func backgroundServices(configuration: BillingConfiguration, environment: BillingEnvironment, metrics: ServerMetrics?) -> [any Service] {
     var services: [any Service] = []
     if configuration.inboxWorkers > 0 {
-        services.append(InboxWorkerService(worker: makeInboxWorker(
-            configuration: configuration, inbox: inbox, catalog: catalog, stripe: stripe, metrics: metrics, logger: logger)))
+        services.append(InboxWorkerService(worker: makeInboxWorker(configuration: configuration, environment: environment, metrics: metrics)))
     }
     if let url = configuration.eventsURL, let secret = configuration.eventsSecret {
         services.append(OutboxService(deliverer: OutboxDeliverer(
-            outbox: Outbox(database: inbox.database), url: url, secret: secret, retry: configuration.eventsRetry,
-            pollInterval: configuration.eventsPollInterval, logger: logger)))
+            outbox: Outbox(database: environment.database), url: url, secret: secret, retry: configuration.eventsRetry,
+            pollInterval: configuration.eventsPollInterval, now: environment.now, logger: environment.logger)))
     }
-    if let stripe, let interval = configuration.reconcileInterval {
+    if let stripe = environment.stripe.client, let interval = configuration.reconcileInterval {
         services.append(ReconciliationService(
-            reconciler: makeReconciler(configuration: configuration, inbox: inbox, stripe: stripe, logger: logger),
-            interval: interval, logger: logger))
+            reconciler: makeReconciler(configuration: configuration, environment: environment, stripe: stripe),
+            interval: interval, logger: environment.logger))
     }
     return services
 }
 
-public func makeInboxWorker(
-    configuration: BillingConfiguration, inbox: EventInbox, catalog: PlanCatalog, stripe: StripeClient?, metrics: ServerMetrics?,
-    logger: Logger
-) -> InboxWorker {
+public func makeInboxWorker(configuration: BillingConfiguration, environment: BillingEnvironment, metrics: ServerMetrics?) -> InboxWorker {
     InboxWorker(
-        inbox: inbox,
-        processor: StripeEventProcessor(
-            catalog: catalog, stripe: stripe, liveMode: configuration.stripeLiveMode, notifier: configuration.notifier, logger: logger),
+        inbox: environment.inbox,
+        processor: StripeEventProcessor(environment: environment),
         settings: .init(
             concurrency: max(1, configuration.inboxWorkers), pollInterval: configuration.inboxPollInterval,
             retry: configuration.inboxRetry, eventTimeout: configuration.inboxEventTimeout),
-        listenURL: configuration.databaseURL, logger: logger,
+        listenURL: configuration.databaseURL, logger: environment.logger,
         observe: { outcome in metrics?.recordEvent(outcome) })
 }
 
-public func makeReconciler(configuration: BillingConfiguration, inbox: EventInbox, stripe: StripeClient, logger: Logger) -> Reconciler {
+public func makeReconciler(configuration: BillingConfiguration, environment: BillingEnvironment, stripe: StripeClient) -> Reconciler {
     Reconciler(
-        inbox: inbox, stripe: stripe, liveMode: configuration.stripeLiveMode, lookback: configuration.reconcileLookback,
-        subscriptionMaxAge: configuration.reconcileSubscriptionMaxAge, logger: logger)
+        environment: environment, stripe: stripe, lookback: configuration.reconcileLookback,
+        subscriptionMaxAge: configuration.reconcileSubscriptionMaxAge)
 }
 
 func loadOpenRPC(_ file: URL) throws -> JSONValue {

@@ -74,7 +74,7 @@ public final class ServerMetrics: Sendable {
 
     /// Inbox depth by status and the age of the oldest waiting event, read at scrape time (left as they were when
     /// the database does not answer).
-    func recordInbox(_ inbox: EventInbox, logger: Logger, now: Date = Date()) async {
+    func recordInbox(_ inbox: EventInbox, logger: Logger, now: Date) async {
         let stats: InboxStats
         do {
             stats = try await inbox.stats()
@@ -92,7 +92,7 @@ public final class ServerMetrics: Sendable {
 
     /// Outbox depth by status (failed: parked, waiting for `billingd outbox retry`) and the age of the oldest event not
     /// yet delivered, read at scrape time.
-    func recordOutbox(_ outbox: Outbox, logger: Logger, now: Date = Date()) async {
+    func recordOutbox(_ outbox: Outbox, logger: Logger, now: Date) async {
         let stats: (counts: [String: Int], oldestPendingSince: Date?)
         do {
             stats = try await outbox.stats()

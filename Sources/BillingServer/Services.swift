@@ -2,19 +2,7 @@ import Foundation
 import Billing
 import BillingStore
 import Logging
-import PostgresNIO
 import ServiceLifecycle
-
-/// Runs the connection pool for as long as the service group runs.
-struct PostgresClientService: Service {
-    let client: PostgresClient
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await client.run()
-        }
-    }
-}
 
 /// Applies pending migrations at start (only when DATABASE_OWNER_URL is set), then waits for shutdown.
 struct MigrationService: Service {
@@ -71,9 +59,9 @@ struct PlanChangeService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                await job("plan changes") { _ = try await api.applyDuePlanChanges(now: Date(), lead: lead, logger: logger) }
-                await job("grace periods") { _ = try await api.announceEndedGracePeriods(now: Date(), logger: logger) }
-                await job("invoices") { _ = try await api.runInvoices(at: Date(), logger: logger) }
+                await job("plan changes") { _ = try await api.applyDuePlanChanges(now: api.now(), lead: lead, logger: logger) }
+                await job("grace periods") { _ = try await api.announceEndedGracePeriods(now: api.now(), logger: logger) }
+                await job("invoices") { _ = try await api.runInvoices(at: api.now(), logger: logger) }
                 try? await Task.sleep(for: interval)
             }
         }

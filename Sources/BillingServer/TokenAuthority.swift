@@ -12,8 +12,10 @@ public final class TokenAuthority: Sendable {
     /// it again each time is most of a cheap request's cost. Checked against the clock on every hit.
     let verified = Mutex<[String: (principal: Principal, expires: Date)]>([:])
     static let cacheLimit = 10_000
+    let now: @Sendable () -> Date
 
-    public init(secrets: [String]) async {
+    public init(secrets: [String], now: @escaping @Sendable () -> Date = BillingConfiguration.systemClock) async {
+        self.now = now
         var keys: [JWTKeyCollection] = []
         for secret in secrets {
             keys.append(await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256))
@@ -35,7 +37,7 @@ public final class TokenAuthority: Sendable {
     public func issue(role: Role, tenant: UUID?, subject: String, ttl: Duration) async throws -> String {
         let claims = Claims(
             sub: SubjectClaim(value: subject), tenant_id: tenant?.uuidString.lowercased(), role: role.rawValue,
-            exp: ExpirationClaim(value: Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + Double(ttl.components.seconds)).rounded(.down))))
+            exp: ExpirationClaim(value: Date(timeIntervalSince1970: (now().timeIntervalSince1970 + Double(ttl.components.seconds)).rounded(.down))))
         return try await keys[0].sign(claims)
     }
 
@@ -47,7 +49,7 @@ public final class TokenAuthority: Sendable {
             return .invalid("the Authorization header must be 'Bearer <JWT>'")
         }
         let token = String(parts[1].trimmedOfSpaces)
-        let now = Date()
+        let now = self.now()
         if let hit = verified.withLock({ $0[token] }) {
             if hit.expires > now { return .authenticated(hit.principal) }
             _ = verified.withLock { $0.removeValue(forKey: token) }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 
 /// The server's connection pool (as its own login role) and the one way tenant work runs: a transaction that
 /// starts by scoping itself to the tenant, so row-level security fences every statement in it.
@@ -17,6 +18,22 @@ public struct BillingDatabase: Sendable {
     public init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
+    }
+
+    /// The pool, for a `ServiceGroup` to run and shut down: `PostgresClient` is a `Service` itself.
+    public var service: any Service { client }
+
+    /// `body` while the pool runs, for a command or a test that has no `ServiceGroup`; the pool stops when `body`
+    /// returns.
+    public func whileRunning<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body()
+        }
     }
 
     /// Runs `body` in one transaction scoped to `tenant`; the setting ends with the transaction, so the pooled

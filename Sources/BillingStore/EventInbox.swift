@@ -290,12 +290,14 @@ extension EventInbox {
 
     /// The database's clock (a pass that stops at what was due when it started must not mix two clocks).
     public func databaseNow() async throws(StoreError) -> Date {
+        let now: Date?
         do {
-            return try await database.client.query("SELECT clock_timestamp()", logger: database.logger)
-                .decode(Date.self).first { _ in true } ?? Date()
+            now = try await database.client.query("SELECT clock_timestamp()", logger: database.logger).decode(Date.self).first { _ in true }
         } catch {
             throw StoreError.wrap(error, operation: "clock")
         }
+        guard let now else { throw StoreError.database(operation: "clock", message: "SELECT clock_timestamp() returned no row", sqlState: nil) }
+        return now
     }
 
     /// The creation time of the newest event Stripe sent (reconciliation's own events left out); nil when none.

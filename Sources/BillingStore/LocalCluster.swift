@@ -70,7 +70,7 @@ public struct LocalCluster: Sendable {
     func run(_ executable: String, _ arguments: [String], asPostgres: Bool) throws(StoreError) -> String {
         let argv = asPostgres ? ["/usr/sbin/runuser", "-u", "postgres", "--", executable] + arguments : [executable] + arguments
         // Output goes to a file, not a pipe: the postmaster that pg_ctl starts inherits it and never closes it.
-        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-\(UUID().uuidString).out").path
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-\(String(UInt64.random(in: 0...UInt64.max), radix: 36)).out").path
         defer { unlink(outputPath) }
         let status = (try? ChildProcess.spawn(argv, stdoutPath: outputPath))?.wait() ?? -1
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""

@@ -40,7 +40,7 @@ public actor TestCluster {
     /// With `upTo`, only the migrations up to that version (to test a later one against rows written before it).
     public func freshDatabase(upTo lastVersion: String? = nil, logger: Logger = Logger(label: "test")) async throws -> TestDatabase {
         let superuser = try superuserURL()
-        let name = "billing_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let name = "billing_test_\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         var appURL = superuser.with(database: name)
         appURL.username = "billing_app"
         appURL.password = Self.appPassword
@@ -67,7 +67,7 @@ public actor TestCluster {
 
     /// A cluster of its own, migrated, for a test that stops and starts PostgreSQL; the caller stops it.
     public static func standalone(logger: Logger = Logger(label: "test")) async throws -> (LocalCluster, TestDatabase) {
-        let directory = URL(fileURLWithPath: "/tmp/billing-own-\(getpid())-\(UUID().uuidString.prefix(6))")
+        let directory = URL(fileURLWithPath: "/tmp/billing-own-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))")
         let cluster = LocalCluster(directory: directory, port: try freeLocalPort(), password: "own-superuser")
         try cluster.start(durable: false)
         let superuser = cluster.superuserURL

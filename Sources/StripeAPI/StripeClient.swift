@@ -83,7 +83,7 @@ public struct StripeClient: Sendable {
 
     /// Sends one API call and decodes the object Stripe answers with.
     /// POSTs carry `idempotencyKey` (derived by the caller from its own operation, so a retry after a timeout never
-    /// creates twice); every retry of a call reuses it.
+    /// creates twice); every retry of a call reuses it. A POST without one is never retried.
     public func send<Object: Decodable & Sendable>(
         _ method: Method, _ path: String, _ parameters: FormParameters = [:], idempotencyKey: String? = nil,
         as type: Object.Type = Object.self
@@ -109,7 +109,7 @@ public struct StripeClient: Sendable {
         request.headers.add(name: "User-Agent", value: "billingd/0.1")
         if method == .post {
             request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            request.headers.add(name: "Idempotency-Key", value: idempotencyKey ?? UUID().uuidString)
+            if let idempotencyKey { request.headers.add(name: "Idempotency-Key", value: idempotencyKey) }
             request.body = .bytes(ByteBuffer(string: parameters.encoded))
         }
 
@@ -120,7 +120,8 @@ public struct StripeClient: Sendable {
             case .success(let data):
                 return data
             case .failure(let failure):
-                guard failure.retryable, attempt < configuration.retry.maxAttempts else {
+                // A POST without a key is sent once: Stripe could not tell a retry of it from a second request.
+                guard failure.retryable, method != .post || idempotencyKey != nil, attempt < configuration.retry.maxAttempts else {
                     throw failure.error
                 }
                 let delay = configuration.retry.delay(after: attempt, jitter: jitter())

@@ -36,6 +36,8 @@ public struct StandInConfiguration: Sendable {
     /// after each failed attempt that the next one is made. After the last, `afterFinalFailure`.
     public var retryDays: [Int]
     public var afterFinalFailure: FinalFailure
+    /// The wall clock (test clocks run on their own time); given by whoever runs the stand-in.
+    public var clock: @Sendable () -> Date
 
     /// What the account's settings do to a subscription once every retry of its payment has failed.
     public enum FinalFailure: String, Sendable, CaseIterable {
@@ -46,7 +48,8 @@ public struct StandInConfiguration: Sendable {
 
     public init(publicURL: String, webhookURL: String?, webhookSecret: String, prices: [StandInPrice],
                 webhookRetryInitial: Duration = .seconds(1), webhookMaxAttempts: Int = 8,
-                retryDays: [Int] = [3, 5, 7], afterFinalFailure: FinalFailure = .cancel) {
+                retryDays: [Int] = [3, 5, 7], afterFinalFailure: FinalFailure = .cancel, clock: @escaping @Sendable () -> Date) {
+        self.clock = clock
         self.publicURL = publicURL
         self.webhookURL = webhookURL
         self.webhookSecret = webhookSecret

@@ -335,6 +335,7 @@ extension StandInState {
         let secret = configuration.webhookSecret
         let initial = configuration.webhookRetryInitial
         let attempts = configuration.webhookMaxAttempts
+        let clock = configuration.clock
         let http = self.http
         let logger = self.logger
         // Stripe delivers each event on its own; a slow or failing endpoint delays nothing else.
@@ -347,7 +348,7 @@ extension StandInState {
                 request.headers.add(name: "User-Agent", value: "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
                 request.headers.add(
                     name: "Stripe-Signature",
-                    value: WebhookSignature.header(body: body, secrets: [secret], timestamp: Int(Date().timeIntervalSince1970)))
+                    value: WebhookSignature.header(body: body, secrets: [secret], timestamp: Int(clock().timeIntervalSince1970)))
                 request.body = .bytes(ByteBuffer(bytes: body))
                 if let response = try? await http.execute(request, timeout: .seconds(10)), (200..<300).contains(response.status.code) {
                     await self?.markDelivered(id)

@@ -189,7 +189,7 @@ extension StandInState {
         var error = failure
         error["payment_intent"] = Self.public(intent)
         let body = (try? JSONSerialization.data(withJSONObject: ["error": error], options: [.sortedKeys])) ?? Data()
-        return StandInResponse(status: 402, body: body, headers: [("Content-Type", "application/json"), ("Request-Id", "req_\(UUID().uuidString.prefix(14))")])
+        return StandInResponse(status: 402, body: body, headers: [("Content-Type", "application/json"), ("Request-Id", Self.requestID())])
     }
 
     func createCharge(for intent: [String: Any]) -> [String: Any] {

@@ -247,7 +247,7 @@ public actor StandInState {
     }
 
     /// The stand-in's own time, whatever clock is in scope (idempotency keys expire by it).
-    var wallNow: Int { Int(Date().timeIntervalSince1970) + clockShift }
+    var wallNow: Int { Int(configuration.clock().timeIntervalSince1970) + clockShift }
 
     /// Moves the stand-in's own clock forward (idempotency keys expire by it).
     public func advanceClock(by seconds: Int) { clockShift += seconds }
@@ -461,7 +461,7 @@ public actor StandInState {
 
     static func json(_ object: [String: Any], status: Int = 200) -> StandInResponse {
         let data = (try? JSONSerialization.data(withJSONObject: Self.public(object), options: [.sortedKeys])) ?? Data("{}".utf8)
-        return StandInResponse(status: status, body: data, headers: [("Content-Type", "application/json"), ("Request-Id", "req_\(UUID().uuidString.prefix(14))")])
+        return StandInResponse(status: status, body: data, headers: [("Content-Type", "application/json"), ("Request-Id", Self.requestID())])
     }
 
     /// Stripe's refusal for a required param that is absent.
@@ -484,5 +484,10 @@ public actor StandInState {
         var response = json(["error": error], status: status)
         if status == 429 || status >= 500 { response.headers.append(("Stripe-Should-Retry", "true")) }
         return response
+    }
+
+    /// A request id in Stripe's shape (`req_` and 14 characters).
+    static func requestID() -> String {
+        "req_" + String(String(UInt64.random(in: 0...UInt64.max), radix: 36).suffix(14))
     }
 }

@@ -93,7 +93,8 @@ struct Dev: AsyncParsableCommand {
         if useStandIn {
             let state = StandInState(configuration: StandInConfiguration(
                 publicURL: "http://127.0.0.1:\(stripePort)", webhookURL: "\(url)/webhooks/stripe",
-                webhookSecret: secrets.webhookSecret, prices: try configuration.loadCatalog().standInPrices))
+                webhookSecret: secrets.webhookSecret, prices: try configuration.loadCatalog().standInPrices,
+                clock: BillingConfiguration.systemClock))
             services.append(buildStandInApplication(state: state, port: stripePort))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -29,7 +29,7 @@ struct StandInCommand: AsyncParsableCommand {
         let catalog = try configuration.loadCatalog()
         let state = StandInState(configuration: StandInConfiguration(
             publicURL: publicURL ?? "http://127.0.0.1:\(port)", webhookURL: webhookURL, webhookSecret: webhookSecret,
-            prices: catalog.standInPrices, webhookRetryInitial: .milliseconds(webhookRetryMs)))
+            prices: catalog.standInPrices, webhookRetryInitial: .milliseconds(webhookRetryMs), clock: BillingConfiguration.systemClock))
         let app = buildStandInApplication(state: state, port: port)
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }

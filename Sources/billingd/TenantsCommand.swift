@@ -28,7 +28,7 @@ struct Tenants: AsyncParsableCommand {
             }
             let retention = retentionDays.map { Double($0) * 86400 } ?? Double(configuration.tenantRetention.components.seconds)
             let result = try await TenantPurge.run(
-                ownerURL: owner, deletedBefore: Date().addingTimeInterval(-retention), logger: Logger(label: "billingd.tenants"))
+                ownerURL: owner, deletedBefore: BillingConfiguration.systemClock().addingTimeInterval(-retention), logger: Logger(label: "billingd.tenants"))
             for tenant in result.purged { print(tenant.uuidString.lowercased()) }
             for (tenant, subscriptions) in result.kept {
                 print("kept \(tenant.uuidString.lowercased()): Stripe subscription(s) \(subscriptions.joined(separator: ", ")) still live; "
@@ -105,7 +105,7 @@ struct Invoices: AsyncParsableCommand {
 
         func run() async throws {
             bootstrapLogging()
-            var time = Date()
+            var time: Date?
             if let at {
                 guard let parsed = try? Date(at, strategy: .iso8601) else {
                     throw ValidationError("--at must be an ISO 8601 time like 2027-01-01T00:00:00Z (got '\(at)')")

@@ -137,7 +137,7 @@ import Testing
             let catalog = try TestServer.configuration(database).loadCatalog()
             let state = StandInState(configuration: StandInConfiguration(
                 publicURL: standInURL, webhookURL: "\(url)/webhooks/stripe", webhookSecret: webhookSecret,
-                prices: catalog.standInPrices, webhookRetryInitial: .milliseconds(200)))
+                prices: catalog.standInPrices, webhookRetryInitial: .milliseconds(200), clock: Date.init))
             let configuration = try TestServer.configuration(database, extra: [
                 "BILLING_HTTP_PORT": String(serverPort), "BILLING_PUBLIC_URL": url,
                 "STRIPE_SECRET_KEY": "sk_test_browser", "STRIPE_API_BASE": standInURL, "STRIPE_WEBHOOK_SECRETS": webhookSecret,

@@ -43,15 +43,11 @@ struct DunningHarness {
     /// The invoicing job as of `at`, as the server's role.
     func run(at: Date) async throws -> InvoiceRunReport {
         let configuration = try TestServer.configuration(server.database, extra: harness.extra)
-        let catalog = try configuration.loadCatalog()
         let stripe = server.stripe!
-        let settings = BillingSettings(
-            pastDueGrace: configuration.pastDueGrace, notifier: configuration.notifier, dunningDays: configuration.dunningDays,
-            writeOffAfter: configuration.writeOffAfter)
         return try await server.database.withAppClient { database in
             try await BillingAPI(
-                catalog: catalog, tenants: TenantStore(database: database), settings: settings,
-                stripe: StripeSettings(client: stripe, publicURL: TestServer.publicURL), openRPC: .null
+                environment: try configuration.environment(database: database, logger: Logger(label: "test.invoices"), stripe: stripe),
+                openRPC: .null
             ).runInvoices(at: at, logger: Logger(label: "test.invoices"))
         }
     }

@@ -321,8 +321,9 @@ import Testing
             let reconcile = { @Sendable (maxAge: Duration) async throws -> Reconciler.Report in
                 try await server.database.withAppClient { database in
                     try await Reconciler(
-                        inbox: EventInbox(database: database), stripe: server.stripe!, liveMode: false, lookback: .seconds(3600),
-                        subscriptionMaxAge: maxAge, logger: Logger(label: "test.reconcile")
+                        environment: try TestServer.configuration(server.database).environment(
+                            database: database, logger: Logger(label: "test.reconcile"), stripe: server.stripe!),
+                        stripe: server.stripe!, lookback: .seconds(3600), subscriptionMaxAge: maxAge
                     ).run()
                 }
             }

@@ -102,12 +102,12 @@ struct EventHarness {
     @discardableResult
     func drain(priceOverrides: [String: String] = [:]) async throws -> [ProcessOutcome] {
         let configuration = try TestServer.configuration(server.database, extra: extra, priceOverrides: priceOverrides)
-        let catalog = try configuration.loadCatalog()
         let stripe = server.stripe
         return try await server.database.withAppClient { database in
             let worker = makeInboxWorker(
-                configuration: configuration, inbox: EventInbox(database: database), catalog: catalog, stripe: stripe,
-                metrics: nil, logger: Logger(label: "test.worker"))
+                configuration: configuration,
+                environment: try configuration.environment(database: database, logger: Logger(label: "test.worker"), stripe: stripe),
+                metrics: nil)
             var outcomes: [ProcessOutcome] = []
             for _ in 0..<4 {
                 let pass = try await worker.drain()
@@ -241,11 +241,10 @@ extension EventHarness {
     /// The plan-change job as the server runs it, at `now`; the tenants it changed.
     func runPlanChangeJob(at now: Date) async throws -> [UUID] {
         guard let stripe = server.stripe else { throw TestFailure("this test runs without the stand-in") }
-        let catalog = try TestServer.configuration(server.database).loadCatalog()
+        let configuration = try TestServer.configuration(server.database)
         return try await server.database.withAppClient { database in
             try await BillingAPI(
-                catalog: catalog, tenants: TenantStore(database: database), settings: BillingSettings(),
-                stripe: StripeSettings(client: stripe, publicURL: TestServer.publicURL), openRPC: .null
+                environment: try configuration.environment(database: database, logger: Logger(label: "job"), stripe: stripe), openRPC: .null
             ).applyDuePlanChanges(now: now, lead: .seconds(3600), logger: Logger(label: "job"))
         }
     }

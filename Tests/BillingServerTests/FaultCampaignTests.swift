@@ -30,7 +30,7 @@ import Testing
         let catalog = try TestServer.configuration(database).loadCatalog()
         let standIn = StandInState(configuration: StandInConfiguration(
             publicURL: standInURL, webhookURL: "\(url)/webhooks/stripe", webhookSecret: Self.secret, prices: catalog.standInPrices,
-            webhookRetryInitial: .milliseconds(200)))
+            webhookRetryInitial: .milliseconds(200), clock: Date.init))
         let environment = [
             "DATABASE_URL": database.appURL.secretURLString, "BILLING_HTTP_PORT": String(serverPort), "BILLING_PUBLIC_URL": url,
             "BILLING_JWT_SECRET": TestServer.secrets[0], "STRIPE_SECRET_KEY": "sk_test_fault_campaign", "STRIPE_API_BASE": standInURL,

@@ -337,8 +337,9 @@ extension TenantLifecycleTests {
 
             let report = try await server.database.withAppClient { database in
                 try await Reconciler(
-                    inbox: EventInbox(database: database), stripe: stripe, liveMode: false, lookback: .seconds(60),
-                    subscriptionMaxAge: .seconds(86400), logger: Logger(label: "test.reconcile")
+                    environment: try TestServer.configuration(server.database).environment(
+                        database: database, logger: Logger(label: "test.reconcile"), stripe: stripe),
+                    stripe: stripe, lookback: .seconds(60), subscriptionMaxAge: .seconds(86400)
                 ).run()
             }
             #expect(report.refreshed == 2, "\(report)")

@@ -229,10 +229,9 @@ actor ProductEndpoint {
             let configuration = try TestServer.configuration(server.database, extra: extra)
             let job = {
                 try await server.database.withAppClient { database in
-                    try await BillingAPI(
-                        catalog: try configuration.loadCatalog(), tenants: TenantStore(database: database),
-                        settings: BillingSettings(pastDueGrace: .seconds(3600), notifier: configuration.notifier), openRPC: .null
-                    ).announceEndedGracePeriods(now: Date().addingTimeInterval(3600), logger: .init(label: "job"))
+                    var environment = try configuration.environment(database: database, logger: .init(label: "job"))
+                    environment.settings.pastDueGrace = .seconds(3600)
+                    return try await BillingAPI(environment: environment, openRPC: .null).announceEndedGracePeriods(now: Date().addingTimeInterval(3600), logger: .init(label: "job"))
                 }
             }
             // Past due for 30 minutes of a one-hour grace: entitled, nothing said yet; an hour on, said once.

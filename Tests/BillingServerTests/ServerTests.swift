@@ -353,9 +353,9 @@ import Testing
         guard case .array(let described)? = document["methods"] else { Issue.record("no methods"); return }
         let configuration = try TestServer.configuration(try await TestCluster.shared.freshDatabase())
         let api = BillingAPI(
-            catalog: try configuration.loadCatalog(),
-            tenants: TenantStore(database: BillingDatabase(url: try configuration.requireDatabaseURL(), logger: Logger(label: "t"))),
-            settings: BillingSettings(), openRPC: document)
+            environment: try configuration.environment(
+                database: BillingDatabase(url: try configuration.requireDatabaseURL(), logger: Logger(label: "t")), logger: Logger(label: "t")),
+            openRPC: document)
         let registry = api.registry()
         let names = Set(described.compactMap { $0["name"]?.stringValue })
         #expect(names == Set(registry.methods.keys), "document: \(names.sorted()), registry: \(registry.methods.keys.sorted())")

@@ -42,6 +42,7 @@ struct TestServer {
             "BILLING_JWT_SECRET": secrets.joined(separator: ","),
             "BILLING_HTTP_PORT": "0",
             "BILLING_RESOURCES_DIR": TestPaths.repositoryRoot.path,
+            "BILLING_PUBLIC_URL": publicURL,
             "BILLING_LOG_LEVEL": "warning",
             // Tests run the plan-change and invoicing job themselves (a tick of the server's own could come first).
             "BILLING_PLAN_CHANGE_INTERVAL_MS": "0",
@@ -77,7 +78,8 @@ struct TestServer {
         }
         let catalog = try configuration(database).loadCatalog()
         var standInConfiguration = StandInConfiguration(
-            publicURL: "http://stand-in.test", webhookURL: nil, webhookSecret: "whsec_test", prices: catalog.standInPrices)
+            publicURL: "http://stand-in.test", webhookURL: nil, webhookSecret: "whsec_test", prices: catalog.standInPrices,
+            clock: Date.init)
         adjust(&standInConfiguration)
         let state = StandInState(configuration: standInConfiguration)
         try await buildStandInApplication(state: state, port: 0).test(.live) { standIn in

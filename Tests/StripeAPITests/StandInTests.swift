@@ -63,7 +63,7 @@ enum StandInHarness {
             let webhookURL = "http://127.0.0.1:\(receiverClient.port!)/webhooks/stripe"
             let state = StandInState(configuration: StandInConfiguration(
                 publicURL: "http://stand-in.invalid", webhookURL: webhookURL, webhookSecret: secret, prices: prices,
-                webhookRetryInitial: .milliseconds(5), webhookMaxAttempts: 6))
+                webhookRetryInitial: .milliseconds(5), webhookMaxAttempts: 6, clock: Date.init))
             try await buildStandInApplication(state: state, port: 0).test(.live) { standIn in
                 let client = StripeClient(configuration: StripeConfiguration(
                     apiBase: "http://127.0.0.1:\(standIn.port!)", secretKey: "sk_test_stand_in", timeout: timeout, retry: retry))
