@@ -40,8 +40,10 @@ import Testing
                 try await Self.lock("first", connection, tenant, logger)
             }
             _ = try await (one, two)
+            // At least one victim ran again. Under load the victim's second run can meet the other's first in a
+            // second deadlock (seen in CI), which is retried too: what matters is that both succeed.
             let counts = await runs.counts
-            #expect(counts["one", default: 0] + counts["two", default: 0] == 3, "\(counts)")
+            #expect(counts["one", default: 0] + counts["two", default: 0] >= 3, "\(counts)")
         }
     }
 
