@@ -101,7 +101,7 @@ public func buildApplication(
         services.append(MigrationService(migrator: Migrator(migrations: migrations, logger: logger), ownerURL: owner, appURL: configuration.databaseURL))
     }
     if let interval = configuration.planChangeInterval {
-        services.append(PlanChangeService(api: api, interval: interval, lead: configuration.planChangeLead, logger: logger))
+        services.append(PlanChangeService(environment: environment, interval: interval, lead: configuration.planChangeLead, logger: logger))
     }
     services += backgroundServices(configuration: configuration, environment: environment, metrics: metrics)
     return Application(

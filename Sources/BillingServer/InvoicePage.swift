@@ -39,12 +39,12 @@ struct InvoicePage: Sendable {
     func respondToLink(
         signature: String, tenant: UUID?, expires: Int?, context: some RequestContext, api: BillingAPI
     ) async throws -> Response {
-        guard let links = api.settings.invoiceLinks, let tenant, let expires,
+        guard let links = api.environment.settings.invoiceLinks, let tenant, let expires,
               let id = context.parameters.get("id").flatMap(UUID.init(uuidString:))
         else {
             return answer(.forbidden, ["title": "Link not valid", "message": "This invoice link is incomplete; open the invoice from the billing page again."])
         }
-        switch links.verify(tenant: tenant, invoice: id, expires: expires, signature: signature, now: api.now()) {
+        switch links.verify(tenant: tenant, invoice: id, expires: expires, signature: signature, now: api.environment.now()) {
         case .valid:
             return try await show(id, tenant: tenant, includingDeleted: false, api: api)
         case .expired:
@@ -55,7 +55,7 @@ struct InvoicePage: Sendable {
     }
 
     func show(_ id: UUID?, tenant: UUID?, includingDeleted: Bool, api: BillingAPI) async throws -> Response {
-        guard let tenant, let id, let invoice = try await api.invoiceDocument(id, tenant: tenant, includingDeleted: includingDeleted) else {
+        guard let tenant, let id, let invoice = try await api.invoices.invoiceDocument(id, tenant: tenant, includingDeleted: includingDeleted) else {
             return answer(.notFound, ["title": "Not found", "message": "This tenant has no such invoice."])
         }
         return answer(.ok, ["title": "Invoice \(invoice.number)", "invoice": Self.view(of: invoice, tenant: tenant)])

@@ -54,7 +54,7 @@ public struct Jobs: Sendable {
     public func runInvoices(at: Date?) async throws -> InvoiceRunReport {
         let logger = self.logger
         return try await withEnvironment { environment in
-            try await BillingAPI(environment: environment, openRPC: .null).runInvoices(at: at ?? environment.now(), logger: logger)
+            try await InvoicingJob(environment: environment).run(at: at ?? environment.now(), logger: logger)
         }
     }
 

@@ -51,7 +51,7 @@ struct ReconciliationService: Service {
 /// The billing jobs, every `interval`, each on its own (one failing holds up none of the others): pending plan
 /// changes (downgrades at the period's end), ended grace periods, and the invoices of plans billed by invoice.
 struct PlanChangeService: Service {
-    let api: BillingAPI
+    let environment: BillingEnvironment
     let interval: Duration
     let lead: Duration
     let logger: Logger
@@ -59,9 +59,10 @@ struct PlanChangeService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                await job("plan changes") { _ = try await api.applyDuePlanChanges(now: api.now(), lead: lead, logger: logger) }
-                await job("grace periods") { _ = try await api.announceEndedGracePeriods(now: api.now(), logger: logger) }
-                await job("invoices") { _ = try await api.runInvoices(at: api.now(), logger: logger) }
+                let now = environment.now
+                await job("plan changes") { _ = try await PlanChangeJob(environment: environment).run(now: now(), lead: lead, logger: logger) }
+                await job("grace periods") { _ = try await GracePeriodJob(environment: environment).run(now: now(), logger: logger) }
+                await job("invoices") { _ = try await InvoicingJob(environment: environment).run(at: now(), logger: logger) }
                 try? await Task.sleep(for: interval)
             }
         }

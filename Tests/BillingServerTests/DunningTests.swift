@@ -45,10 +45,9 @@ struct DunningHarness {
         let configuration = try TestServer.configuration(server.database, extra: harness.extra)
         let stripe = server.stripe!
         return try await server.database.withAppClient { database in
-            try await BillingAPI(
-                environment: try configuration.environment(database: database, logger: Logger(label: "test.invoices"), stripe: stripe),
-                openRPC: .null
-            ).runInvoices(at: at, logger: Logger(label: "test.invoices"))
+            try await InvoicingJob(
+                environment: try configuration.environment(database: database, logger: Logger(label: "test.invoices"), stripe: stripe)
+            ).run(at: at, logger: Logger(label: "test.invoices"))
         }
     }
 

@@ -243,9 +243,9 @@ extension EventHarness {
         guard let stripe = server.stripe else { throw TestFailure("this test runs without the stand-in") }
         let configuration = try TestServer.configuration(server.database)
         return try await server.database.withAppClient { database in
-            try await BillingAPI(
-                environment: try configuration.environment(database: database, logger: Logger(label: "job"), stripe: stripe), openRPC: .null
-            ).applyDuePlanChanges(now: now, lead: .seconds(3600), logger: Logger(label: "job"))
+            try await PlanChangeJob(
+                environment: try configuration.environment(database: database, logger: Logger(label: "job"), stripe: stripe)
+            ).run(now: now, lead: .seconds(3600), logger: Logger(label: "job"))
         }
     }
 

@@ -231,7 +231,7 @@ actor ProductEndpoint {
                 try await server.database.withAppClient { database in
                     var environment = try configuration.environment(database: database, logger: .init(label: "job"))
                     environment.settings.pastDueGrace = .seconds(3600)
-                    return try await BillingAPI(environment: environment, openRPC: .null).announceEndedGracePeriods(now: Date().addingTimeInterval(3600), logger: .init(label: "job"))
+                    return try await GracePeriodJob(environment: environment).run(now: Date().addingTimeInterval(3600), logger: .init(label: "job"))
                 }
             }
             // Past due for 30 minutes of a one-hour grace: entitled, nothing said yet; an hour on, said once.

@@ -41,7 +41,7 @@ let intentKeyLifetime: TimeInterval = 23 * 3600
 /// another change waits for it. Older, its request died with its process, and it is settled by reading Stripe.
 let intentInFlight: TimeInterval = 120
 
-extension BillingAPI {
+extension BillingService {
     /// Stripe's "atomic phases" for a method that calls Stripe:
     /// 1. `decide` checks the request in a short transaction holding the tenant's row lock, and the intent is recorded
     ///    there (a new one takes a token of `limit`, the tenant's rate limit for its class);

@@ -41,7 +41,7 @@ public struct RateLimits: Sendable, Equatable {
     }
 }
 
-extension BillingAPI {
+extension BillingService {
     /// Takes a token of `limit` for the tenant in a short transaction of its own, before any lock or Stripe call; an
     /// empty bucket is TOO_MANY_REQUESTS with `retryAfter` (seconds).
     func spendRateToken(_ limit: RateLimits.Limit, tenant: UUID, method: String) async throws {

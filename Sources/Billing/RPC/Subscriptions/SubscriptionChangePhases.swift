@@ -58,7 +58,7 @@ struct ConfirmedChange: Sendable {
     var last: Subscription? { confirmations.last?.subscription }
 }
 
-extension BillingAPI {
+extension BillingService {
     /// A change to the tenant's live subscription in atomic phases (`inAtomicPhases`, one change per tenant at a time):
     /// `decide` checks it against the subscription as it is, locked, and plans the Stripe steps (or makes a change
     /// that needs none there and returns no plan); the steps run with no lock held, each under a key of the intent;

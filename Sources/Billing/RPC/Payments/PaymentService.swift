@@ -5,54 +5,6 @@ import Foundation
 import JSONRPC
 import StripeAPI
 
-public struct PageParams: Decodable, Sendable {
-    public var limit: Int?
-    public var cursor: String?
-
-    public init(limit: Int?, cursor: String?) {
-        self.limit = limit
-        self.cursor = cursor
-    }
-
-    func validatedLimit(default value: Int = 50) throws -> Int {
-        let limit = self.limit ?? value
-        guard (1...200).contains(limit) else {
-            throw BillingError.invalidParams(field: "limit", "limit must be from 1 to 200 (got \(limit))")
-        }
-        return limit
-    }
-}
-
-/// `billing.entitlements`: what the tenant may use now, in one call.
-public struct Entitlements: Encodable, Sendable {
-    public var tenantId: String
-    /// The plan the tenant is on (paid for, or the default plan).
-    public var plan: String
-    public var status: String
-    public var entitled: Bool
-    @OrNull public var graceEndsAt: Date?
-    public var seats: Int
-    /// Whose features and limits apply now: `plan` while entitled, the default plan otherwise.
-    public var featuresPlan: String
-    public var features: [String]
-    public var limits: [String: Int]
-}
-
-public struct AuditEntry: Encodable, Sendable {
-    public var id: String
-    public var actorType: String
-    public var actor: String
-    public var action: String
-    public var before: JSONValue
-    public var after: JSONValue
-    public var createdAt: Date
-}
-
-public struct AuditPage: Encodable, Sendable {
-    public var entries: [AuditEntry]
-    @OrNull public var nextCursor: String?
-}
-
 public struct RefundView: Encodable, Sendable, Equatable {
     public var refundId: String
     public var paymentId: String
@@ -94,9 +46,11 @@ public struct PaymentView: Encodable, Sendable {
     public var refunds: [RefundView]
 }
 
-public struct PaymentsPage: Encodable, Sendable {
-    public var payments: [PaymentView]
-    @OrNull public var nextCursor: String?
+/// `billing.payments`'s answer.
+public typealias PaymentsPage = Page<PaymentView>
+
+extension PaymentView: PageItem {
+    public static let listKey = "payments"
 }
 
 public struct RefundParams: Decodable, Sendable {
@@ -105,83 +59,7 @@ public struct RefundParams: Decodable, Sendable {
     public var reason: String?
 }
 
-extension BillingAPI {
-    /// `billing.entitlements`.
-    func entitlements(of tenant: UUID) async throws -> Entitlements {
-        let status = try await status(of: tenant)
-        let fallback = try catalog.plan(named: catalog.defaultPlan)
-        let plan = (try? catalog.plan(named: status.plan)) ?? fallback
-        let applies = status.entitled ? plan : fallback
-        return Entitlements(
-            tenantId: tenant.uuidString.lowercased(), plan: plan.key, status: status.status, entitled: status.entitled,
-            graceEndsAt: status.graceEndsAt, seats: status.seats, featuresPlan: applies.key, features: applies.features,
-            limits: applies.limits)
-    }
-
-    /// `billing.auditLog`: newest first, by cursor.
-    func auditLog(_ params: PageParams, call: TenantCall) async throws -> AuditPage {
-        let limit = try params.validatedLimit()
-        let before = try Self.entryCursor(params.cursor, method: "billing.auditLog")
-        return try await tenants.database.transaction(call.tenantID, operation: "read audit log", readOnly: true) { transaction in
-            try await requireReadable(transaction, call)
-            let page = Self.page(try await transaction.auditEvents(before: before, limit: limit + 1), limit: limit) { String($0.id) }
-            return AuditPage(
-                entries: page.rows.map { record in
-                    AuditEntry(
-                        id: String(record.id), actorType: record.actorType, actor: record.actor, action: record.action,
-                        before: Self.json(record.before), after: Self.json(record.after), createdAt: record.createdAt)
-                },
-                nextCursor: page.next)
-        }
-    }
-
-    /// A refund request's name: the same tenant, payment, amount and reason give the same name.
-    static func refundRequestID(tenant: UUID, payment: String, requestKey: String) -> String {
-        Hex.encode(SHA256.hash(data: Array("\(tenant.lowercased):\(payment):\(requestKey)".utf8)))
-    }
-
-    static func json(_ text: String?) -> JSONValue {
-        guard let text, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return .null }
-        return value
-    }
-
-    /// One page of rows fetched `limit + 1` at a time: the page, and the cursor after its last row when more follow.
-    static func page<Row>(_ rows: [Row], limit: Int, cursor: (Row) -> String) -> (rows: [Row], next: String?) {
-        let page = Array(rows.prefix(limit))
-        return (page, rows.count > limit ? page.last.map(cursor) : nil)
-    }
-
-    /// Reads of a tenant's data: its own users see a live tenant only; operators a deleted one too, until it is purged.
-    func requireReadable(_ transaction: TenantTransaction, _ call: TenantCall) async throws {
-        guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else {
-            throw Self.unknownTenant(call.tenantID)
-        }
-    }
-
-    static func entryCursor(_ cursor: String?, method: String) throws -> Int? {
-        try cursor.map { cursor in
-            guard let id = Int(cursor), id > 0 else {
-                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier \(method) answer")
-            }
-            return id
-        }
-    }
-
-    /// A keyset cursor over (creation time, id), for lists newest first: parsed, or made from the last row of a page.
-    static func timeCursor(_ cursor: String?, method: String) throws -> (Date, String)? {
-        try cursor.map { cursor in
-            let parts = cursor.split(separator: "/", maxSplits: 1)
-            guard parts.count == 2, let micros = Int64(parts[0]) else {
-                throw BillingError.invalidParams(field: "cursor", "cursor must be a nextCursor from an earlier \(method) answer")
-            }
-            return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), String(parts[1]))
-        }
-    }
-
-    static func timeCursor(at date: Date, id: String) -> String {
-        "\(Int64((date.timeIntervalSince1970 * 1_000_000).rounded()))/\(id)"
-    }
-
+extension PaymentService {
     /// `billing.payments`: every successful charge of the tenant, newest first, with its refunds.
     func payments(_ params: PageParams, call: TenantCall) async throws -> PaymentsPage {
         let limit = try params.validatedLimit()
@@ -193,7 +71,7 @@ extension BillingAPI {
             }
             let refunds = Dictionary(grouping: try await transaction.refunds(of: page.rows.map(\.paymentID)), by: \.paymentID)
             return PaymentsPage(
-                payments: page.rows.map { payment in
+                items: page.rows.map { payment in
                     PaymentView(
                         paymentId: payment.paymentID, paymentIntentId: payment.paymentIntentID, chargeId: payment.chargeID,
                         amount: payment.amount, amountRefunded: payment.amountRefunded, amountRefundable: payment.amountRefundable,
@@ -294,5 +172,10 @@ extension BillingAPI {
                 // webhook (or reconciliation) records it under that name, which the next request then finds.
                 try await self.finish(intent, tenant: call.tenantID, as: "abandoned", because: "settled: a refund it made is recorded by its webhook")
             })
+    }
+
+    /// A refund request's name: the same tenant, payment, amount and reason give the same name.
+    static func refundRequestID(tenant: UUID, payment: String, requestKey: String) -> String {
+        Hex.encode(SHA256.hash(data: Array("\(tenant.lowercased):\(payment):\(requestKey)".utf8)))
     }
 }

@@ -1,7 +1,52 @@
 import BillingCore
 import BillingStore
 import Foundation
+import JSONRPC
+import Logging
 import StripeAPI
+
+public struct ProvisionParams: Decodable, Sendable {
+    public var tenantID: String?
+    public var name: String
+    public var email: String
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenantId", name, email
+    }
+}
+
+public struct ProvisionedTenant: Encodable, Sendable {
+    public var tenantID: UUID
+    public var name: String
+    public var email: String
+    public var stripeCustomerID: String?
+    public var createdAt: Date
+    /// False when this call repeated an earlier provisioning.
+    public var created: Bool
+
+    init(_ record: TenantRecord, created: Bool) {
+        self.tenantID = record.id
+        self.name = record.name
+        self.email = record.email
+        self.stripeCustomerID = record.stripeCustomerID
+        self.createdAt = record.createdAt
+        self.created = created
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenantId", name, email, stripeCustomerID = "stripeCustomerId", createdAt, created
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(tenantID.uuidString.lowercased(), forKey: .tenantID)
+        try container.encode(name, forKey: .name)
+        try container.encode(email, forKey: .email)
+        try container.encode(stripeCustomerID, forKey: .stripeCustomerID)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(created, forKey: .created)
+    }
+}
 
 public struct TenantsListParams: Decodable, Sendable {
     public var query: String?
@@ -34,12 +79,46 @@ public struct TenantView: Encodable, Sendable {
     }
 }
 
-public struct TenantsPage: Encodable, Sendable {
-    public var tenants: [TenantView]
-    @OrNull public var nextCursor: String?
+/// `tenants.list`'s answer.
+public typealias TenantsPage = Page<TenantView>
+
+extension TenantView: PageItem {
+    public static let listKey = "tenants"
 }
 
-extension BillingAPI {
+extension TenantService {
+    func provision(_ params: ProvisionParams, by principal: Principal) async throws -> ProvisionedTenant {
+        let name = params.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...200).contains(name.count) else {
+            throw BillingError.invalidParams(field: "name", "'name' must be 1 to 200 characters")
+        }
+        let email = params.email.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard EmailAddress.isValid(email) else {
+            throw BillingError.invalidParams(field: "email", "'email' must be an email address like billing@example.com")
+        }
+        let id: UUID
+        if let given = params.tenantID {
+            guard let parsed = UUID(uuidString: given) else {
+                throw BillingError.invalidParams(field: "tenantId", "'tenantId' must be a UUID string, or left out to get a new one")
+            }
+            id = parsed
+        } else {
+            id = newID()
+        }
+        let provisioned: ProvisionedTenant
+        switch try await tenants.provision(id: id, name: name, email: email, actor: AuditActor(principal)) {
+        case .created(var record):
+            record.stripeCustomerID = await createCustomerAfterProvisioning(id)
+            provisioned = ProvisionedTenant(record, created: true)
+        case .existing(var record):
+            if record.stripeCustomerID == nil { record.stripeCustomerID = await createCustomerAfterProvisioning(id) }
+            provisioned = ProvisionedTenant(record, created: false)
+        }
+        // Stripe events naming this tenant (or its customer) that arrived before it existed are due now.
+        await EventInbox(database: tenants.database).wakeUnresolved(linked: [id.lowercased] + [provisioned.stripeCustomerID].compactMap { $0 })
+        return provisioned
+    }
+
     /// What `tenants.delete` must end at Stripe first.
     struct DeletionPlan: Codable, Sendable {
         var subscriptions: [String]
@@ -131,7 +210,7 @@ extension BillingAPI {
         let page = Self.page(
             try await tenants.search(query?.isEmpty == false ? query : nil, after: after, limit: limit + 1), limit: limit
         ) { $0.id.lowercased }
-        return TenantsPage(tenants: page.rows.map { TenantView($0, retention: settings.tenantRetention) }, nextCursor: page.next)
+        return TenantsPage(items: page.rows.map { TenantView($0, retention: settings.tenantRetention) }, nextCursor: page.next)
     }
 
     /// `tenants.get` (operator): one tenant, deleted or not.

@@ -10,7 +10,7 @@ public struct InvoiceActionParams: Decodable, Sendable {
     public var invoiceId: String
 }
 
-extension BillingAPI {
+extension InvoiceService {
     func lockedInvoice(_ params: InvoiceActionParams, _ transaction: TenantTransaction) async throws -> InvoiceRecord {
         guard let id = UUID(uuidString: params.invoiceId) else {
             throw BillingError.invalidParams(field: "invoiceId", "invoiceId must be the id of one of this server's invoices (billing.invoices, source billing)")
@@ -19,19 +19,6 @@ extension BillingAPI {
             throw BillingError.notFound("this tenant has no invoice \(params.invoiceId); list them with billing.invoices")
         }
         return invoice
-    }
-
-    /// A payment link that must no longer be payable: expired at Stripe before the next step (an attempt, a void) goes
-    /// ahead. A link Stripe will not expire because it was just paid stops that step: the payment's webhook settles
-    /// the invoice, and nothing is charged twice or voided after payment. Stripe not answering stops it too, and the
-    /// step is tried again later (the link stays as it is).
-    func retire(_ link: String, invoice: UUID, number: String, client: StripeClient) async throws {
-        guard let session = link.split(separator: "/").last.map(String.init), session.hasPrefix("cs_") else { return }
-        guard try await client.expireUnlessCompleted(session) else {
-            throw BillingError.conflict(
-                "invoice \(number) was just paid through its payment link; Stripe's confirmation settles it (nothing else is done to it)",
-                data: ["invoiceId": .string(invoice.lowercased), "sessionId": .string(session)])
-        }
     }
 
     /// `billing.voidInvoice` (operator), in atomic phases: an unpaid invoice is voided (its payment link expired at
@@ -133,5 +120,21 @@ extension BillingAPI {
             id: invoice.id.lowercased, source: "billing", number: invoice.number, status: invoice.status.rawValue, amountDue: invoice.amountDue,
             currency: invoice.currency, periodStart: invoice.periodStart, periodEnd: invoice.periodEnd,
             url: "\(stripe.publicURL)/invoices/\(invoice.id.lowercased)", createdAt: invoice.createdAt)
+    }
+}
+
+/// Shared with the collection job, which retires an attempt's payment link before the next.
+extension BillingService {
+    /// A payment link that must no longer be payable: expired at Stripe before the next step (an attempt, a void) goes
+    /// ahead. A link Stripe will not expire because it was just paid stops that step: the payment's webhook settles
+    /// the invoice, and nothing is charged twice or voided after payment. Stripe not answering stops it too, and the
+    /// step is tried again later (the link stays as it is).
+    func retire(_ link: String, invoice: UUID, number: String, client: StripeClient) async throws {
+        guard let session = link.split(separator: "/").last.map(String.init), session.hasPrefix("cs_") else { return }
+        guard try await client.expireUnlessCompleted(session) else {
+            throw BillingError.conflict(
+                "invoice \(number) was just paid through its payment link; Stripe's confirmation settles it (nothing else is done to it)",
+                data: ["invoiceId": .string(invoice.lowercased), "sessionId": .string(session)])
+        }
     }
 }

@@ -49,7 +49,30 @@ enum AttemptAnswer: Sendable {
     case failed(outcome: String, failure: String)
 }
 
-extension BillingAPI {
+extension CollectionReport {
+    mutating func merge(_ other: CollectionReport) {
+        charged += other.charged
+        declined += other.declined
+        actionRequired += other.actionRequired
+        overdue += other.overdue
+        writtenOff += other.writtenOff
+        waitingForCard += other.waitingForCard
+    }
+
+    mutating func append(_ outcome: CollectionOutcome, _ number: String) {
+        switch outcome {
+        case .charged: charged.append(number)
+        case .declined: declined.append(number)
+        case .actionRequired: actionRequired.append(number)
+        case .overdue: overdue.append(number)
+        case .writtenOff: writtenOff.append(number)
+        case .waitingForCard: waitingForCard.append(number)
+        case .nothingDue: break
+        }
+    }
+}
+
+extension BillingService {
     /// Collection and dunning, as of `at`: every attempt, notice and write-off due by then, each at its scheduled time.
     /// An attempt charges the saved card off-session (a real PaymentIntent, keyed by invoice and attempt, so a crash
     /// never charges twice) in atomic phases: no lock or transaction is held while Stripe is asked. A decline schedules
@@ -195,190 +218,6 @@ extension BillingAPI {
         case .failed(let outcome, let failure):
             try await failed(&invoice, attempt: plan.attempt, outcome: outcome, failure: failure, transaction, at: plan.at)
             return invoice.status == .overdue ? .overdue : .declined
-        }
-    }
-
-    func writeOff(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
-        try invoice.move(to: .writtenOff)
-        invoice.nextAttemptAt = nil
-        try await transaction.updateCollection(invoice, writtenOffAt: at)
-        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.written_off",
-                                    before: ["status": "overdue"], after: ["status": "written_off", "invoice": invoice.number])
-        try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
-    }
-
-    /// A failed attempt: the next one by the schedule, or overdue (and the tenant suspended) after the last.
-    func failed(
-        _ invoice: inout InvoiceRecord, attempt: Int, outcome: String, failure: String, _ transaction: TenantTransaction, at: Date
-    ) async throws {
-        try await transaction.recordAttempt(
-            invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: outcome, failure: failure, at: at)
-        let failures = try await transaction.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
-        let firstFailed = invoice.firstFailedAt ?? at
-        invoice.attempts = attempt
-        invoice.firstFailedAt = firstFailed
-        switch settings.dunning.step(afterFailures: failures, firstFailedAt: firstFailed) {
-        case .retry(let next, let isLast):
-            // The tenant stays entitled until the last attempt fails; the product hears of each failure.
-            invoice.nextAttemptAt = next
-            try await transaction.updateCollection(invoice)
-            try await notifier.paymentFailed(transaction, [
-                "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "amount": .integer(invoice.amountDue),
-                "currency": .string(invoice.currency), "failure": .string(failure), "purpose": "invoice", "attempt": .integer(attempt),
-                "nextAttemptAt": .string(invoice.nextAttemptAt?.formatted(.iso8601) ?? ""),
-            ])
-            if isLast {
-                try await notifier.invoiceEvent(transaction, "invoice.final_notice", invoice, at: at)
-            }
-        case .overdue:
-            try await markOverdue(&invoice, transaction, at: at)
-        }
-        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.payment_failed", before: nil, after: [
-            "invoice": invoice.number, "attempt": String(attempt), "failure": failure, "status": invoice.status.rawValue,
-            "nextAttemptAt": invoice.nextAttemptAt?.formatted(.iso8601) ?? "",
-        ])
-    }
-
-    /// The last attempt failed: no more are scheduled, the subscription loses its entitlement, the product is told.
-    func markOverdue(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
-        try invoice.move(to: .overdue)
-        invoice.nextAttemptAt = nil
-        invoice.overdueAt = at
-        try await transaction.updateCollection(invoice)
-        try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-        try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
-    }
-
-    /// A hosted payment link (Checkout for this invoice), for the customer to authenticate the payment themselves.
-    func paymentLink(_ plan: AttemptPlan, tenant: UUID, client: StripeClient) async throws -> CheckoutSession {
-        let metadata: FormValue = [
-            "invoice_id": .string(plan.invoice.lowercased), "tenant_id": .string(tenant.lowercased), "purpose": "invoice",
-            "invoice_number": .string(plan.number),
-        ]
-        return try await client.createCheckoutSession([
-            "mode": "payment",
-            "customer": .string(plan.customer),
-            "client_reference_id": .string(tenant.lowercased),
-            "success_url": .string("\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)"),
-            // Told apart from a paid return, so the billing page can say the invoice is still due.
-            "cancel_url": .string("\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)&canceled=true"),
-            "line_items": [[
-                "price_data": ["currency": .string(plan.currency), "unit_amount": .int(plan.amount),
-                               "product_data": ["name": .string("Invoice \(plan.number)")]],
-                "quantity": 1,
-            ]],
-            "metadata": metadata,
-            "payment_intent_data": ["metadata": metadata],
-        ], idempotencyKey: "invoice-link:\(plan.invoice.lowercased):\(plan.attempt)")
-    }
-
-    /// 3-D Secure is needed: no more automatic attempts; the payment link instead.
-    func requireAction(
-        _ invoice: inout InvoiceRecord, attempt: Int, intentID: String?, link session: CheckoutSession, _ transaction: TenantTransaction, at: Date
-    ) async throws {
-        try await transaction.recordAttempt(
-            invoice: invoice.id, attempt: attempt, paymentIntentID: intentID, outcome: "action_required", failure: "authentication required",
-            at: at)
-        // The dunning clock keeps running: the next scheduled attempt tries again (and makes a fresh link, since
-        // Checkout's expire in a day); after the last, the invoice is overdue like any unpaid one.
-        let failures = try await transaction.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
-        let firstFailed = invoice.firstFailedAt ?? at
-        invoice.firstFailedAt = firstFailed
-        invoice.attempts = attempt
-        invoice.paymentLink = session.url
-        guard case .retry(let next, _) = settings.dunning.step(afterFailures: failures, firstFailedAt: firstFailed) else {
-            try await markOverdue(&invoice, transaction, at: at)
-            return
-        }
-        try invoice.move(to: .actionRequired)
-        invoice.nextAttemptAt = next
-        try await transaction.updateCollection(invoice)
-        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
-                                    after: ["invoice": invoice.number, "paymentLink": session.url ?? ""])
-        try await notifier.invoiceEvent(transaction, "invoice.action_required", invoice, at: at)
-    }
-}
-
-/// What invoices change, wherever it happens (the collection job, the API, or Stripe's webhook for a payment).
-extension Notifier {
-    /// `payment_intent.succeeded` for an invoice: paid, at any stage (a late success after the last attempt or a
-    /// write-off too), and the subscription entitled again when no other invoice is overdue. A payment for an
-    /// invoice that was voided or paid already is recorded and reported (the payment itself is kept by the caller).
-    func invoicePaid(
-        _ invoiceID: UUID, intent: String, _ transaction: TenantTransaction, at: Date, actor: AuditActor, logger: Logger
-    ) async throws -> Bool {
-        guard var invoice = try await transaction.invoice(invoiceID) else { return false }
-        guard !invoice.status.isSettled else {
-            logger.error("a payment arrived for an invoice that is already settled; refund it if it is a second payment", metadata: [
-                "tenant": "\(transaction.tenant)", "invoice": "\(invoice.number)", "status": "\(invoice.status)", "paymentIntent": "\(intent)",
-            ])
-            try await transaction.audit(actor: actor, action: "invoice.payment_after_settlement", before: ["status": invoice.status.rawValue],
-                                        after: ["invoice": invoice.number, "paymentIntent": intent])
-            return true
-        }
-        let before = invoice.status
-        try invoice.move(to: .paid)
-        invoice.paidAt = at
-        invoice.nextAttemptAt = nil
-        invoice.paymentLink = nil
-        try await transaction.updateCollection(invoice)
-        try await syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-        try await transaction.audit(actor: actor, action: "invoice.paid", before: ["status": before.rawValue],
-                                    after: ["status": "paid", "invoice": invoice.number, "paymentIntent": intent])
-        try await invoiceEvent(transaction, "invoice.paid", invoice, at: at)
-        return true
-    }
-
-    /// The invoice-billed subscription's status follows all its invoices: unpaid while one is overdue, active
-    /// otherwise (a canceled one stays canceled).
-    func syncInvoiceSubscription(_ transaction: TenantTransaction, _ subscriptionID: String, at: Date) async throws {
-        guard let (current, _) = try await transaction.invoiceSubscription(), current.stripeSubscriptionID == subscriptionID,
-              !current.isTerminal
-        else { return }
-        let status = try await transaction.invoiceSubscriptionStatus(subscriptionID)
-        guard status != current.status else { return }
-        try await setInvoiceSubscription(transaction, current, status: status, at: at)
-    }
-
-    func setInvoiceSubscription(_ transaction: TenantTransaction, _ current: SubscriptionRecord, status: String, at: Date) async throws {
-        var record = current
-        record.status = status
-        record.pastDueSince = nil
-        try await transaction.updateSubscription(record, now: at)
-        try await transaction.audit(
-            actor: AuditActor(kind: .system, id: "invoicing"), action: "subscription.status_changed",
-            before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
-        try await subscriptionChanged(transaction, before: current, after: record, now: at)
-    }
-
-    func invoiceEvent(_ transaction: TenantTransaction, _ type: String, _ invoice: InvoiceRecord, at: Date) async throws {
-        try await emit(transaction, type, [
-            "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "status": .string(invoice.status.rawValue),
-            "amountDue": .integer(invoice.amountDue), "currency": .string(invoice.currency),
-            "paymentLink": invoice.paymentLink.map(JSONValue.string) ?? .null,
-        ], now: at)
-    }
-}
-
-extension CollectionReport {
-    mutating func merge(_ other: CollectionReport) {
-        charged += other.charged
-        declined += other.declined
-        actionRequired += other.actionRequired
-        overdue += other.overdue
-        writtenOff += other.writtenOff
-        waitingForCard += other.waitingForCard
-    }
-
-    mutating func append(_ outcome: CollectionOutcome, _ number: String) {
-        switch outcome {
-        case .charged: charged.append(number)
-        case .declined: declined.append(number)
-        case .actionRequired: actionRequired.append(number)
-        case .overdue: overdue.append(number)
-        case .writtenOff: writtenOff.append(number)
-        case .waitingForCard: waitingForCard.append(number)
-        case .nothingDue: break
         }
     }
 }

@@ -2,7 +2,7 @@ import BillingStore
 import Foundation
 import StripeAPI
 
-extension BillingAPI {
+extension CheckoutService {
     /// `billing.setupPaymentMethod`: a setup-mode Checkout Session that saves a card for invoices this server issues
     /// and charges off-session, in atomic phases. The card is recorded when Stripe confirms it (`setup_intent.succeeded`).
     func setupPaymentMethod(call: TenantCall) async throws -> CheckoutStarted {

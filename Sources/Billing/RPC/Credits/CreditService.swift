@@ -49,11 +49,20 @@ public struct CreditEntry: Encodable, Sendable, Equatable {
 }
 
 /// `billing.credits`.
+/// `billing.credits`'s answer: the balance, and a page of the ledger beside it.
 public struct CreditsPage: Encodable, Sendable {
     public var balance: CreditBalance
-    public var entries: [CreditEntry]
-    /// Pass as `cursor` for the next (older) page; null on the last page.
-    @OrNull public var nextCursor: String?
+    public var page: Page<CreditEntry>
+
+    public func encode(to encoder: any Encoder) throws {
+        try page.encode(to: encoder)
+        var container = encoder.container(keyedBy: Page<CreditEntry>.Key.self)
+        try container.encode(balance, forKey: .init(stringValue: "balance"))
+    }
+}
+
+extension CreditEntry: PageItem {
+    public static let listKey = "entries"
 }
 
 /// `credits.consume` and `credits.grant`.
@@ -67,7 +76,7 @@ public struct CreditMovement: Encodable, Sendable, Equatable {
     public var createdAt: Date?
 }
 
-extension BillingAPI {
+extension CreditService {
     static let maxCreditMovement = 1_000_000_000
 
     func validateMovement(_ params: CreditMovementParams, allowNegative: Bool) throws {
@@ -164,12 +173,7 @@ extension BillingAPI {
             let balance = try await transaction.creditBalance()
             let page = Self.page(try await transaction.ledger(before: before, limit: limit + 1), limit: limit) { String($0.id) }
             return CreditsPage(
-                balance: CreditBalance(available: balance.available, frozen: balance.frozen), entries: page.rows.map(CreditEntry.init),
-                nextCursor: page.next)
+                balance: CreditBalance(available: balance.available, frozen: balance.frozen), page: Page(items: page.rows.map(CreditEntry.init), nextCursor: page.next))
         }
-    }
-
-    static func unknownTenant(_ tenant: UUID) -> BillingError {
-        .notFound("tenant \(tenant.uuidString.lowercased()) does not exist or was deleted; provision it with tenants.provision")
     }
 }
