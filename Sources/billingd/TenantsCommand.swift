@@ -57,7 +57,7 @@ struct Invoices: AsyncParsableCommand {
             let limit = self.limit
             let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
             let invoices = try await jobs.withInbox { inbox in
-                try await inbox.database.transaction(tenantID, operation: "list invoices") { try await $0.invoiceSummaries(before: nil, limit: limit) }
+                try await inbox.database.transaction(tenantID, operation: "list invoices") { try await $0.invoices.summaries(before: nil, limit: limit) }
             }
             print(["number", "source", "status", "amount_due", "currency", "period_start", "id"].joined(separator: "\t"))
             for invoice in invoices {
@@ -81,8 +81,8 @@ struct Invoices: AsyncParsableCommand {
             let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
             let found = try await jobs.withInbox { inbox in
                 try await inbox.database.transaction(tenantID, operation: "show invoice") { transaction in
-                    guard let invoice = try await transaction.invoice(invoiceID) else { return nil as (InvoiceRecord, [String])? }
-                    let attempts = try await transaction.attempts(of: invoiceID).map { "\($0.attempt)\t\($0.outcome)\t\($0.paymentIntentID ?? "-")" }
+                    guard let invoice = try await transaction.invoices.find(invoiceID) else { return nil as (InvoiceRecord, [String])? }
+                    let attempts = try await transaction.invoices.attempts(of: invoiceID).map { "\($0.attempt)\t\($0.outcome)\t\($0.paymentIntentID ?? "-")" }
                     return (invoice, attempts)
                 }
             }

@@ -352,7 +352,7 @@ extension TenantLifecycleTests {
                 "SELECT count(*)::int FROM billing.subscriptions WHERE stripe_subscription_id = '\(subscriptionID)' AND status = 'canceled'") == 1)
             // Nothing is left for the next pass.
             let next = try await server.database.withAppClient { database in
-                try await EventInbox(database: database).liveSubscriptionsOfDeletedTenants(limit: 10).count
+                try await SubscriptionScans(database: database).liveSubscriptionsOfDeletedTenants(limit: 10).count
             }
             #expect(next == 0)
             let (purged, purgedOutput, _) = try await Billingd.run(["tenants", "purge", "--retention-days", "0"], environment: owner)

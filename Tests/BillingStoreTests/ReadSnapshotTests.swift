@@ -15,28 +15,28 @@ import Testing
                 id: tenant, name: "Snapshot", email: "s@example.com", actor: AuditActor(kind: .system, id: "test"))
             let grant: @Sendable (String) async throws -> Void = { key in
                 try await db.transaction(tenant, operation: "grant") { transaction in
-                    _ = try await transaction.appendCredits(
+                    _ = try await transaction.credits.append(
                         source: "grant:\(key)", kind: "grant", amount: 10, frozenDelta: 0, reason: key, stripeEvent: nil)
                 }
             }
             try await grant("first")
 
             let (balance, ledger) = try await db.transaction(tenant, operation: "read credits", readOnly: true) { transaction in
-                let balance = try await transaction.creditBalance().available
+                let balance = try await transaction.credits.balance().available
                 // Another transaction commits a movement between the two statements of this read.
                 try await grant("second")
-                return (balance, try await transaction.ledger(before: nil, limit: 10).count)
+                return (balance, try await transaction.credits.ledger(before: nil, limit: 10).count)
             }
             #expect(balance == 10)
             #expect(ledger == 1, "the ledger page saw a movement the balance did not")
 
             await #expect(throws: (any Error).self) {
                 try await db.transaction(tenant, operation: "read credits", readOnly: true) { transaction in
-                    _ = try await transaction.appendCredits(
+                    _ = try await transaction.credits.append(
                         source: "grant:sneaky", kind: "grant", amount: 10, frozenDelta: 0, reason: "sneaky", stripeEvent: nil)
                 }
             }
-            let after = try await db.transaction(tenant, operation: "read credits", readOnly: true) { try await $0.creditBalance().available }
+            let after = try await db.transaction(tenant, operation: "read credits", readOnly: true) { try await $0.credits.balance().available }
             #expect(after == 20)
         }
     }

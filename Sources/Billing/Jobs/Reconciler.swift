@@ -53,8 +53,9 @@ public struct Reconciler: Sendable {
         } while cursor != nil
         let before = now.addingTimeInterval(-Double(subscriptionMaxAge.components.seconds))
         // Quiet subscriptions, and whatever still bills a deleted tenant (its handler cancels it at Stripe).
-        let stale = try await inbox.subscriptionsToRefresh(before: before, limit: 500).map { ($0, "") }
-        let orphaned = try await inbox.liveSubscriptionsOfDeletedTenants(limit: 500).map { ($0, "deleted_") }
+        let scans = SubscriptionScans(database: environment.database)
+        let stale = try await scans.subscriptionsToRefresh(before: before, limit: 500).map { ($0, "") }
+        let orphaned = try await scans.liveSubscriptionsOfDeletedTenants(limit: 500).map { ($0, "deleted_") }
         for ((tenant, subscription), tag) in stale + orphaned {
             do {
                 if try await refresh(subscription, now: now, tag: tag) { report.refreshed += 1 }
@@ -88,11 +89,11 @@ public struct Reconciler: Sendable {
     /// A deleted tenant's subscription Stripe does not have: canceled here, so no pass reads it again.
     func endMissing(_ subscriptionID: String, tenant: UUID, now: Date) async throws {
         try await inbox.database.transaction(tenant, operation: "end a missing subscription") { transaction in
-            guard var record = try await transaction.lockSubscription(subscriptionID), !record.isTerminal else { return }
+            guard var record = try await transaction.subscriptions.lock(subscriptionID), !record.isTerminal else { return }
             let before = record.status
             record.status = "canceled"
-            try await transaction.updateSubscription(record, now: now)
-            try await transaction.audit(
+            try await transaction.subscriptions.update(record, now: now)
+            try await transaction.audit.record(
                 actor: AuditActor(kind: .system, id: "reconcile"), action: "subscription.canceled",
                 before: ["subscription": subscriptionID, "status": before],
                 after: ["subscription": subscriptionID, "status": "canceled", "reason": "the tenant is deleted and Stripe has no such subscription"])

@@ -13,12 +13,12 @@ extension Notifier {
     func invoicePaid(
         _ invoiceID: UUID, intent: String, _ transaction: TenantTransaction, at: Date, actor: AuditActor, logger: Logger
     ) async throws -> Bool {
-        guard var invoice = try await transaction.invoice(invoiceID) else { return false }
+        guard var invoice = try await transaction.invoices.find(invoiceID) else { return false }
         guard !invoice.status.isSettled else {
             logger.error("a payment arrived for an invoice that is already settled; refund it if it is a second payment", metadata: [
                 "tenant": "\(transaction.tenant)", "invoice": "\(invoice.number)", "status": "\(invoice.status)", "paymentIntent": "\(intent)",
             ])
-            try await transaction.audit(actor: actor, action: "invoice.payment_after_settlement", before: ["status": invoice.status.rawValue],
+            try await transaction.audit.record(actor: actor, action: "invoice.payment_after_settlement", before: ["status": invoice.status.rawValue],
                                         after: ["invoice": invoice.number, "paymentIntent": intent])
             return true
         }
@@ -27,9 +27,9 @@ extension Notifier {
         invoice.paidAt = at
         invoice.nextAttemptAt = nil
         invoice.paymentLink = nil
-        try await transaction.updateCollection(invoice)
+        try await transaction.invoices.updateCollection(invoice)
         try await syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-        try await transaction.audit(actor: actor, action: "invoice.paid", before: ["status": before.rawValue],
+        try await transaction.audit.record(actor: actor, action: "invoice.paid", before: ["status": before.rawValue],
                                     after: ["status": "paid", "invoice": invoice.number, "paymentIntent": intent])
         try await invoiceEvent(transaction, "invoice.paid", invoice, at: at)
         return true
@@ -38,10 +38,10 @@ extension Notifier {
     /// The invoice-billed subscription's status follows all its invoices: unpaid while one is overdue, active
     /// otherwise (a canceled one stays canceled).
     func syncInvoiceSubscription(_ transaction: TenantTransaction, _ subscriptionID: String, at: Date) async throws {
-        guard let (current, _) = try await transaction.invoiceSubscription(), current.stripeSubscriptionID == subscriptionID,
+        guard let (current, _) = try await transaction.subscriptions.invoiceBilled(), current.stripeSubscriptionID == subscriptionID,
               !current.isTerminal
         else { return }
-        let status = try await transaction.invoiceSubscriptionStatus(subscriptionID)
+        let status = try await transaction.invoices.subscriptionStatus(subscriptionID)
         guard status != current.status else { return }
         try await setInvoiceSubscription(transaction, current, status: status, at: at)
     }
@@ -50,8 +50,8 @@ extension Notifier {
         var record = current
         record.status = status
         record.pastDueSince = nil
-        try await transaction.updateSubscription(record, now: at)
-        try await transaction.audit(
+        try await transaction.subscriptions.update(record, now: at)
+        try await transaction.audit.record(
             actor: AuditActor(kind: .system, id: "invoicing"), action: "subscription.status_changed",
             before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
         try await subscriptionChanged(transaction, before: current, after: record, now: at)

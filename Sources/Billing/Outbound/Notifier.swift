@@ -38,7 +38,7 @@ public struct Notifier: Sendable {
         ]
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        try await transaction.emit(id: id, type: type, payload: String(decoding: try encoder.encode(body), as: UTF8.self), at: now)
+        try await transaction.outbox.emit(id: id, type: type, payload: String(decoding: try encoder.encode(body), as: UTF8.self), at: now)
     }
 
     /// After a credit movement: `credits.changed`, and `credits.low` when a decrease crossed the threshold.
@@ -78,7 +78,7 @@ public struct Notifier: Sendable {
             ])
             // A past-due subscription already out of grace: said now, so the grace job does not say it again.
             if !verdict(after), after.status == "past_due" {
-                _ = try await transaction.markGraceNotified(pastDueSince: now, now: now)
+                _ = try await transaction.subscriptions.markGraceNotified(pastDueSince: now, now: now)
             }
         }
     }

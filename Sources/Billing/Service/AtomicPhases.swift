@@ -72,7 +72,7 @@ extension BillingService {
                 case .answered(let result): return .answered(result)
                 case .call(let asked, let planned): (request, plan) = (asked, planned)
                 }
-                let started = try await transaction.startedIntents(
+                let started = try await transaction.intents.started(
                     subject: subject.name, request: subject.exclusive ? nil : request)
                 if let open = started.first {
                     let age = now.timeIntervalSince(open.createdAt)
@@ -89,10 +89,10 @@ extension BillingService {
                     }
                     return .settle(open)
                 }
-                if let limit, let wait = try await transaction.takeRateToken(limit.name, perMinute: limit.perMinute, burst: limit.burst, now: now) {
+                if let limit, let wait = try await transaction.tenantRow.takeRateToken(limit.name, perMinute: limit.perMinute, burst: limit.burst, now: now) {
                     throw Self.rateLimited(limit, method: operation, wait: wait)
                 }
-                let intent = try await transaction.startIntent(
+                let intent = try await transaction.intents.start(
                     id: newID(), subject: subject.name, operation: operation, request: request, exclusive: subject.exclusive,
                     plan: String(decoding: try JSONEncoder().encode(plan), as: UTF8.self), now: now)
                 return .send(intent, plan)
@@ -120,10 +120,10 @@ extension BillingService {
                         try await lockTenant(transaction, includingDeleted: includingDeleted, exclusive: exclusiveLock)
                         // A repeat that got there first recorded it; one settled meanwhile (its process thought dead)
                         // recorded nothing, so this answer is still to be written.
-                        let recorded = try await transaction.lockIntent(intent.id) == "succeeded"
+                        let recorded = try await transaction.intents.lock(intent.id) == "succeeded"
                         let result = try await record(transaction, plan, intent, answer, recorded)
                         if !recorded {
-                            try await transaction.finishIntent(intent.id, status: "succeeded", outcome: nil, now: self.now())
+                            try await transaction.intents.finish(intent.id, status: "succeeded", outcome: nil, now: self.now())
                         }
                         return result
                     }
@@ -153,7 +153,7 @@ extension BillingService {
     /// start, since raising a lock held alongside other transactions' foreign-key locks deadlocks.
     func lockTenant(_ transaction: TenantTransaction, includingDeleted: Bool, exclusive: Bool = false) async throws {
         if includingDeleted {
-            guard try await transaction.lockTenantIncludingDeleted(exclusive: exclusive) != nil else { throw Self.unknownTenant(transaction.tenant) }
+            guard try await transaction.tenantRow.lockIncludingDeleted(exclusive: exclusive) != nil else { throw Self.unknownTenant(transaction.tenant) }
         } else {
             _ = try await lockedTenant(transaction)
         }
@@ -163,7 +163,7 @@ extension BillingService {
     func finish(_ intent: StripeIntent, tenant: UUID, as status: String, because note: String) async throws {
         let now = now()
         try await tenants.database.transaction(tenant, operation: "settle intent") { transaction in
-            try await transaction.finishIntent(intent.id, status: status, outcome: note, now: now)
+            try await transaction.intents.finish(intent.id, status: status, outcome: note, now: now)
         }
     }
 

@@ -48,8 +48,8 @@ extension BillingService {
         let now = now()
         let wait = try await tenants.database.transaction(tenant, operation: "rate limit") { transaction in
             // A tenant never provisioned has no bucket to keep (and none may refer to it).
-            guard try await transaction.tenantIsLive(includingDeleted: true) else { throw Self.unknownTenant(tenant) }
-            return try await transaction.takeRateToken(limit.name, perMinute: limit.perMinute, burst: limit.burst, now: now)
+            guard try await transaction.tenantRow.isLive(includingDeleted: true) else { throw Self.unknownTenant(tenant) }
+            return try await transaction.tenantRow.takeRateToken(limit.name, perMinute: limit.perMinute, burst: limit.burst, now: now)
         }
         if let wait { throw Self.rateLimited(limit, method: method, wait: wait) }
     }

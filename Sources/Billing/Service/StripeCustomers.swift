@@ -31,13 +31,13 @@ extension BillingService {
         return try await tenants.database.transaction(tenantID, operation: "customer") { transaction in
             // Another request may have recorded it first (the same key gave it the same customer).
             if let existing = try await lockedTenant(transaction).stripeCustomerID { return existing }
-            try await transaction.setStripeCustomer(created.id)
+            try await transaction.tenantRow.setStripeCustomer(created.id)
             return created.id
         }
     }
 
     func lockedTenant(_ transaction: TenantTransaction) async throws -> TenantRecord {
-        guard let tenant = try await transaction.lockTenant() else {
+        guard let tenant = try await transaction.tenantRow.lock() else {
             throw BillingError.notFound(
                 "tenant \(transaction.tenant.uuidString.lowercased()) does not exist or was deleted; provision it with tenants.provision")
         }

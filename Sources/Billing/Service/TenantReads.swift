@@ -8,7 +8,7 @@ import StripeAPI
 extension BillingService {
     /// Reads of a tenant's data: its own users see a live tenant only; operators a deleted one too, until it is purged.
     func requireReadable(_ transaction: TenantTransaction, _ call: TenantCall) async throws {
-        guard try await transaction.tenantIsLive(includingDeleted: call.principal.role == .operator) else {
+        guard try await transaction.tenantRow.isLive(includingDeleted: call.principal.role == .operator) else {
             throw Self.unknownTenant(call.tenantID)
         }
     }

@@ -207,7 +207,7 @@ struct EventContext: Sendable {
     func ignored(_ note: String) -> EventDisposition { .ignored(tenant: tenant, note: note) }
 
     func audit(_ action: String, before: [String: String]?, after: [String: String]?) async throws {
-        try await transaction.audit(actor: actor, action: action, before: before, after: after)
+        try await transaction.audit.record(actor: actor, action: action, before: before, after: after)
     }
 }
 

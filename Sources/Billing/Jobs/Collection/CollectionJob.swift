@@ -83,12 +83,12 @@ extension BillingService {
         var report = CollectionReport()
         guard let client = stripe.client else { return report }
         let overdueBefore = at.addingTimeInterval(-Double(settings.writeOffAfter.components.seconds))
-        let inbox = EventInbox(database: tenants.database)
-        for tenant in try await inbox.tenantsWithInvoicesToCollect(at: at, overdueBefore: overdueBefore) {
+        let scans = InvoiceScans(database: environment.database)
+        for tenant in try await scans.tenantsWithInvoicesToCollect(at: at, overdueBefore: overdueBefore) {
             var partial = CollectionReport()
             do {
                 let due = try await tenants.database.transaction(tenant, operation: "collect invoices") { transaction in
-                    try await transaction.invoicesToCollect(at: at, overdueBefore: overdueBefore).map { ($0.id, $0.number) }
+                    try await transaction.invoices.toCollect(at: at, overdueBefore: overdueBefore).map { ($0.id, $0.number) }
                 }
                 for (invoice, number) in due {
                     // Every step due by `at`, each at its own scheduled time, so one late run does what the schedule
@@ -125,7 +125,7 @@ extension BillingService {
         try await inAtomicPhases(
             tenant, .invoice, operation: retry ? "billing.retryInvoice" : "collection",
             decide: { transaction -> PhaseOne<AttemptPlan, CollectionOutcome> in
-                guard var invoice = try await transaction.invoice(invoiceID) else { return .answered(.nothingDue) }
+                guard var invoice = try await transaction.invoices.find(invoiceID) else { return .answered(.nothingDue) }
                 if invoice.status == .overdue, !retry {
                     guard let overdue = invoice.overdueAt, let overdueBefore, overdue <= overdueBefore else { return .answered(.nothingDue) }
                     try await writeOff(&invoice, transaction, at: overdue.addingTimeInterval(Double(settings.writeOffAfter.components.seconds)))
@@ -140,12 +140,12 @@ extension BillingService {
                     else { return .answered(.nothingDue) }
                     due = next
                 }
-                guard let method = try await transaction.defaultPaymentMethod(),
-                      let customer = try await transaction.lockTenant()?.stripeCustomerID
+                guard let method = try await transaction.tenantRow.defaultPaymentMethod(),
+                      let customer = try await transaction.tenantRow.lock()?.stripeCustomerID
                 else {
                     // No card: nothing to try and nobody to remind; saving a card makes it due again.
                     invoice.nextAttemptAt = nil
-                    try await transaction.updateCollection(invoice)
+                    try await transaction.invoices.updateCollection(invoice)
                     return .answered(.waitingForCard)
                 }
                 let attempt = invoice.attempts + 1
@@ -155,7 +155,7 @@ extension BillingService {
             },
             call: { plan, _ in try await self.charge(plan, tenant: tenant, client: client) },
             record: { transaction, plan, _, answer, recorded in
-                guard !recorded, var invoice = try await transaction.invoice(plan.invoice) else { return .nothingDue }
+                guard !recorded, var invoice = try await transaction.invoices.find(plan.invoice) else { return .nothingDue }
                 if plan.retiring != nil { invoice.paymentLink = nil }
                 if invoice.status == .overdue { try invoice.move(to: .open) }
                 return try await recordAttempt(answer, &invoice, plan, transaction)
@@ -208,8 +208,8 @@ extension BillingService {
             try invoice.move(to: .processing)
             invoice.attempts = plan.attempt
             invoice.nextAttemptAt = nil
-            try await transaction.updateCollection(invoice)
-            try await transaction.recordAttempt(
+            try await transaction.invoices.updateCollection(invoice)
+            try await transaction.invoices.recordAttempt(
                 invoice: invoice.id, attempt: plan.attempt, paymentIntentID: intent.id, outcome: "succeeded", failure: nil, at: plan.at)
             return .charged
         case .needsAction(let intent, let link):

@@ -9,8 +9,8 @@ extension BillingService {
     func writeOff(_ invoice: inout InvoiceRecord, _ transaction: TenantTransaction, at: Date) async throws {
         try invoice.move(to: .writtenOff)
         invoice.nextAttemptAt = nil
-        try await transaction.updateCollection(invoice, writtenOffAt: at)
-        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.written_off",
+        try await transaction.invoices.updateCollection(invoice, writtenOffAt: at)
+        try await transaction.audit.record(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.written_off",
                                     before: ["status": "overdue"], after: ["status": "written_off", "invoice": invoice.number])
         try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
     }
@@ -19,9 +19,9 @@ extension BillingService {
     func failed(
         _ invoice: inout InvoiceRecord, attempt: Int, outcome: String, failure: String, _ transaction: TenantTransaction, at: Date
     ) async throws {
-        try await transaction.recordAttempt(
+        try await transaction.invoices.recordAttempt(
             invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: outcome, failure: failure, at: at)
-        let failures = try await transaction.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
+        let failures = try await transaction.invoices.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
         let firstFailed = invoice.firstFailedAt ?? at
         invoice.attempts = attempt
         invoice.firstFailedAt = firstFailed
@@ -29,7 +29,7 @@ extension BillingService {
         case .retry(let next, let isLast):
             // The tenant stays entitled until the last attempt fails; the product hears of each failure.
             invoice.nextAttemptAt = next
-            try await transaction.updateCollection(invoice)
+            try await transaction.invoices.updateCollection(invoice)
             try await notifier.paymentFailed(transaction, [
                 "invoiceId": .string(invoice.id.lowercased), "invoiceNumber": .string(invoice.number), "amount": .integer(invoice.amountDue),
                 "currency": .string(invoice.currency), "failure": .string(failure), "purpose": "invoice", "attempt": .integer(attempt),
@@ -41,7 +41,7 @@ extension BillingService {
         case .overdue:
             try await markOverdue(&invoice, transaction, at: at)
         }
-        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.payment_failed", before: nil, after: [
+        try await transaction.audit.record(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.payment_failed", before: nil, after: [
             "invoice": invoice.number, "attempt": String(attempt), "failure": failure, "status": invoice.status.rawValue,
             "nextAttemptAt": invoice.nextAttemptAt?.formatted(.iso8601) ?? "",
         ])
@@ -52,7 +52,7 @@ extension BillingService {
         try invoice.move(to: .overdue)
         invoice.nextAttemptAt = nil
         invoice.overdueAt = at
-        try await transaction.updateCollection(invoice)
+        try await transaction.invoices.updateCollection(invoice)
         try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
         try await notifier.invoiceEvent(transaction, "invoice.suspended", invoice, at: at)
     }
@@ -84,12 +84,12 @@ extension BillingService {
     func requireAction(
         _ invoice: inout InvoiceRecord, attempt: Int, intentID: String?, link session: CheckoutSession, _ transaction: TenantTransaction, at: Date
     ) async throws {
-        try await transaction.recordAttempt(
+        try await transaction.invoices.recordAttempt(
             invoice: invoice.id, attempt: attempt, paymentIntentID: intentID, outcome: "action_required", failure: "authentication required",
             at: at)
         // The dunning clock keeps running: the next scheduled attempt tries again (and makes a fresh link, since
         // Checkout's expire in a day); after the last, the invoice is overdue like any unpaid one.
-        let failures = try await transaction.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
+        let failures = try await transaction.invoices.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
         let firstFailed = invoice.firstFailedAt ?? at
         invoice.firstFailedAt = firstFailed
         invoice.attempts = attempt
@@ -100,8 +100,8 @@ extension BillingService {
         }
         try invoice.move(to: .actionRequired)
         invoice.nextAttemptAt = next
-        try await transaction.updateCollection(invoice)
-        try await transaction.audit(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
+        try await transaction.invoices.updateCollection(invoice)
+        try await transaction.audit.record(actor: AuditActor(kind: .system, id: "dunning"), action: "invoice.action_required", before: nil,
                                     after: ["invoice": invoice.number, "paymentLink": session.url ?? ""])
         try await notifier.invoiceEvent(transaction, "invoice.action_required", invoice, at: at)
     }

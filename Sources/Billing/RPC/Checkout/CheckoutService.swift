@@ -90,18 +90,18 @@ extension CheckoutService {
         return try await inAtomicPhases(
             call.tenantID, .checkout, operation: "billing.checkout", limit: self.settings.rateLimits.sessions,
             decide: { transaction -> PhaseOne<CheckoutPlan, CheckoutStarted> in
-                if let live = try await transaction.liveSubscription() {
+                if let live = try await transaction.subscriptions.livePlan() {
                     throw BillingError.conflict(
                         "this tenant already has a \(live.status) '\(live.plan)' subscription; change it with billing.changePlan or in the portal (billing.portal)",
                         data: ["plan": .string(live.plan), "status": .string(live.status)])
                 }
-                let open = try await transaction.openSubscriptionSession(now: now())
+                let open = try await transaction.checkout.openSubscriptionSession(now: now())
                 // A double click (or a second tab) with the same choice gets the session already open.
                 if let open, open.plan == plan.key && open.interval == interval.rawValue && open.seats == seats {
                     return .answered(CheckoutStarted(checkoutUrl: open.url, sessionId: open.sessionID))
                 }
                 // One free trial per tenant: a tenant that had one (on any plan) pays from the first day.
-                let trialUsed = try await transaction.trialUsed()
+                let trialUsed = try await transaction.tenantRow.trialUsed()
                 let trial = plan.trialDays > 0 && !trialUsed ? plan.trialDays : nil
                 return .call(
                     request: "plan=\(plan.key) interval=\(interval.rawValue) seats=\(seats)",
@@ -135,9 +135,9 @@ extension CheckoutService {
             record: { transaction, planned, _, session, recorded in
                 let started = try CheckoutStarted(session)
                 if recorded { return started }
-                if let replaced = planned.replacing { try await transaction.markSessionExpired(replaced) }
+                if let replaced = planned.replacing { try await transaction.checkout.markSessionExpired(replaced) }
                 try await self.recordSession(session, url: started.checkoutUrl, purpose: "subscription", planned: planned, transaction)
-                try await transaction.audit(actor: actor, action: "checkout.opened", before: nil, after: [
+                try await transaction.audit.record(actor: actor, action: "checkout.opened", before: nil, after: [
                     "session": session.id, "plan": planned.plan, "interval": planned.interval, "seats": String(planned.seats),
                 ])
                 return started
@@ -156,7 +156,7 @@ extension CheckoutService {
         _ session: CheckoutSession, url: String, purpose: String, planned: CheckoutPlan?, _ transaction: TenantTransaction
     ) async throws {
         let now = now()
-        try await transaction.recordCheckoutSession(
+        try await transaction.checkout.recordSession(
             sessionID: session.id, purpose: purpose, url: url, plan: planned?.plan, interval: planned?.interval, seats: planned?.seats,
             expiresAt: session.expiresAt.map { Date(timeIntervalSince1970: Double($0)) } ?? now.addingTimeInterval(86400), now: now)
     }
@@ -168,7 +168,7 @@ extension CheckoutService {
         }
         return try await tenants.database.transaction(call.tenantID, operation: "read checkout session", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
-            guard let record = try await transaction.checkoutSession(params.sessionId) else {
+            guard let record = try await transaction.checkout.session(params.sessionId) else {
                 throw BillingError.notFound("this tenant opened no Checkout Session '\(params.sessionId)'")
             }
             return CheckoutSessionView(

@@ -37,7 +37,7 @@ extension CheckoutService {
                 let started = try CheckoutStarted(session)
                 if recorded { return started }
                 try await self.recordSession(session, url: started.checkoutUrl, purpose: "setup", planned: nil, transaction)
-                try await transaction.audit(actor: actor, action: "payment_method.setup_opened", before: nil, after: ["session": session.id])
+                try await transaction.audit.record(actor: actor, action: "payment_method.setup_opened", before: nil, after: ["session": session.id])
                 return started
             },
             settle: { try await self.abandonUnansweredSession($0, tenant: call.tenantID) })

@@ -39,7 +39,7 @@ extension CheckoutService {
         return try await inAtomicPhases(
             call.tenantID, .topUp, operation: "billing.topUp", limit: self.settings.rateLimits.sessions,
             decide: { transaction -> PhaseOne<TopUpPlan, CheckoutStarted> in
-                if let key = params.idempotencyKey, let earlier = try await transaction.topUp(key: key) {
+                if let key = params.idempotencyKey, let earlier = try await transaction.checkout.topUp(key: key) {
                     // Paid an amount that does not match, and held for an operator: the key stays taken, and no
                     // second payment is opened for it.
                     guard earlier.status != "flagged" else {
@@ -85,10 +85,10 @@ extension CheckoutService {
                 let started = try CheckoutStarted(session)
                 if recorded { return started }
                 try await self.recordSession(session, url: started.checkoutUrl, purpose: "credit_topup", planned: nil, transaction)
-                try await transaction.recordTopUp(
+                try await transaction.checkout.recordTopUp(
                     id: plan.topUpID, key: params.idempotencyKey, credits: plan.credits, amount: plan.amount, currency: pricing.currency,
                     sessionID: session.id, now: self.now())
-                try await transaction.audit(actor: actor, action: "topup.opened", before: nil, after: [
+                try await transaction.audit.record(actor: actor, action: "topup.opened", before: nil, after: [
                     "topUp": plan.topUpID.lowercased, "session": session.id, "credits": String(plan.credits),
                     "amount": String(plan.amount), "currency": pricing.currency,
                 ])
@@ -102,11 +102,11 @@ extension CheckoutService {
     func settleLapsedTopUp(key: String, tenant: UUID, client: StripeClient) async throws {
         let now = now()
         let lapsed = try await tenants.database.transaction(tenant, operation: "top-up", readOnly: true) { transaction in
-            try await transaction.topUp(key: key).flatMap { $0.status == "pending" && $0.expiresAt <= now ? $0 : nil }
+            try await transaction.checkout.topUp(key: key).flatMap { $0.status == "pending" && $0.expiresAt <= now ? $0 : nil }
         }
         guard let lapsed, try await client.retrieveCheckoutSession(lapsed.sessionID).status == "expired" else { return }
         try await tenants.database.transaction(tenant, operation: "top-up") { transaction in
-            try await transaction.expireTopUp(lapsed.topUpID, sessionID: lapsed.sessionID)
+            try await transaction.checkout.expireTopUp(lapsed.topUpID, sessionID: lapsed.sessionID)
         }
     }
 }

@@ -120,14 +120,14 @@ extension CreditService {
         let actor = call.actor
         let prefix = isConsumption ? "consume" : "grant"
         let result = try await tenants.database.transaction(call.tenantID, operation: "\(prefix) credits") { transaction in
-            guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(call.tenantID) }
-            let result = try await transaction.applyCredits(
+            guard try await transaction.tenantRow.isLive() else { throw Self.unknownTenant(call.tenantID) }
+            let result = try await transaction.credits.apply(
                 source: "\(prefix):\(params.idempotencyKey)", kind: kind, amount: signedAmount, reason: reason,
                 requireBalance: isConsumption)
             if result.outcome == .applied {
                 try await notifier.creditsChanged(
                     transaction, available: result.available, frozen: result.frozen, change: signedAmount, kind: kind, reason: reason)
-                try await transaction.audit(actor: actor, action: action, before: [
+                try await transaction.audit.record(actor: actor, action: action, before: [
                     "available": String(result.available - signedAmount),
                 ], after: [
                     "available": String(result.available), "amount": String(params.amount), "reason": reason,
@@ -170,8 +170,8 @@ extension CreditService {
         let before = try Self.entryCursor(params.cursor, method: "billing.credits")
         return try await tenants.database.transaction(call.tenantID, operation: "read credits", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
-            let balance = try await transaction.creditBalance()
-            let page = Self.page(try await transaction.ledger(before: before, limit: limit + 1), limit: limit) { String($0.id) }
+            let balance = try await transaction.credits.balance()
+            let page = Self.page(try await transaction.credits.ledger(before: before, limit: limit + 1), limit: limit) { String($0.id) }
             return CreditsPage(
                 balance: CreditBalance(available: balance.available, frozen: balance.frozen), page: Page(items: page.rows.map(CreditEntry.init), nextCursor: page.next))
         }

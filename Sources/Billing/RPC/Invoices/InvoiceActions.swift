@@ -15,7 +15,7 @@ extension InvoiceService {
         guard let id = UUID(uuidString: params.invoiceId) else {
             throw BillingError.invalidParams(field: "invoiceId", "invoiceId must be the id of one of this server's invoices (billing.invoices, source billing)")
         }
-        guard let invoice = try await transaction.invoice(id) else {
+        guard let invoice = try await transaction.invoices.find(id) else {
             throw BillingError.notFound("this tenant has no invoice \(params.invoiceId); list them with billing.invoices")
         }
         return invoice
@@ -32,7 +32,7 @@ extension InvoiceService {
             decide: { transaction -> PhaseOne<String, InvoiceView> in
                 let invoice = try await lockedVoidable(params, transaction)
                 // An attempt still waiting for Stripe's answer may yet charge it.
-                if try await !transaction.startedIntents(subject: IntentSubject.invoice.name, request: nil)
+                if try await !transaction.intents.started(subject: IntentSubject.invoice.name, request: nil)
                     .filter({ $0.request.hasPrefix("invoice:\(invoice.id.lowercased):") }).isEmpty
                 {
                     throw BillingError.conflict(
@@ -76,9 +76,9 @@ extension InvoiceService {
         let before = invoice.status
         try invoice.move(to: .void)
         invoice.nextAttemptAt = nil
-        try await transaction.updateCollection(invoice)
+        try await transaction.invoices.updateCollection(invoice)
         if invoice.creditsApplied > 0 {
-            let returned = try await transaction.applyCredits(
+            let returned = try await transaction.credits.apply(
                 source: "invoice-void:\(invoice.id.lowercased)", kind: "invoice_void", amount: invoice.creditsApplied,
                 reason: "credits applied to voided invoice \(invoice.number)", requireBalance: false)
             if returned.outcome == .applied {
@@ -88,7 +88,7 @@ extension InvoiceService {
             }
         }
         try await notifier.syncInvoiceSubscription(transaction, invoice.subscriptionID, at: at)
-        try await transaction.audit(actor: actor, action: "invoice.voided", before: ["status": before.rawValue],
+        try await transaction.audit.record(actor: actor, action: "invoice.voided", before: ["status": before.rawValue],
                                     after: ["status": "void", "invoice": invoice.number, "creditsReturned": String(invoice.creditsApplied)])
         try await notifier.invoiceEvent(transaction, "invoice.voided", invoice, at: at)
         return view(invoice)
@@ -111,7 +111,7 @@ extension InvoiceService {
         }
         _ = try await collectionStep(invoice.id, tenant: call.tenantID, at: now(), client: client, retry: true)
         return try await tenants.database.transaction(call.tenantID, operation: "retry invoice", readOnly: true) { transaction in
-            view(try await transaction.invoice(invoice.id, lock: false) ?? invoice)
+            view(try await transaction.invoices.find(invoice.id, lock: false) ?? invoice)
         }
     }
 

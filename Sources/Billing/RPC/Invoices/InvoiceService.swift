@@ -72,24 +72,24 @@ extension InvoiceService {
         let now = now()
         try await tenants.database.transaction(call.tenantID, operation: "subscribe by invoice") { transaction in
             _ = try await lockedTenant(transaction)
-            if let live = try await transaction.liveSubscription() {
+            if let live = try await transaction.subscriptions.livePlan() {
                 throw BillingError.conflict(
                     "this tenant already has a \(live.status) '\(live.plan)' subscription; cancel it first (billing.cancel)",
                     data: ["plan": .string(live.plan), "status": .string(live.status)])
             }
-            if let overdue = try await transaction.oldestOverdueInvoice() {
+            if let overdue = try await transaction.invoices.oldestOverdue() {
                 throw BillingError.preconditionFailed(
                     "invoice \(overdue) is overdue: it must be paid (save a card with billing.setupPaymentMethod; an operator retries it with billing.retryInvoice) or written off before a new subscription")
             }
-            guard try await transaction.defaultPaymentMethod() != nil else {
+            guard try await transaction.tenantRow.defaultPaymentMethod() != nil else {
                 throw BillingError.preconditionFailed(
                     "plan '\(plan.key)' is billed by invoice and charged to a saved card; save one first with billing.setupPaymentMethod")
             }
             let id = Self.invoiceSubscriptionPrefix + newID().lowercased.replacingOccurrences(of: "-", with: "")
-            try await transaction.insertInvoiceSubscription(
+            try await transaction.subscriptions.insertInvoiceBilled(
                 id: id, plan: plan.key, interval: interval.rawValue, seats: seats, periodStart: now,
                 periodEnd: BillingPeriod.end(from: now, interval: interval), now: now)
-            try await transaction.audit(actor: actor, action: "subscription.created", before: nil, after: [
+            try await transaction.audit.record(actor: actor, action: "subscription.created", before: nil, after: [
                 "subscription": id, "plan": plan.key, "interval": interval.rawValue, "seats": String(seats), "billing": "invoice",
             ])
             _ = try await issueDueInvoices(transaction, at: now)
@@ -113,18 +113,18 @@ extension InvoiceService {
         let actor = call.actor
         return try await tenants.database.transaction(call.tenantID, operation: "add charge") { transaction in
             _ = try await lockedTenant(transaction)
-            guard try await transaction.invoiceSubscription() != nil else {
+            guard try await transaction.subscriptions.invoiceBilled() != nil else {
                 throw BillingError.preconditionFailed(
                     "one-off charges ride on this server's invoices; this tenant is not on a plan billed by invoice (billing.subscribeByInvoice)")
             }
-            let charge = try await transaction.addCharge(
+            let charge = try await transaction.invoices.addCharge(
                 id: newID(), description: description, amount: params.amount, currency: currency, key: params.idempotencyKey, now: now())
             guard charge.amount == params.amount, charge.description == description else {
                 throw BillingError.conflict(
                     "idempotencyKey '\(params.idempotencyKey)' was used for a charge of \(charge.amount) ('\(charge.description)'); use a new key",
                     data: ["amount": .integer(charge.amount), "description": .string(charge.description)])
             }
-            try await transaction.audit(actor: actor, action: "charge.added", before: nil, after: [
+            try await transaction.audit.record(actor: actor, action: "charge.added", before: nil, after: [
                 "charge": charge.id.lowercased, "amount": String(charge.amount), "description": charge.description,
             ])
             return ChargeView(
@@ -143,7 +143,7 @@ extension InvoiceService {
         let now = now()
         return try await tenants.database.transaction(call.tenantID, operation: "read invoices", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
-            let page = Self.page(try await transaction.invoiceSummaries(before: before, limit: limit + 1), limit: limit) {
+            let page = Self.page(try await transaction.invoices.summaries(before: before, limit: limit + 1), limit: limit) {
                 Self.timeCursor(at: $0.createdAt, id: $0.id)
             }
             return InvoicesPage(
@@ -170,8 +170,8 @@ extension InvoiceService {
     /// (`includingDeleted`), never through a signed link.
     public func invoiceDocument(_ id: UUID, tenant: UUID, includingDeleted: Bool) async throws -> InvoiceRecord? {
         try await tenants.database.transaction(tenant, operation: "read invoice", readOnly: true) { transaction in
-            guard try await transaction.tenantIsLive(includingDeleted: includingDeleted) else { return nil }
-            return try await transaction.invoice(id, lock: false)
+            guard try await transaction.tenantRow.isLive(includingDeleted: includingDeleted) else { return nil }
+            return try await transaction.invoices.find(id, lock: false)
         }
     }
 }

@@ -66,10 +66,10 @@ extension PaymentService {
         let before = try Self.timeCursor(params.cursor, method: "billing.payments")
         return try await tenants.database.transaction(call.tenantID, operation: "read payments", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
-            let page = Self.page(try await transaction.payments(before: before, limit: limit + 1), limit: limit) {
+            let page = Self.page(try await transaction.payments.page(before: before, limit: limit + 1), limit: limit) {
                 Self.timeCursor(at: $0.createdAt, id: $0.paymentID)
             }
-            let refunds = Dictionary(grouping: try await transaction.refunds(of: page.rows.map(\.paymentID)), by: \.paymentID)
+            let refunds = Dictionary(grouping: try await transaction.payments.refunds(of: page.rows.map(\.paymentID)), by: \.paymentID)
             return PaymentsPage(
                 items: page.rows.map { payment in
                     PaymentView(
@@ -109,7 +109,7 @@ extension PaymentService {
             // Operators refund a deleted tenant's payments too, until it is purged.
             call.tenantID, .refund, operation: "billing.refund", limit: settings.rateLimits.refunds, includingDeleted: true,
             decide: { transaction -> PhaseOne<RefundPlan, RefundView> in
-                guard let payment = try await transaction.lockPayment(params.paymentId) else {
+                guard let payment = try await transaction.payments.lock(params.paymentId) else {
                     throw BillingError.notFound("this tenant has no payment \(params.paymentId); list them with billing.payments")
                 }
                 // A repeat returns the earlier refund, unless that one failed or was canceled (it returned nothing):
@@ -118,13 +118,13 @@ extension PaymentService {
                     tenant: call.tenantID, payment: payment.paymentID, requestKey: "\(params.amount.map(String.init) ?? "rest"):\(reason ?? "")")
                 var requestKey = firstKey
                 var attempt = 1
-                while let earlier = try await transaction.refund(paymentID: payment.paymentID, requestKey: requestKey) {
+                while let earlier = try await transaction.payments.refund(paymentID: payment.paymentID, requestKey: requestKey) {
                     guard RefundRecord.isFinal(earlier.status) else { return .answered(RefundView(earlier, replayed: true)) }
                     attempt += 1
                     requestKey = "\(firstKey):\(attempt)"
                 }
                 // Refunds asked for here that Stripe's webhook has not confirmed yet count too.
-                let refunded = max(payment.amountRefunded, try await transaction.refundTotals(paymentID: payment.paymentID).standing)
+                let refunded = max(payment.amountRefunded, try await transaction.payments.refundTotals(paymentID: payment.paymentID).standing)
                 let refundable = payment.amount - refunded
                 let amount = params.amount ?? refundable
                 guard refundable > 0 else {
@@ -156,11 +156,11 @@ extension PaymentService {
                     status: created.status ?? "pending", reason: plan.reason,
                     createdAt: created.created.map { Date(timeIntervalSince1970: Double($0)) } ?? self.now())
                 // Stored by refund id: a repeat, or the webhook that came first, finds it there.
-                _ = try await transaction.upsertRefund(
+                _ = try await transaction.payments.upsertRefund(
                     id: refund.refundID, paymentID: refund.paymentID, amount: refund.amount, currency: refund.currency, status: refund.status,
                     reason: refund.reason, createdAt: refund.createdAt, now: self.now(), requestKey: plan.requestKey)
                 if recorded { return RefundView(refund, replayed: true) }
-                try await transaction.audit(actor: actor, action: "refund.requested", before: [
+                try await transaction.audit.record(actor: actor, action: "refund.requested", before: [
                     "payment": plan.paymentID, "amountRefunded": String(plan.refunded),
                 ], after: [
                     "payment": plan.paymentID, "refund": created.id, "amount": String(created.amount), "reason": plan.reason ?? "",

@@ -36,7 +36,7 @@ extension SubscriptionService {
                 }
                 // A choice made here replaces whatever a Stripe schedule had planned (released first, in the Stripe phase).
                 var plan = SubscriptionChangePlan(subscription: current.stripeSubscriptionID, releasing: current.scheduleID, steps: [])
-                let pending = try await transaction.pendingChange().flatMap { $0.source == .schedule && current.scheduleID != nil ? nil : $0 }
+                let pending = try await transaction.subscriptions.pendingChange().flatMap { $0.source == .schedule && current.scheduleID != nil ? nil : $0 }
                 // A plan nothing is paid for: leave at the period's end.
                 if target.isFree {
                     if !current.cancelAtPeriodEnd {
@@ -82,26 +82,26 @@ extension SubscriptionService {
     func planChangeEffects(
         _ effect: SubscriptionChangePlan.Effect?, _ transaction: TenantTransaction, _ current: SubscriptionRecord, confirmed: Subscription?, actor: AuditActor
     ) async throws -> SubscriptionRecord? {
-        let pending = try await transaction.pendingChange()
+        let pending = try await transaction.subscriptions.pendingChange()
         let before = ["plan": current.plan, "interval": current.interval, "pendingPlan": pending?.plan ?? ""]
         if pending?.source == .schedule, confirmed != nil {
             // The released schedule's pending change went with it.
-            try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+            try await transaction.subscriptions.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
         }
         switch effect {
         case .schedule(let plan, let interval):
-            try await transaction.setPendingChange(
+            try await transaction.subscriptions.setPendingChange(
                 current.stripeSubscriptionID, plan: plan, interval: interval, effectiveAt: current.currentPeriodEnd, now: now())
             var after = ["plan": current.plan, "pendingPlan": plan, "effectiveAt": Self.iso(current.currentPeriodEnd)]
             if let interval { after["pendingInterval"] = interval }
-            try await transaction.audit(actor: actor, action: "plan.change_scheduled", before: before, after: after)
+            try await transaction.audit.record(actor: actor, action: "plan.change_scheduled", before: before, after: after)
         case .drop:
-            try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
-            try await transaction.audit(actor: actor, action: "plan.change_dropped", before: before,
+            try await transaction.subscriptions.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+            try await transaction.audit.record(actor: actor, action: "plan.change_dropped", before: before,
                                         after: ["plan": current.plan, "interval": current.interval, "pendingPlan": ""])
         case .upgraded:
-            if confirmed?.pendingUpdate != nil { return try await transaction.currentSubscription() }
-            try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
+            if confirmed?.pendingUpdate != nil { return try await transaction.subscriptions.current() }
+            try await transaction.subscriptions.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: now())
         case nil:
             break
         }

@@ -85,7 +85,7 @@ extension BillingService {
                 if !recorded {
                     try await self.record(confirmed, over: plan, transaction, actor: actor)
                 }
-                guard let current = try await transaction.lockSubscription(plan.subscription) else { return nil }
+                guard let current = try await transaction.subscriptions.lock(plan.subscription) else { return nil }
                 return recorded ? nil : try await effects(transaction, current, plan, confirmed.last)
             },
             settle: { intent in try await self.settleSubscriptionIntent(intent, tenant: call.tenantID, client: client) })
@@ -149,15 +149,15 @@ extension BillingService {
     /// moved meanwhile was written by an event this server cannot order against the answers; the change's own events,
     /// which always follow, bring it up to date instead.
     func record(_ confirmed: ConfirmedChange, over plan: SubscriptionChangePlan, _ transaction: TenantTransaction, actor: AuditActor) async throws {
-        guard let row = try await transaction.lockSubscription(plan.subscription), Self.stamp(row) == plan.seen else {
+        guard let row = try await transaction.subscriptions.lock(plan.subscription), Self.stamp(row) == plan.seen else {
             for (action, subscription) in confirmed.confirmations {
-                try await transaction.audit(
+                try await transaction.audit.record(
                     actor: actor, action: action, before: nil, after: ["subscription": subscription.id, "recordedBy": "its webhook"])
             }
             return
         }
         for (action, subscription) in confirmed.confirmations {
-            guard let current = try await transaction.lockSubscription(subscription.id) else { continue }
+            guard let current = try await transaction.subscriptions.lock(subscription.id) else { continue }
             try await applyConfirmed(subscription, over: current, transaction, actor: actor, action: action)
         }
     }
@@ -169,7 +169,7 @@ extension BillingService {
         if let plan = try? JSONDecoder().decode(SubscriptionChangePlan.self, from: Data(intent.plan.utf8)) {
             let subscription = try await client.retrieveSubscription(plan.subscription)
             try await tenants.database.transaction(tenant, operation: "settle intent") { transaction in
-                if let current = try await transaction.lockSubscription(subscription.id) {
+                if let current = try await transaction.subscriptions.lock(subscription.id) {
                     try await applyConfirmed(
                         subscription, over: current, transaction, actor: AuditActor(kind: .system, id: "intent"), action: "subscription.settled")
                 }

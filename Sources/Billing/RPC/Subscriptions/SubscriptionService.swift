@@ -38,7 +38,7 @@ extension SubscriptionService {
                 ])
             },
             effects: { transaction, _, _, confirmed in
-                confirmed?.pendingUpdate == nil ? nil : try await transaction.currentSubscription()
+                confirmed?.pendingUpdate == nil ? nil : try await transaction.subscriptions.current()
             })
         if let waiting { throw Self.upgradeNotPaid(waiting, what: "\(params.seats) seats") }
         return try await status(of: call.tenantID)
@@ -56,10 +56,10 @@ extension SubscriptionService {
         let actor = call.actor
         // A cancellation replaces any plan change scheduled for the period's end (and a released schedule's with it).
         let dropPendingChange = { @Sendable (transaction: TenantTransaction, current: SubscriptionRecord) async throws -> SubscriptionRecord? in
-            if let pending = try await transaction.pendingChange(),
+            if let pending = try await transaction.subscriptions.pendingChange(),
                pending.source == .schedule || (try? self.catalog.plan(named: pending.plan))?.isFree != true
             {
-                try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: self.now())
+                try await transaction.subscriptions.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: self.now())
             }
             return nil
         }
@@ -100,7 +100,7 @@ extension SubscriptionService {
         _ = try await changeSubscription(
             call, operation: "billing.resume", request: "resume", for: "resume",
             decide: { transaction, current in
-                let pending = try await transaction.pendingChange()
+                let pending = try await transaction.subscriptions.pendingChange()
                 let scheduledDowngrade = current.scheduleID != nil && pending?.source == .schedule
                 guard current.cancellationScheduled || scheduledDowngrade else {
                     throw BillingError.preconditionFailed("this subscription is not set to cancel; there is nothing to resume")
@@ -122,10 +122,10 @@ extension SubscriptionService {
             effects: { transaction, current, _, _ in
                 // What a released schedule had pending goes with it, and a move to free was this cancellation: both are
                 // undone with it.
-                if let pending = try await transaction.pendingChange(),
+                if let pending = try await transaction.subscriptions.pendingChange(),
                    pending.source == .schedule || (try? self.catalog.plan(named: pending.plan))?.isFree == true
                 {
-                    try await transaction.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: self.now())
+                    try await transaction.subscriptions.setPendingChange(current.stripeSubscriptionID, plan: nil, interval: nil, now: self.now())
                 }
                 return nil
             })

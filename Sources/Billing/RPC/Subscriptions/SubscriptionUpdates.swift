@@ -9,8 +9,8 @@ extension BillingService {
     /// The tenant's live subscription, locked for the length of the change; PRECONDITION_FAILED saying what to do when
     /// there is none.
     func liveSubscription(_ transaction: TenantTransaction, for action: String) async throws -> SubscriptionRecord {
-        guard try await transaction.tenantIsLive() else { throw Self.unknownTenant(transaction.tenant) }
-        guard let current = try await transaction.currentSubscription(), !current.isTerminal else {
+        guard try await transaction.tenantRow.isLive() else { throw Self.unknownTenant(transaction.tenant) }
+        guard let current = try await transaction.subscriptions.current(), !current.isTerminal else {
             throw BillingError.preconditionFailed(
                 "this tenant has no subscription to \(action); subscribe first with billing.checkout")
         }
@@ -27,8 +27,8 @@ extension BillingService {
             return
         }
         record.lastEventAt = current.lastEventAt
-        try await transaction.updateSubscription(record, now: now())
-        try await transaction.audit(
+        try await transaction.subscriptions.update(record, now: now())
+        try await transaction.audit.record(
             actor: actor, action: action,
             before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
         try await notifier.subscriptionChanged(transaction, before: current, after: record)
@@ -41,8 +41,8 @@ extension BillingService {
     ) async throws {
         var record = current
         change(&record)
-        try await transaction.updateSubscription(record, now: now())
-        try await transaction.audit(
+        try await transaction.subscriptions.update(record, now: now())
+        try await transaction.audit.record(
             actor: actor, action: action, before: StripeEventProcessor.auditFields(current), after: StripeEventProcessor.auditFields(record))
         try await notifier.subscriptionChanged(transaction, before: current, after: record)
     }

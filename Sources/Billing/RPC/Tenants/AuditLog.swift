@@ -29,7 +29,7 @@ extension TenantService {
         let before = try Self.entryCursor(params.cursor, method: "billing.auditLog")
         return try await tenants.database.transaction(call.tenantID, operation: "read audit log", readOnly: true) { transaction in
             try await requireReadable(transaction, call)
-            let page = Self.page(try await transaction.auditEvents(before: before, limit: limit + 1), limit: limit) { String($0.id) }
+            let page = Self.page(try await transaction.audit.page(before: before, limit: limit + 1), limit: limit) { String($0.id) }
             return AuditPage(
                 items: page.rows.map { record in
                     AuditEntry(

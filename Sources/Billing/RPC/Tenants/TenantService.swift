@@ -136,8 +136,8 @@ extension TenantService {
             call.tenantID, .tenant, operation: "tenants.delete", includingDeleted: true, exclusiveLock: true,
             decide: { transaction -> PhaseOne<DeletionPlan, TenantView> in
                 let plan = DeletionPlan(
-                    subscriptions: try await transaction.allLiveSubscriptions().filter { !$0.isInvoiceBilled }.map(\.stripeSubscriptionID),
-                    sessions: try await transaction.openSessions(now: now()))
+                    subscriptions: try await transaction.subscriptions.allLive().filter { !$0.isInvoiceBilled }.map(\.stripeSubscriptionID),
+                    sessions: try await transaction.checkout.openSessions(now: now()))
                 if plan.subscriptions.isEmpty && plan.sessions.isEmpty {
                     return .answered(try await self.markDeleted(transaction, ended: [], expired: [], actor: actor, retention: retention))
                 }
@@ -171,15 +171,15 @@ extension TenantService {
     func markDeleted(
         _ transaction: TenantTransaction, ended: [Subscription], expired: [String], actor: AuditActor, retention: Duration
     ) async throws -> TenantView {
-        guard var tenant = try await transaction.lockTenantIncludingDeleted(exclusive: true) else { throw Self.unknownTenant(transaction.tenant) }
+        guard var tenant = try await transaction.tenantRow.lockIncludingDeleted(exclusive: true) else { throw Self.unknownTenant(transaction.tenant) }
         if tenant.deletedAt != nil { return TenantView(tenant, retention: retention) }
         for subscription in ended {
-            if let current = try await transaction.lockSubscription(subscription.id) {
+            if let current = try await transaction.subscriptions.lock(subscription.id) {
                 try await applyConfirmed(subscription, over: current, transaction, actor: actor, action: "subscription.canceled")
             }
         }
-        for session in expired { try await transaction.markSessionExpired(session) }
-        let all = try await transaction.allLiveSubscriptions()
+        for session in expired { try await transaction.checkout.markSessionExpired(session) }
+        let all = try await transaction.subscriptions.allLive()
         if let started = all.first(where: { !$0.isInvoiceBilled }) {
             throw BillingError.conflict(
                 "subscription \(started.stripeSubscriptionID) started while the tenant was being deleted; delete it again to cancel it too",
@@ -190,8 +190,8 @@ extension TenantService {
             try await applyLocally(subscription, transaction, actor: actor, action: "subscription.canceled") { $0.status = "canceled" }
         }
         let time = now()
-        try await transaction.markDeleted(at: time)
-        try await transaction.audit(actor: actor, action: "tenant.deleted", before: ["name": tenant.name, "email": tenant.email],
+        try await transaction.tenantRow.markDeleted(at: time)
+        try await transaction.audit.record(actor: actor, action: "tenant.deleted", before: ["name": tenant.name, "email": tenant.email],
                                     after: ["deletedAt": time.formatted(.iso8601)])
         tenant.deletedAt = time
         return TenantView(tenant, retention: retention)

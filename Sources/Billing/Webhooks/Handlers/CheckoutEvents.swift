@@ -10,8 +10,8 @@ extension StripeEventProcessor {
     /// subscription checkout links its subscription.
     func checkoutCompleted(_ session: CheckoutSession, _ context: EventContext) async throws -> EventDisposition {
         let transaction = context.transaction
-        try await transaction.markSessionComplete(session.id)
-        if let customer = session.customer?.id, try await transaction.linkCustomerIfUnset(customer) {
+        try await transaction.checkout.markSessionComplete(session.id)
+        if let customer = session.customer?.id, try await transaction.tenantRow.linkCustomerIfUnset(customer) {
             try await context.audit("customer.linked", before: nil, after: ["customer": customer, "session": session.id])
             context.scope.wakeUnresolved([customer])
         }
@@ -54,10 +54,10 @@ extension StripeEventProcessor {
             return context.rejected("setup intent \(intent.id) succeeded without a payment method")
         }
         let savedAt = Self.date(intent.created) ?? context.created
-        if try await context.transaction.defaultPaymentMethod() == method {
+        if try await context.transaction.tenantRow.defaultPaymentMethod() == method {
             return context.processed("\(method) is recorded already")
         }
-        guard try await context.transaction.setDefaultPaymentMethod(method, savedAt: savedAt) else {
+        guard try await context.transaction.tenantRow.setDefaultPaymentMethod(method, savedAt: savedAt) else {
             return context.stale("a card saved later than \(intent.id)'s is recorded already")
         }
         if let stripe, let customer = intent.customer?.id {
@@ -70,7 +70,7 @@ extension StripeEventProcessor {
         }
         try await context.audit("payment_method.saved", before: nil, after: ["paymentMethod": method, "setupIntent": intent.id])
         // Invoices that waited for a card are due now.
-        _ = try await context.transaction.rescheduleInvoicesWaitingForCard(at: context.created)
+        _ = try await context.transaction.invoices.rescheduleWaitingForCard(at: context.created)
         return context.processed()
     }
 
@@ -79,16 +79,16 @@ extension StripeEventProcessor {
         let transaction = context.transaction
         let expired = context.event.type == "checkout.session.expired"
         if expired {
-            try await transaction.markSessionExpired(session.id)
+            try await transaction.checkout.markSessionExpired(session.id)
         }
-        guard let topUp = try await transaction.lockTopUp(id: nil, sessionID: session.id, paymentIntentID: nil) else {
+        guard let topUp = try await transaction.checkout.lockTopUp(id: nil, sessionID: session.id, paymentIntentID: nil) else {
             return context.processed()
         }
         guard topUp.status == "pending" else {
             return context.processed("top-up \(topUp.id) is \(topUp.status) already")
         }
         let status = expired ? "expired" : "failed"
-        try await transaction.updateTopUp(
+        try await transaction.checkout.updateTopUp(
             topUp.id, status: status, lastFailure: expired ? nil : "the asynchronous payment failed")
         try await context.audit("topup.\(status)", before: ["topUp": topUp.id.lowercased, "status": topUp.status],
                                 after: ["topUp": topUp.id.lowercased, "status": status])

@@ -29,21 +29,21 @@ extension StripeEventProcessor {
             return context.processed("\(customer.id) has no invoice settings")
         }
         let method = settings.defaultPaymentMethod?.id
-        let current = try await context.transaction.defaultPaymentMethod()
+        let current = try await context.transaction.tenantRow.defaultPaymentMethod()
         guard method != current else {
             return context.processed("the default payment method is \(method ?? "none") already")
         }
         // Read from Stripe, it is the state now (and never older than the event, whose time may run ahead of ours on
         // a test clock); from the event alone, as of the event.
         let asOf = stripe == nil ? context.created : max(context.created, now())
-        guard try await context.transaction.setDefaultPaymentMethod(method, savedAt: asOf) else {
+        guard try await context.transaction.tenantRow.setDefaultPaymentMethod(method, savedAt: asOf) else {
             return context.stale("a payment method change made later than this event is recorded already")
         }
         try await context.audit(
             method == nil ? "payment_method.removed" : "payment_method.default_changed",
             before: current.map { ["paymentMethod": $0] }, after: method.map { ["paymentMethod": $0, "customer": customer.id] })
         if method != nil {
-            _ = try await context.transaction.rescheduleInvoicesWaitingForCard(at: context.created)
+            _ = try await context.transaction.invoices.rescheduleWaitingForCard(at: context.created)
         }
         return context.processed()
     }
@@ -51,18 +51,18 @@ extension StripeEventProcessor {
     /// `customer.deleted`: the tenant loses the customer, and its live subscriptions with it end now.
     func customerDeleted(_ customer: Customer, _ context: EventContext) async throws -> EventDisposition {
         let transaction = context.transaction
-        let ended = try await transaction.liveSubscriptions(customer: customer.id)
+        let ended = try await transaction.subscriptions.live(customer: customer.id)
         for var subscription in ended {
             let previous = subscription
             let before = Self.auditFields(subscription)
             subscription.status = "canceled"
             subscription.pastDueSince = nil
             subscription.lastEventAt = max(subscription.lastEventAt ?? context.created, context.created)
-            try await transaction.updateSubscription(subscription, now: now())
+            try await transaction.subscriptions.update(subscription, now: now())
             try await context.audit("subscription.ended", before: before, after: Self.auditFields(subscription))
             try await notifier.subscriptionChanged(transaction, before: previous, after: subscription)
         }
-        if try await transaction.unlinkCustomer(customer.id) {
+        if try await transaction.tenantRow.unlinkCustomer(customer.id) {
             try await context.audit("customer.unlinked", before: ["customer": customer.id], after: ["customer": ""])
         }
         return context.processed(ended.isEmpty ? nil : "ended \(ended.count) subscription(s)")

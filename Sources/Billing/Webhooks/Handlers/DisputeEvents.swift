@@ -9,13 +9,13 @@ extension StripeEventProcessor {
     func disputeChanged(_ dispute: Dispute, _ context: EventContext) async throws -> EventDisposition {
         let transaction = context.transaction
         guard let reference = dispute.paymentIntent?.id ?? dispute.charge?.id,
-              var payment = try await transaction.lockPayment(reference)
+              var payment = try await transaction.payments.lock(reference)
         else {
             return .unresolved(
                 note: "dispute \(dispute.id) is about a payment not recorded yet",
                 waitingFor: [dispute.paymentIntent?.id, dispute.charge?.id].compactMap { $0 })
         }
-        let existing = try await transaction.lockDispute(dispute.id)
+        let existing = try await transaction.payments.lockDispute(dispute.id)
         if let existing, context.created < existing.lastEventAt {
             return context.stale("an event of \(existing.lastEventAt) about \(dispute.id) was applied already")
         }
@@ -24,14 +24,14 @@ extension StripeEventProcessor {
         }
         let outcome = DisputeOutcome.of(stripeStatus: dispute.status, closing: context.event.type == "charge.dispute.closed")
         let closed = outcome != .open
-        try await transaction.saveDispute(DisputeRecord(
+        try await transaction.payments.saveDispute(DisputeRecord(
             disputeID: dispute.id, paymentID: payment.paymentID, amount: dispute.amount, currency: dispute.currency,
             reason: dispute.reason, status: dispute.status, openedAt: existing?.openedAt ?? Self.date(dispute.created) ?? context.created,
             closedAt: closed ? context.created : nil, lastEventAt: context.created))
         let before = payment
         payment.disputeStatus = outcome
         payment = try await settle(payment, context)
-        try await transaction.updatePayment(payment, now: now())
+        try await transaction.payments.update(payment, now: now())
         if before != payment || existing?.status != dispute.status {
             try await context.audit(
                 existing == nil ? "dispute.opened" : closed ? "dispute.closed" : "dispute.updated",

@@ -9,7 +9,7 @@ extension StripeEventProcessor {
     /// `invoice.*`: Stripe Billing's invoice for the tenant, with its payment problem if any, linked to its payment.
     func invoiceChanged(_ invoice: Invoice, _ context: EventContext) async throws -> EventDisposition {
         let transaction = context.transaction
-        if let (last, status) = try await transaction.lockStripeInvoice(invoice.id) {
+        if let (last, status) = try await transaction.invoices.lockStripeInvoice(invoice.id) {
             if context.created < last {
                 return context.stale("an event of \(last) about \(invoice.id) was applied already")
             }
@@ -23,9 +23,9 @@ extension StripeEventProcessor {
         case "invoice.payment_action_required": "action_required"
         case "invoice.overdue": "overdue"
         case "invoice.finalization_failed": "finalization_failed"
-        default: invoice.status == "open" ? try await transaction.stripeInvoiceProblem(invoice.id) : nil
+        default: invoice.status == "open" ? try await transaction.invoices.stripeInvoiceProblem(invoice.id) : nil
         }
-        try await transaction.saveStripeInvoice(StripeInvoiceRecord(
+        try await transaction.invoices.saveStripeInvoice(StripeInvoiceRecord(
             invoiceID: invoice.id, stripeSubscriptionID: invoice.subscriptionID, number: invoice.number, status: invoice.status,
             amountDue: invoice.amountDue ?? 0, amountPaid: invoice.amountPaid ?? 0, amountRemaining: invoice.amountRemaining ?? 0,
             currency: invoice.currency, hostedInvoiceURL: invoice.hostedInvoiceURL, attemptCount: invoice.attemptCount ?? 0,
@@ -33,7 +33,7 @@ extension StripeEventProcessor {
             periodStart: Self.date(invoice.periodStart), periodEnd: Self.date(invoice.periodEnd), lastEventAt: context.created,
             createdAt: Self.date(invoice.created) ?? context.created), now: now())
         if invoice.status == "paid", let intent = invoice.paymentIntentID {
-            try await transaction.linkPayment(intent, toInvoice: invoice.id)
+            try await transaction.payments.link(intent, toInvoice: invoice.id)
         }
         if context.event.type == "invoice.payment_failed" || context.event.type == "invoice.payment_action_required" {
             try await notifier.paymentFailed(transaction, [
@@ -69,7 +69,7 @@ extension StripeEventProcessor {
         guard let intent = payment.payment?.paymentIntent?.id else {
             return context.ignored("invoice payment \(payment.id ?? "-") of \(invoice) was not made by a PaymentIntent")
         }
-        guard try await context.transaction.linkPayment(intent, toInvoice: invoice) else {
+        guard try await context.transaction.payments.link(intent, toInvoice: invoice) else {
             throw RetryLater("the payment \(intent) of \(invoice) is not recorded yet")
         }
         try await context.audit("invoice.payment_linked", before: nil, after: [

@@ -37,7 +37,7 @@ extension StripeEventProcessor {
             return context.processed("an invoice payment attempt; dunning handles it")
         }
         guard intent.metadata?["purpose"] == "credit_topup",
-              let topUp = try await context.transaction.lockTopUp(
+              let topUp = try await context.transaction.checkout.lockTopUp(
                 id: intent.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intent.id)
         else {
             try await context.audit("payment.failed", before: nil, after: ["paymentIntent": intent.id, "failure": failure])
@@ -47,7 +47,7 @@ extension StripeEventProcessor {
             ])
             return context.processed()
         }
-        try await context.transaction.updateTopUp(topUp.id, status: topUp.status, paymentIntentID: intent.id, lastFailure: failure)
+        try await context.transaction.checkout.updateTopUp(topUp.id, status: topUp.status, paymentIntentID: intent.id, lastFailure: failure)
         try await notifier.paymentFailed(context.transaction, [
             "paymentIntentId": .string(intent.id), "amount": .integer(intent.amount), "currency": .string(intent.currency),
             "failure": .string(failure), "purpose": "credit_topup", "topUpId": .string(topUp.id.lowercased),
@@ -76,7 +76,7 @@ extension StripeEventProcessor {
         let transaction = context.transaction
         var topUp = known
         if topUp == nil, intentID != nil || metadata["top_up_id"] != nil,
-           let found = try await transaction.lockTopUp(
+           let found = try await transaction.checkout.lockTopUp(
             id: metadata["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intentID),
            found.status == "paid" || metadata["top_up_id"] != nil
         {
@@ -85,9 +85,9 @@ extension StripeEventProcessor {
         guard let key = intentID ?? chargeID else { throw RetryLater("a payment without a PaymentIntent or charge id") }
         let purpose = topUp != nil || metadata["purpose"] == "credit_topup" ? "credit_topup"
             : metadata["invoice_id"] != nil ? "invoice" : "other"
-        try await transaction.lockPaymentKey(key)
-        var existing = try await transaction.lockPayment(key)
-        if existing == nil, let chargeID { existing = try await transaction.lockPayment(chargeID) }
+        try await transaction.payments.lockKey(key)
+        var existing = try await transaction.payments.lock(key)
+        if existing == nil, let chargeID { existing = try await transaction.payments.lock(chargeID) }
         guard var payment = existing else {
             var payment = PaymentRecord(
                 paymentID: key, paymentIntentID: intentID, chargeID: chargeID, amount: amount,
@@ -95,7 +95,7 @@ extension StripeEventProcessor {
                 currency: currency.lowercased(), purpose: purpose, topUpID: topUp?.id, stripeInvoiceID: metadata["invoice_id"],
                 credits: topUp?.credits ?? 0, createdAt: created)
             payment = try await settle(payment, context)
-            try await transaction.insertPayment(payment)
+            try await transaction.payments.insert(payment)
             try await context.audit("payment.recorded", before: nil, after: Self.auditFields(payment))
             // Refunds and disputes that arrived first were waiting for it.
             context.scope.wakeUnresolved([key, intentID, chargeID])
@@ -117,11 +117,11 @@ extension StripeEventProcessor {
     /// still standing add up to, whichever is more: the two agree once every event has arrived, in any order.
     func restate(_ payment: PaymentRecord, from before: PaymentRecord, _ context: EventContext) async throws -> PaymentRecord {
         var payment = payment
-        let refunds = try await context.transaction.refundTotals(paymentID: payment.paymentID)
+        let refunds = try await context.transaction.payments.refundTotals(paymentID: payment.paymentID)
         payment.amountRefunded = min(payment.amount, max(0, payment.chargeAmountRefunded - refunds.failed, refunds.standing))
         payment = try await settle(payment, context)
         if payment != before {
-            try await context.transaction.updatePayment(payment, now: now())
+            try await context.transaction.payments.update(payment, now: now())
             try await context.audit("payment.updated", before: Self.auditFields(before), after: Self.auditFields(payment))
         }
         return payment
@@ -154,13 +154,13 @@ extension StripeEventProcessor {
         let (kind, reason, target) = (change.kind.rawValue, change.kind.reason, change.target)
         // The target state in the name: one event may settle a payment twice (its charge, then its refunds), never
         // to the same state.
-        let applied = try await context.transaction.appendCredits(
+        let applied = try await context.transaction.credits.append(
             source: "\(kind):\(payment.paymentID):\(context.event.id):\(target.takenBack)/\(target.frozen)", kind: kind,
             amount: change.availableChange,
             frozenDelta: change.frozenChange, reason: "\(reason) (payment \(payment.paymentID))", stripeEvent: context.event.id)
         guard let available = applied else { return payment }
         try await notifier.creditsChanged(
-            context.transaction, available: available, frozen: try await context.transaction.creditBalance().frozen,
+            context.transaction, available: available, frozen: try await context.transaction.credits.balance().frozen,
             change: change.availableChange, frozenChange: change.frozenChange, kind: kind, reason: reason)
         payment.creditsTakenBack = target.takenBack
         payment.creditsFrozen = target.frozen

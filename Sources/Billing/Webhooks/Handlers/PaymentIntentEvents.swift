@@ -18,11 +18,11 @@ extension StripeEventProcessor {
     func paymentIntentCanceled(_ intent: PaymentIntent, _ context: EventContext) async throws -> EventDisposition {
         let reason = "the payment was canceled (\(intent.cancellationReason ?? "no reason given"))"
         if intent.metadata?["purpose"] == "credit_topup",
-           let topUp = try await context.transaction.lockTopUp(
+           let topUp = try await context.transaction.checkout.lockTopUp(
                id: intent.metadata?["top_up_id"].flatMap(UUID.init(uuidString:)), sessionID: nil, paymentIntentID: intent.id),
            topUp.status == "pending"
         {
-            try await context.transaction.updateTopUp(topUp.id, status: "failed", paymentIntentID: intent.id, lastFailure: reason)
+            try await context.transaction.checkout.updateTopUp(topUp.id, status: "failed", paymentIntentID: intent.id, lastFailure: reason)
             try await context.audit("topup.failed", before: ["topUp": topUp.id.lowercased, "status": topUp.status],
                                     after: ["topUp": topUp.id.lowercased, "status": "failed", "failure": reason])
             return context.processed()

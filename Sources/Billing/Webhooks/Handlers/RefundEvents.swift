@@ -25,7 +25,7 @@ extension StripeEventProcessor {
     /// fails gives it back.
     func refundChanged(_ refund: Refund, _ context: EventContext) async throws -> EventDisposition {
         guard let reference = refund.paymentIntent?.id ?? refund.charge?.id,
-              let payment = try await context.transaction.lockPayment(reference)
+              let payment = try await context.transaction.payments.lock(reference)
         else {
             // Waits, never parked, until the payment's own event arrives (which wakes it).
             return .unresolved(
@@ -49,7 +49,7 @@ extension StripeEventProcessor {
     @discardableResult
     func recordRefund(_ refund: Refund, payment: PaymentRecord, _ context: EventContext) async throws -> Bool {
         let status = refund.status ?? "succeeded"
-        let (before, after) = try await context.transaction.upsertRefund(
+        let (before, after) = try await context.transaction.payments.upsertRefund(
             id: refund.id, paymentID: payment.paymentID, amount: refund.amount, currency: refund.currency ?? payment.currency,
             status: status, reason: refund.metadata?["reason"] ?? refund.reason, failureReason: refund.failureReason,
             createdAt: Self.date(refund.created) ?? context.created, now: now(), requestKey: refund.metadata?["billing_request"])

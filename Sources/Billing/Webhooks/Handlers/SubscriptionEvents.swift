@@ -10,8 +10,8 @@ extension StripeEventProcessor {
         let transaction = context.transaction
         // The tenant before the subscription (the order the management paths lock them in), held so that a
         // deletion running now is waited for and seen.
-        let tenantIsLive = try await transaction.holdTenantIfLive()
-        let existing = try await transaction.lockSubscription(object.id)
+        let tenantIsLive = try await transaction.tenantRow.holdIfLive()
+        let existing = try await transaction.subscriptions.lock(object.id)
         var subscription = object
         // An ending is final in Stripe: it applies whatever arrived before it, and nothing applies after it.
         let ends = SubscriptionStatus.isTerminal(object.status)
@@ -39,14 +39,14 @@ extension StripeEventProcessor {
         }
         record.lastEventAt = max(existing?.lastEventAt ?? context.created, context.created)
         if let existing {
-            try await transaction.updateSubscription(record, now: now())
+            try await transaction.subscriptions.update(record, now: now())
             if Self.auditFields(existing) != Self.auditFields(record) {
                 try await context.audit(
                     "subscription.updated", before: Self.auditFields(existing), after: Self.auditFields(record))
                 try await notifier.subscriptionChanged(transaction, before: existing, after: record)
             }
         } else {
-            guard try await transaction.insertSubscription(record, now: now()) else {
+            guard try await transaction.subscriptions.insert(record, now: now()) else {
                 throw RetryLater("another event inserted \(object.id) at the same moment")
             }
             try await context.audit("subscription.created", before: nil, after: Self.auditFields(record))
@@ -83,9 +83,9 @@ extension StripeEventProcessor {
             if !canceled.isTerminal { canceled.status = "canceled" }
             canceled.lastEventAt = max(existing?.lastEventAt ?? context.created, context.created)
             if let existing {
-                try await transaction.updateSubscription(canceled, now: now())
+                try await transaction.subscriptions.update(canceled, now: now())
                 try await notifier.subscriptionChanged(transaction, before: existing, after: canceled)
-            } else if try await !transaction.insertSubscription(canceled, now: now()) {
+            } else if try await !transaction.subscriptions.insert(canceled, now: now()) {
                 throw RetryLater("another event inserted \(id) at the same moment")
             }
             try await context.audit(
@@ -105,8 +105,8 @@ extension StripeEventProcessor {
         guard let subscriptionID = session.subscription?.id else {
             return context.rejected("checkout session \(session.id) in subscription mode has no subscription")
         }
-        let tenantIsLive = try await context.transaction.holdTenantIfLive()
-        if try await context.transaction.lockSubscription(subscriptionID) != nil {
+        let tenantIsLive = try await context.transaction.tenantRow.holdIfLive()
+        if try await context.transaction.subscriptions.lock(subscriptionID) != nil {
             return context.processed("subscription \(subscriptionID) was already known")
         }
         if !tenantIsLive {
@@ -128,7 +128,7 @@ extension StripeEventProcessor {
             case .failure(let reason): return context.rejected(reason.description)
             }
         }
-        guard try await context.transaction.insertSubscription(record, now: now()) else {
+        guard try await context.transaction.subscriptions.insert(record, now: now()) else {
             throw RetryLater("another event inserted \(subscriptionID) at the same moment")
         }
         try await context.audit("subscription.linked", before: nil, after: Self.auditFields(record).merging(["session": session.id]) { $1 })

@@ -12,7 +12,7 @@ extension StripeEventProcessor {
         _ context: EventContext
     ) async throws -> EventDisposition {
         let transaction = context.transaction
-        guard let topUp = try await transaction.lockTopUp(id: id, sessionID: sessionID, paymentIntentID: paymentIntentID) else {
+        guard let topUp = try await transaction.checkout.lockTopUp(id: id, sessionID: sessionID, paymentIntentID: paymentIntentID) else {
             return context.rejected(
                 "no top-up of this tenant matches \(id?.lowercased ?? "-") / \(sessionID ?? "-") / \(paymentIntentID ?? "-")")
         }
@@ -29,7 +29,7 @@ extension StripeEventProcessor {
                 // Credited already on a matching event: this one disagrees, so say so and change nothing.
                 return context.processed("not credited again: \(flag)")
             }
-            try await transaction.updateTopUp(topUp.id, status: "flagged", paymentIntentID: paymentIntentID, flag: flag)
+            try await transaction.checkout.updateTopUp(topUp.id, status: "flagged", paymentIntentID: paymentIntentID, flag: flag)
             try await context.audit("topup.flagged", before: ["topUp": topUp.id.lowercased, "status": topUp.status],
                                     after: ["topUp": topUp.id.lowercased, "status": "flagged", "flag": flag])
             return context.processed("flagged, not credited: \(flag)")
@@ -37,15 +37,15 @@ extension StripeEventProcessor {
         // Lock order in every money handler: top-up, then the payment's id and row, then the balance (taken by the
         // ledger append).
         if let paymentIntentID = paymentIntentID ?? topUp.paymentIntentID {
-            try await transaction.lockPaymentKey(paymentIntentID)
-            _ = try await transaction.lockPayment(paymentIntentID)
+            try await transaction.payments.lockKey(paymentIntentID)
+            _ = try await transaction.payments.lock(paymentIntentID)
         }
-        let before = try await transaction.creditBalance()
-        let balance = try await transaction.appendCredits(
+        let before = try await transaction.credits.balance()
+        let balance = try await transaction.credits.append(
             source: "topup:\(topUp.id.lowercased)", kind: "topup", amount: topUp.credits,
             reason: "top-up of \(topUp.credits) credits (\(Money(amount: amount, currency: currency).formatted))", stripeEvent: context.event.id)
         if topUp.status != "paid" || topUp.paymentIntentID == nil {
-            try await transaction.updateTopUp(topUp.id, status: "paid", paymentIntentID: paymentIntentID, paidAt: context.created)
+            try await transaction.checkout.updateTopUp(topUp.id, status: "paid", paymentIntentID: paymentIntentID, paidAt: context.created)
         }
         if let balance {
             try await notifier.creditsChanged(

@@ -29,16 +29,6 @@ public struct OutboxEntry: Sendable, Equatable {
     public var deliveredAt: Date?
 }
 
-extension TenantTransaction {
-    /// Writes an event for the SaaS product in this transaction: it exists exactly when the change it reports does.
-    public func emit(id: UUID, type: String, payload: String, at time: Date) async throws {
-        try await connection.query("""
-            INSERT INTO billing.outbox_events (tenant_id, event_id, type, payload, created_at, next_attempt_at)
-            VALUES (\(tenant), \(id), \(type), \(payload), \(time), \(time))
-            """, logger: logger)
-    }
-}
-
 /// The outbox, reached for delivery only through its SQL functions.
 public struct Outbox: Sendable {
     public let database: BillingDatabase

@@ -1,3 +1,4 @@
+import BillingCore
 import Foundation
 import Logging
 import PostgresNIO
@@ -31,27 +32,20 @@ public struct LedgerEntry: Sendable, Equatable {
     public var createdAt: Date
 }
 
+/// The tenant's credit ledger and its balance.
+public struct CreditStore: TenantScopedStore {
+    let transaction: TenantTransaction
+}
+
 extension TenantTransaction {
-    /// Whether the tenant exists and is not deleted (or, `includingDeleted`, exists at all: operators still read a
-    /// deleted tenant's data until it is purged). No lock: the balance row serializes credit movements.
-    public func tenantIsLive(includingDeleted: Bool = false) async throws -> Bool {
-        try await connection.first(
-            "SELECT count(*)::int FROM billing.tenants WHERE id = \(tenant) AND (deleted_at IS NULL OR \(includingDeleted))",
-            as: Int.self, logger: logger) == 1
-    }
+    /// The tenant's credit ledger and its balance.
+    public var credits: CreditStore { CreditStore(transaction: self) }
+}
 
-    /// Whether the tenant is live, holding its row until the transaction ends (`FOR KEY SHARE`: other holders and
-    /// updates of its columns go on). A deletion under way (which locks the row) is waited for and then seen; one
-    /// that starts later waits for this transaction and then sees what it wrote. So a subscription event and
-    /// `tenants.delete` cannot pass each other unseen.
-    public func holdTenantIfLive() async throws -> Bool {
-        try await connection.first(
-            "SELECT deleted_at IS NULL FROM billing.tenants WHERE id = \(tenant) FOR KEY SHARE", as: Bool.self, logger: logger) ?? false
-    }
-
+extension CreditStore {
     /// A credit movement named by `source`, once: a repeat returns the first entry. With `requireBalance`, a movement
     /// that would take the available balance below zero is refused and changes nothing.
-    public func applyCredits(source: String, kind: String, amount: Int, reason: String?, requireBalance: Bool) async throws -> CreditEntryResult {
+    public func apply(source: String, kind: String, amount: Int, reason: String?, requireBalance: Bool) async throws -> CreditEntryResult {
         let rows = try await connection.query("""
             SELECT * FROM billing.apply_credit_entry(\(tenant), \(source), \(kind), \(Int64(amount)), \(reason), \(requireBalance))
             """, logger: logger)
@@ -63,6 +57,23 @@ extension TenantTransaction {
                 balanceAfter: after, reason: reason, createdAt: created, available: available, frozen: frozen)
         }
         throw StoreError.database(operation: "apply credits", message: "apply_credit_entry returned no row", sqlState: nil)
+    }
+
+    /// Appends a ledger entry and moves the balances (available by `amount`, frozen by `frozenDelta`) once per
+    /// `source`. Returns the new available balance, or nil when that source was applied before.
+    public func append(
+        source: String, kind: String, amount: Int, frozenDelta: Int = 0, reason: String?, stripeEvent: String?
+    ) async throws -> Int? {
+        try await connection.first("""
+            SELECT billing.append_credit_entry(\(tenant), \(source), \(kind), \(Int64(amount)), \(Int64(frozenDelta)), \(reason), \(stripeEvent))
+            """, as: Int?.self, logger: logger) ?? nil
+    }
+
+    public func balance() async throws -> (available: Int, frozen: Int) {
+        let rows = try await connection.query(
+            "SELECT available, frozen FROM billing.credit_balances WHERE tenant_id = \(tenant)", logger: logger)
+        for try await (available, frozen) in rows.decode((Int, Int).self) { return (available, frozen) }
+        return (0, 0)
     }
 
     /// Ledger entries newest first, older than `before` (an entry id) when given. Entries of one tenant get their ids

@@ -309,49 +309,6 @@ extension EventInbox {
             throw StoreError.wrap(error, operation: "newest event")
         }
     }
-
-    /// Tenants whose pending plan change takes effect by `by` (ids only).
-    public func planChangesDue(by: Date, limit: Int) async throws(StoreError) -> [UUID] {
-        try await tenantIDs("SELECT * FROM billing.pending_plan_changes_due(\(by), \(limit)::int)", operation: "plan changes due")
-    }
-
-    /// Tenants whose past-due grace ended (past due since before `since`) and was not announced yet (ids only).
-    public func gracePeriodsEnded(since: Date, limit: Int) async throws(StoreError) -> [UUID] {
-        try await tenantIDs("SELECT * FROM billing.grace_periods_ended(\(since), \(limit)::int)", operation: "grace periods ended")
-    }
-
-    func tenantIDs(_ query: PostgresQuery, operation: String) async throws(StoreError) -> [UUID] {
-        do {
-            var found: [UUID] = []
-            let rows = try await database.client.query(query, logger: database.logger)
-            for try await tenant in rows.decode(UUID.self) { found.append(tenant) }
-            return found
-        } catch {
-            throw StoreError.wrap(error, operation: operation)
-        }
-    }
-
-    /// Live current subscriptions no event has touched since `before`, across tenants (ids only).
-    public func subscriptionsToRefresh(before: Date, limit: Int) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
-        try await subscriptions("SELECT * FROM billing.subscriptions_to_refresh(\(before), \(limit)::int)", operation: "subscriptions to refresh")
-    }
-
-    /// Stripe subscriptions still live although their tenant was deleted (they came alive while it was deleted).
-    public func liveSubscriptionsOfDeletedTenants(limit: Int) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
-        try await subscriptions(
-            "SELECT * FROM billing.live_subscriptions_of_deleted_tenants(\(limit)::int)", operation: "live subscriptions of deleted tenants")
-    }
-
-    func subscriptions(_ query: PostgresQuery, operation: String) async throws(StoreError) -> [(tenant: UUID, subscription: String)] {
-        do {
-            var found: [(UUID, String)] = []
-            let rows = try await database.client.query(query, logger: database.logger)
-            for try await (tenant, subscription) in rows.decode((UUID, String).self) { found.append((tenant, subscription)) }
-            return found
-        } catch {
-            throw StoreError.wrap(error, operation: operation)
-        }
-    }
 }
 
 extension Mutex where Value: Sendable {

@@ -94,41 +94,64 @@ public struct PendingCharge: Sendable, Equatable {
     public var invoiceID: UUID?
 }
 
+public struct StripeInvoiceRecord: Sendable, Equatable {
+    public var invoiceID: String
+    public var stripeSubscriptionID: String?
+    public var number: String?
+    public var status: String?
+    public var amountDue: Int
+    public var amountPaid: Int
+    public var amountRemaining: Int
+    public var currency: String?
+    public var hostedInvoiceURL: String?
+    public var attemptCount: Int
+    public var nextPaymentAttempt: Date?
+    public var paymentProblem: String?
+    public var periodStart: Date?
+    public var periodEnd: Date?
+    public var lastEventAt: Date
+    public var createdAt: Date
+
+    public init(
+        invoiceID: String, stripeSubscriptionID: String?, number: String?, status: String?, amountDue: Int, amountPaid: Int,
+        amountRemaining: Int, currency: String?, hostedInvoiceURL: String?, attemptCount: Int, nextPaymentAttempt: Date?,
+        paymentProblem: String?, periodStart: Date?, periodEnd: Date?, lastEventAt: Date, createdAt: Date
+    ) {
+        self.invoiceID = invoiceID
+        self.stripeSubscriptionID = stripeSubscriptionID
+        self.number = number
+        self.status = status
+        self.amountDue = amountDue
+        self.amountPaid = amountPaid
+        self.amountRemaining = amountRemaining
+        self.currency = currency
+        self.hostedInvoiceURL = hostedInvoiceURL
+        self.attemptCount = attemptCount
+        self.nextPaymentAttempt = nextPaymentAttempt
+        self.paymentProblem = paymentProblem
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+        self.lastEventAt = lastEventAt
+        self.createdAt = createdAt
+    }
+}
+
+/// The tenant's invoices: ours (with their charges and attempts) and Stripe Billing's.
+public struct InvoiceStore: TenantScopedStore {
+    let transaction: TenantTransaction
+}
+
 extension TenantTransaction {
-    // MARK: Invoice-billed subscriptions
+    /// The tenant's invoices: ours (with their charges and attempts) and Stripe Billing's.
+    public var invoices: InvoiceStore { InvoiceStore(transaction: self) }
+}
 
-    /// Starts a subscription this server bills by invoice; it becomes the tenant's current one.
-    public func insertInvoiceSubscription(
-        id: String, plan: String, interval: String, seats: Int, periodStart: Date, periodEnd: Date, now: Date
-    ) async throws {
-        try await connection.query("""
-            INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, plan, billing_interval, seats, status,
-                current_period_start, current_period_end, billing_mode, is_current, stripe_created_at, created_at, updated_at)
-            VALUES (\(tenant), \(id), \(plan), \(interval), \(seats), 'active', \(periodStart), \(periodEnd), 'invoice', false,
-                \(now), \(now), \(now))
-            """, logger: logger)
-        try await pickCurrentSubscription()
-    }
-
-    /// The current subscription when this server bills it by invoice, with its period's start; locked.
-    public func invoiceSubscription() async throws -> (record: SubscriptionRecord, periodStart: Date)? {
-        guard let current = try await currentSubscription() else { return nil }
-        let start = try await connection.first("""
-            SELECT current_period_start FROM billing.subscriptions
-            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(current.stripeSubscriptionID) AND billing_mode = 'invoice'
-            """, as: Date?.self, logger: logger) ?? nil
-        guard let start else { return nil }
-        return (current, start)
-    }
-
-    public func advancePeriod(_ subscriptionID: String, start: Date, end: Date, now: Date) async throws {
-        try await connection.query("""
-            UPDATE billing.subscriptions SET current_period_start = \(start), current_period_end = \(end), updated_at = \(now)
-            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID)
-            """, logger: logger)
-    }
-
-    // MARK: One-off charges
+extension InvoiceStore {
+    static let columns = """
+        SELECT invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency, subtotal, credits_applied,
+               credit_amount, amount_due, attempts, next_attempt_at, payment_link, paid_at, created_at, first_failed_at, overdue_at
+        FROM billing.invoices
+        """
 
     /// Records a charge for the next invoice, once per key; returns it (the first one for a repeated key).
     public func addCharge(id: UUID, description: String, amount: Int, currency: String, key: String, now: Date) async throws -> PendingCharge {
@@ -161,17 +184,15 @@ extension TenantTransaction {
         return charges
     }
 
-    // MARK: Invoices
-
     /// The number of the tenant's oldest overdue invoice (any subscription's), if it has one.
-    public func oldestOverdueInvoice() async throws -> String? {
+    public func oldestOverdue() async throws -> String? {
         try await connection.first("""
             SELECT number FROM billing.invoices WHERE tenant_id = \(tenant) AND status = 'overdue'
             ORDER BY overdue_at, number LIMIT 1
             """, as: String.self, logger: logger)
     }
 
-    public func invoiceExists(subscriptionID: String, periodStart: Date) async throws -> Bool {
+    public func exists(subscriptionID: String, periodStart: Date) async throws -> Bool {
         try await connection.first("""
             SELECT count(*)::int FROM billing.invoices
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID) AND period_start = \(periodStart)
@@ -179,14 +200,14 @@ extension TenantTransaction {
     }
 
     /// The next number of the platform's gapless sequence, taken in this transaction.
-    public func nextInvoiceNumber() async throws -> String {
+    public func nextNumber() async throws -> String {
         guard let number = try await connection.first("SELECT billing.next_invoice_number()", as: String.self, logger: logger) else {
             throw StoreError.database(operation: "invoice number", message: "no number", sqlState: nil)
         }
         return number
     }
 
-    public func insertInvoice(_ invoice: InvoiceRecord, charges: [UUID]) async throws {
+    public func insert(_ invoice: InvoiceRecord, charges: [UUID]) async throws {
         try await connection.query("""
             INSERT INTO billing.invoices (tenant_id, invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency,
                 subtotal, credits_applied, credit_amount, amount_due, next_attempt_at, paid_at, created_at)
@@ -208,9 +229,9 @@ extension TenantTransaction {
     }
 
     /// One of this server's invoices with its lines; locked unless only read (the hosted view).
-    public func invoice(_ id: UUID, lock: Bool = true) async throws -> InvoiceRecord? {
+    public func find(_ id: UUID, lock: Bool = true) async throws -> InvoiceRecord? {
         let rows = try await connection.query("""
-            \(unescaped: Self.invoiceColumns) WHERE tenant_id = \(tenant) AND invoice_id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")
+            \(unescaped: Self.columns) WHERE tenant_id = \(tenant) AND invoice_id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")
             """, logger: logger)
         guard var invoice = try await decodeInvoices(rows).first else { return nil }
         let lines = try await connection.query("""
@@ -222,12 +243,6 @@ extension TenantTransaction {
         }
         return invoice
     }
-
-    static let invoiceColumns = """
-        SELECT invoice_id, number, stripe_subscription_id, period_start, period_end, status, currency, subtotal, credits_applied,
-               credit_amount, amount_due, attempts, next_attempt_at, payment_link, paid_at, created_at, first_failed_at, overdue_at
-        FROM billing.invoices
-        """
 
     func decodeInvoices(_ rows: PostgresRowSequence) async throws -> [InvoiceRecord] {
         var invoices: [InvoiceRecord] = []
@@ -249,9 +264,9 @@ extension TenantTransaction {
     }
 
     /// Invoices to collect by `at` (open and due) or to write off (overdue since before `overdueBefore`), locked.
-    public func invoicesToCollect(at: Date, overdueBefore: Date) async throws -> [InvoiceRecord] {
+    public func toCollect(at: Date, overdueBefore: Date) async throws -> [InvoiceRecord] {
         let rows = try await connection.query("""
-            \(unescaped: Self.invoiceColumns)
+            \(unescaped: Self.columns)
             WHERE tenant_id = \(tenant) AND ((status IN ('open', 'action_required') AND next_attempt_at <= \(at))
                   OR (status = 'overdue' AND overdue_at <= \(overdueBefore)))
             ORDER BY created_at FOR UPDATE
@@ -280,7 +295,7 @@ extension TenantTransaction {
     }
 
     /// What the subscription's unpaid invoices say its status is: `unpaid` when one is overdue, `active` otherwise.
-    public func invoiceSubscriptionStatus(_ subscriptionID: String) async throws -> String {
+    public func subscriptionStatus(_ subscriptionID: String) async throws -> String {
         let overdue = try await connection.first("""
             SELECT count(*)::int FROM billing.invoices
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID) AND status = 'overdue'
@@ -289,7 +304,7 @@ extension TenantTransaction {
     }
 
     /// Open invoices that were waiting for a card are due now (one was just saved). Returns how many.
-    public func rescheduleInvoicesWaitingForCard(at: Date) async throws -> Int {
+    public func rescheduleWaitingForCard(at: Date) async throws -> Int {
         try await connection.first("""
             WITH u AS (UPDATE billing.invoices SET next_attempt_at = \(at)
                        WHERE tenant_id = \(tenant) AND status = 'open' AND next_attempt_at IS NULL RETURNING 1)
@@ -309,7 +324,7 @@ extension TenantTransaction {
     }
 
     /// Ours and Stripe Billing's invoices, newest first, after the keyset `(createdAt, id)` when given.
-    public func invoiceSummaries(before: (Date, String)?, limit: Int) async throws -> [InvoiceSummary] {
+    public func summaries(before: (Date, String)?, limit: Int) async throws -> [InvoiceSummary] {
         let rows = try await connection.query("""
             SELECT id, source, number, status, amount_due, currency, period_start, period_end, hosted_url, created_at FROM (
                 SELECT invoice_id::text AS id, 'billing' AS source, number, status, amount_due, currency, period_start, period_end,
@@ -333,16 +348,40 @@ extension TenantTransaction {
         }
         return summaries
     }
-}
 
-extension EventInbox {
-    /// Tenants with an invoice to collect by `at`, or overdue since before `overdueBefore` (ids only).
-    public func tenantsWithInvoicesToCollect(at: Date, overdueBefore: Date) async throws(StoreError) -> [UUID] {
-        try await tenantIDs("SELECT * FROM billing.invoices_to_collect(\(at), \(overdueBefore))", operation: "invoices to collect")
+    /// When the invoice's newest applied event was created, and its status; nil for an invoice new to us. Locks it.
+    public func lockStripeInvoice(_ id: String) async throws -> (Date, String?)? {
+        let rows = try await connection.query(
+            "SELECT last_event_at, status FROM billing.stripe_invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id) FOR UPDATE",
+            logger: logger)
+        for try await (last, status) in rows.decode((Date, String?).self) { return (last, status) }
+        return nil
     }
 
-    /// Tenants billed by invoice whose current period has started by `at` (ids only).
-    public func invoiceBilledTenants(at: Date) async throws(StoreError) -> [UUID] {
-        try await tenantIDs("SELECT * FROM billing.invoice_billed_tenants(\(at))", operation: "invoice-billed tenants")
+    public func saveStripeInvoice(_ record: StripeInvoiceRecord, now: Date) async throws {
+        try await connection.query("""
+            INSERT INTO billing.stripe_invoices (tenant_id, invoice_id, stripe_subscription_id, number, status, amount_due, amount_paid,
+                amount_remaining, currency, hosted_invoice_url, attempt_count, next_payment_attempt, payment_problem, period_start,
+                period_end, last_event_at, created_at, updated_at)
+            VALUES (\(tenant), \(record.invoiceID), \(record.stripeSubscriptionID), \(record.number), \(record.status), \(record.amountDue),
+                \(record.amountPaid), \(record.amountRemaining), \(record.currency), \(record.hostedInvoiceURL), \(record.attemptCount),
+                \(record.nextPaymentAttempt), \(record.paymentProblem), \(record.periodStart), \(record.periodEnd), \(record.lastEventAt),
+                \(record.createdAt), \(now))
+            ON CONFLICT (tenant_id, invoice_id) DO UPDATE SET stripe_subscription_id = EXCLUDED.stripe_subscription_id,
+                number = EXCLUDED.number, status = EXCLUDED.status, amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid,
+                amount_remaining = EXCLUDED.amount_remaining, currency = EXCLUDED.currency,
+                hosted_invoice_url = EXCLUDED.hosted_invoice_url, attempt_count = EXCLUDED.attempt_count,
+                next_payment_attempt = EXCLUDED.next_payment_attempt, payment_problem = EXCLUDED.payment_problem,
+                period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, last_event_at = EXCLUDED.last_event_at,
+                updated_at = EXCLUDED.updated_at
+            """, logger: logger)
+    }
+
+    /// The payment an invoice was paid with, once both are known.
+    /// The payment problem recorded for a Stripe invoice (`payment_failed`, `overdue`, ...), if any.
+    public func stripeInvoiceProblem(_ id: String) async throws -> String? {
+        try await connection.first(
+            "SELECT payment_problem FROM billing.stripe_invoices WHERE tenant_id = \(tenant) AND invoice_id = \(id)",
+            as: String?.self, logger: logger) ?? nil
     }
 }

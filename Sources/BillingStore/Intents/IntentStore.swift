@@ -1,4 +1,6 @@
+import BillingCore
 import Foundation
+import Logging
 import PostgresNIO
 
 /// What a method that calls Stripe is about to do, recorded before the call (migration 0020): the first of its
@@ -20,9 +22,19 @@ public struct StripeIntent: Sendable, Equatable {
     }
 }
 
+/// Calls to Stripe in flight (atomic phases): started, then finished.
+public struct IntentStore: TenantScopedStore {
+    let transaction: TenantTransaction
+}
+
 extension TenantTransaction {
+    /// Calls to Stripe in flight (atomic phases): started, then finished.
+    public var intents: IntentStore { IntentStore(transaction: self) }
+}
+
+extension IntentStore {
     /// The intents started and not finished for `subject`: for `request`, or any request when nil.
-    public func startedIntents(subject: String, request: String?) async throws -> [StripeIntent] {
+    public func started(subject: String, request: String?) async throws -> [StripeIntent] {
         let rows = try await connection.query("""
             SELECT id, subject, operation, request, plan::text, status, created_at FROM billing.stripe_intents
             WHERE tenant_id = \(tenant) AND subject = \(subject) AND status = 'started' AND (\(request)::text IS NULL OR request = \(request))
@@ -37,7 +49,7 @@ extension TenantTransaction {
     }
 
     /// Records an intent as `started`. `exclusive`: no other intent may be started for its subject meanwhile.
-    public func startIntent(
+    public func start(
         id: UUID, subject: String, operation: String, request: String, exclusive: Bool, plan: String, now: Date
     ) async throws -> StripeIntent {
         try await connection.query("""
@@ -49,13 +61,13 @@ extension TenantTransaction {
 
     /// The intent as stored now, locked until this transaction ends (the outcome's phase reads it first: another
     /// repeat may have recorded the outcome meanwhile).
-    public func lockIntent(_ id: UUID) async throws -> String? {
+    public func lock(_ id: UUID) async throws -> String? {
         try await connection.first(
             "SELECT status FROM billing.stripe_intents WHERE tenant_id = \(tenant) AND id = \(id) FOR UPDATE", as: String.self, logger: logger)
     }
 
     /// Ends an intent: `succeeded`, `failed` (Stripe refused it) or `abandoned` (settled some other way).
-    public func finishIntent(_ id: UUID, status: String, outcome: String?, now: Date) async throws {
+    public func finish(_ id: UUID, status: String, outcome: String?, now: Date) async throws {
         try await connection.query("""
             UPDATE billing.stripe_intents SET status = \(status), outcome = \(outcome), finished_at = \(now)
             WHERE tenant_id = \(tenant) AND id = \(id) AND status = 'started'
