@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "BillingServer",
             dependencies: [
-                "Billing", "BillingCore", "BillingStore", "JSONRPC", "StripeAPI", "StripeStandIn",
+                "Billing", "BillingCore", "BillingStore", "JSONRPC", "StripeAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -86,8 +86,9 @@ let package = Package(
         .executableTarget(
             name: "billingd",
             dependencies: [
-                "BillingServer",
-                "BillingStore", "BillingCore", "StripeStandIn",
+                // BillingServer for everything; the stand-in and the dev support module for `billingd dev` and
+                // `billingd stand-in` only.
+                "BillingServer", "StripeStandIn", "BillingDevSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,9 +97,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // Test-only helpers: a real PostgreSQL cluster per test run and a fresh, migrated database per suite.
+        // For development and tests only: local PostgreSQL clusters (`billingd dev`, and one per test run with a
+        // fresh, migrated database per suite), child processes, free ports.
         .target(
-            name: "BillingTestSupport",
+            name: "BillingDevSupport",
             dependencies: [
                 "BillingStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -110,7 +112,7 @@ let package = Package(
         .testTarget(
             name: "StripeAPITests",
             dependencies: [
-                "StripeAPI", "StripeStandIn", "BillingStore",
+                "StripeAPI", "StripeStandIn", "BillingDevSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -119,14 +121,14 @@ let package = Package(
         .testTarget(
             name: "BillingStoreTests",
             dependencies: [
-                "BillingStore", "BillingTestSupport",
+                "BillingStore", "BillingDevSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .testTarget(
             name: "BillingServerTests",
             dependencies: [
-                "BillingServer", "BillingStore", "Billing", "BillingCore", "JSONRPC", "BillingTestSupport",
+                "BillingServer", "BillingStore", "Billing", "BillingCore", "JSONRPC", "BillingDevSupport",
                 "StripeAPI", "StripeStandIn",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BillingCore
+import BillingDevSupport
 import BillingServer
 import BillingStore
 import Foundation

@@ -3,7 +3,7 @@ import Billing
 import BillingCore
 import BillingServer
 import BillingStore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting

@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import BillingServer
 import BillingStore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import JSONRPC
 import Logging

@@ -1,5 +1,5 @@
 import Billing
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting

@@ -1,5 +1,5 @@
 import BillingServer
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import HummingbirdTesting
 import Logging

@@ -1,7 +1,7 @@
 import Billing
 import BillingCore
 import BillingStore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import HummingbirdTesting
 import JSONRPC

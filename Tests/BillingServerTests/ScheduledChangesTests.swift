@@ -1,6 +1,6 @@
 import Billing
 import BillingStore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import HummingbirdTesting
 import JSONRPC

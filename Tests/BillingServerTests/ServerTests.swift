@@ -2,7 +2,7 @@ import Billing
 import BillingCore
 import BillingServer
 import BillingStore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import Glibc
 import Hummingbird

@@ -1,4 +1,4 @@
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import HummingbirdTesting
 import JSONRPC

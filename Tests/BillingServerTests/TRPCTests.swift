@@ -1,5 +1,5 @@
 import BillingCore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting

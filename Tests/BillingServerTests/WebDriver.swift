@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import BillingStore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import JSONRPC
 import NIOCore

@@ -1,5 +1,5 @@
 import BillingStore
-import BillingTestSupport
+import BillingDevSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting

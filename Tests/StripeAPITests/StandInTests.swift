@@ -4,7 +4,7 @@ import Hummingbird
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
-import BillingStore
+import BillingDevSupport
 import StripeAPI
 import StripeStandIn
 import Testing

@@ -1,4 +1,4 @@
-import BillingStore
+import Billing
 import Foundation
 import Testing
 

@@ -1,3 +1,4 @@
+import BillingStore
 import Foundation
 
 /// A child process started with posix_spawn and reaped with waitpid. Foundation's Process can miss a child's exit

@@ -1,4 +1,7 @@
+import BillingStore
 import Foundation
+import Logging
+import PostgresNIO
 
 /// A throwaway or development PostgreSQL cluster in a folder of ours, for `billingd dev` and the tests.
 /// initdb and postgres refuse to run as root, so as root they run as the `postgres` OS user.
@@ -24,7 +27,7 @@ public struct LocalCluster: Sendable {
         self.binDirectory = binDirectory ?? Self.findBinDirectory()
     }
 
-    static func findBinDirectory() -> String {
+    public static func findBinDirectory() -> String {
         if let configured = ProcessInfo.processInfo.environment["PG_BIN"], !configured.isEmpty { return configured }
         let root = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
@@ -83,8 +86,6 @@ public struct LocalCluster: Sendable {
     }
 }
 
-import Logging
-import PostgresNIO
 
 extension LocalCluster {
     /// Creates `name` unless it exists, as the superuser.
