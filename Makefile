@@ -1,5 +1,5 @@
 # The README's two commands: `make run` runs the product, `make test` runs every test.
-.PHONY: run test bench fuzz build release clean-data
+.PHONY: run test bench fuzz schema build release clean-data
 
 run:
 	@scripts/install-deps.sh postgres
@@ -15,6 +15,10 @@ bench:
 # Not in CI: FUZZ_REQUESTS (100000) fuzzed requests against a live server, then schemathesis (README "Fuzzing").
 fuzz:
 	@scripts/fuzz.sh
+
+# db/schema.sql, dumped from a database the migrations made (a test checks the committed file against them).
+schema:
+	BILLING_WRITE_SCHEMA=1 scripts/test.sh --filter SchemaSnapshotTests
 
 build:
 	swift build

@@ -12,10 +12,6 @@ public enum SubscriptionStatus: String, Codable, Sendable, CaseIterable {
 
     /// Whether `status` (as Stripe or a stored row spells it) is terminal; an unknown status is not.
     public static func isTerminal(_ status: String) -> Bool { SubscriptionStatus(rawValue: status)?.isTerminal ?? false }
-
-    /// The terminal statuses as an SQL list, `('canceled', 'incomplete_expired')`, for `status NOT IN ...`: written
-    /// from the enum, so no query keeps a list of its own.
-    public static let terminalSQL = "(" + terminal.map { "'\($0.rawValue)'" }.sorted().joined(separator: ", ") + ")"
 }
 
 /// Whether a tenant may use what its plan gives, and until when a past-due tenant keeps it.

@@ -49,10 +49,6 @@ import Testing
     func terminal(status: String, isTerminal: Bool) {
         #expect(SubscriptionStatus.isTerminal(status) == isTerminal)
     }
-
-    @Test func theSQLListIsTheTerminalStatuses() {
-        #expect(SubscriptionStatus.terminalSQL == "('canceled', 'incomplete_expired')")
-    }
 }
 
 /// What an operator and the collection job may do to an invoice in each status, as a table.

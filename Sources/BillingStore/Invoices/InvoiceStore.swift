@@ -187,7 +187,7 @@ extension InvoiceStore {
     /// The number of the tenant's oldest overdue invoice (any subscription's), if it has one.
     public func oldestOverdue() async throws -> String? {
         try await connection.first("""
-            SELECT number FROM billing.invoices WHERE tenant_id = \(tenant) AND status = 'overdue'
+            SELECT number FROM billing.invoices WHERE tenant_id = \(tenant) AND status IN \(unescaped: InvoiceStatus.overdueSQL)
             ORDER BY overdue_at, number LIMIT 1
             """, as: String.self, logger: logger)
     }
@@ -267,8 +267,8 @@ extension InvoiceStore {
     public func toCollect(at: Date, overdueBefore: Date) async throws -> [InvoiceRecord] {
         let rows = try await connection.query("""
             \(unescaped: Self.columns)
-            WHERE tenant_id = \(tenant) AND ((status IN ('open', 'action_required') AND next_attempt_at <= \(at))
-                  OR (status = 'overdue' AND overdue_at <= \(overdueBefore)))
+            WHERE tenant_id = \(tenant) AND ((status IN \(unescaped: InvoiceStatus.collectibleSQL) AND next_attempt_at <= \(at))
+                  OR (status IN \(unescaped: InvoiceStatus.overdueSQL) AND overdue_at <= \(overdueBefore)))
             ORDER BY created_at FOR UPDATE
             """, logger: logger)
         return try await decodeInvoices(rows)
@@ -298,7 +298,7 @@ extension InvoiceStore {
     public func subscriptionStatus(_ subscriptionID: String) async throws -> String {
         let overdue = try await connection.first("""
             SELECT count(*)::int FROM billing.invoices
-            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID) AND status = 'overdue'
+            WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID) AND status IN \(unescaped: InvoiceStatus.overdueSQL)
             """, as: Int.self, logger: logger) ?? 0
         return overdue > 0 ? "unpaid" : "active"
     }
@@ -307,7 +307,7 @@ extension InvoiceStore {
     public func rescheduleWaitingForCard(at: Date) async throws -> Int {
         try await connection.first("""
             WITH u AS (UPDATE billing.invoices SET next_attempt_at = \(at)
-                       WHERE tenant_id = \(tenant) AND status = 'open' AND next_attempt_at IS NULL RETURNING 1)
+                       WHERE tenant_id = \(tenant) AND status IN \(unescaped: InvoiceStatus.openSQL) AND next_attempt_at IS NULL RETURNING 1)
             SELECT count(*)::int FROM u
             """, as: Int.self, logger: logger) ?? 0
     }
