@@ -59,25 +59,17 @@ extension BillingService {
 
     /// A hosted payment link (Checkout for this invoice), for the customer to authenticate the payment themselves.
     func paymentLink(_ plan: AttemptPlan, tenant: UUID, client: StripeClient) async throws -> CheckoutSession {
-        let metadata: FormValue = [
-            "invoice_id": .string(plan.invoice.lowercased), "tenant_id": .string(tenant.lowercased), "purpose": "invoice",
-            "invoice_number": .string(plan.number),
-        ]
-        return try await client.createCheckoutSession([
-            "mode": "payment",
-            "customer": .string(plan.customer),
-            "client_reference_id": .string(tenant.lowercased),
-            "success_url": .string("\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)"),
+        let request = CheckoutSessionRequest(
+            mode: .payment, customer: plan.customer, clientReferenceID: tenant.lowercased,
+            successURL: "\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)",
             // Told apart from a paid return, so the billing page can say the invoice is still due.
-            "cancel_url": .string("\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)&canceled=true"),
-            "line_items": [[
-                "price_data": ["currency": .string(plan.currency), "unit_amount": .int(plan.amount),
-                               "product_data": ["name": .string("Invoice \(plan.number)")]],
-                "quantity": 1,
-            ]],
-            "metadata": metadata,
-            "payment_intent_data": ["metadata": metadata],
-        ], idempotencyKey: "invoice-link:\(plan.invoice.lowercased):\(plan.attempt)")
+            cancelURL: "\(stripe.publicURL)/billing?invoice=\(plan.invoice.lowercased)&canceled=true",
+            lineItems: [.amount(currency: plan.currency, unitAmount: plan.amount, product: "Invoice \(plan.number)", quantity: 1)],
+            metadata: [
+                ("invoice_id", .string(plan.invoice.lowercased)), ("tenant_id", .string(tenant.lowercased)), ("purpose", "invoice"),
+                ("invoice_number", .string(plan.number)),
+            ])
+        return try await client.createCheckoutSession(request, idempotencyKey: "invoice-link:\(plan.invoice.lowercased):\(plan.attempt)")
     }
 
     /// 3-D Secure is needed: no more automatic attempts; the payment link instead.

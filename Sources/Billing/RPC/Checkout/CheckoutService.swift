@@ -114,23 +114,16 @@ extension CheckoutService {
                     // Another choice replaces it: the old session is expired at Stripe first, so only one can be paid.
                     try await expireReplaced(replacing, client: client)
                 }
-                var parameters: FormParameters = [
-                    "mode": "subscription",
-                    "customer": .string(planned.customer),
-                    "client_reference_id": .string(tenantID),
-                    "success_url": .string(settings.returnURL),
-                    "cancel_url": .string(settings.cancelURL),
-                    "line_items": [["price": .string(planned.priceID), "quantity": .int(planned.seats)]],
-                    "metadata": ["tenant_id": .string(tenantID), "plan": .string(planned.plan), "interval": .string(planned.interval),
-                                 "seats": .int(planned.seats), "purpose": "subscription"],
-                ]
-                var subscriptionData: [(String, FormValue)] = [
-                    ("metadata", ["tenant_id": .string(tenantID), "plan": .string(planned.plan), "purpose": "subscription"]),
-                ]
-                if let days = planned.trialDays { subscriptionData.append(("trial_period_days", .int(days))) }
-                parameters["subscription_data"] = .fields(subscriptionData)
-                if settings.allowPromotionCodes { parameters["allow_promotion_codes"] = true }
-                return try await client.createCheckoutSession(parameters, idempotencyKey: intent.key("session"))
+                let request = CheckoutSessionRequest(
+                    mode: .subscription, customer: planned.customer, clientReferenceID: tenantID, successURL: settings.returnURL,
+                    cancelURL: settings.cancelURL, lineItems: [.price(id: planned.priceID, quantity: planned.seats)],
+                    metadata: [
+                        ("tenant_id", .string(tenantID)), ("plan", .string(planned.plan)), ("interval", .string(planned.interval)),
+                        ("seats", .int(planned.seats)), ("purpose", "subscription"),
+                    ],
+                    subscriptionMetadata: [("tenant_id", .string(tenantID)), ("plan", .string(planned.plan)), ("purpose", "subscription")],
+                    trialPeriodDays: planned.trialDays, allowPromotionCodes: settings.allowPromotionCodes)
+                return try await client.createCheckoutSession(request, idempotencyKey: intent.key("session"))
             },
             record: { transaction, planned, _, session, recorded in
                 let started = try CheckoutStarted(session)

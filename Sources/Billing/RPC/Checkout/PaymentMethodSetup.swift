@@ -19,19 +19,12 @@ extension CheckoutService {
                 .call(request: "setup", plan: customer)
             },
             call: { customer, intent in
-                let metadata: FormValue = ["tenant_id": .string(tenantID), "purpose": "setup"]
-                return try await client.createCheckoutSession([
-                    "mode": "setup",
-                    "customer": .string(customer),
-                    "client_reference_id": .string(tenantID),
-                    "success_url": .string(settings.returnURL),
-                    "cancel_url": .string(settings.cancelURL),
-                    // Cards only, for the off-session charges of this server's invoices; with that, no currency is needed.
-                    "allowed_payment_method_types": ["card"],
-                    "currency": .string(currency),
-                    "metadata": metadata,
-                    "setup_intent_data": ["metadata": metadata],
-                ], idempotencyKey: intent.key("session"))
+                let request = CheckoutSessionRequest(
+                    mode: .setup, customer: customer, clientReferenceID: tenantID, successURL: settings.returnURL,
+                    cancelURL: settings.cancelURL, metadata: [("tenant_id", .string(tenantID)), ("purpose", "setup")],
+                    // Cards only, for the off-session charges of this server's invoices.
+                    allowedPaymentMethodTypes: ["card"], currency: currency)
+                return try await client.createCheckoutSession(request, idempotencyKey: intent.key("session"))
             },
             record: { transaction, _, _, session, recorded in
                 let started = try CheckoutStarted(session)

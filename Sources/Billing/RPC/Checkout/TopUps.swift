@@ -60,26 +60,15 @@ extension CheckoutService {
                     plan: TopUpPlan(customer: customer, credits: params.credits, amount: params.credits * pricing.unitAmount, topUpID: newID()))
             },
             call: { plan, intent in
-                let metadata: FormValue = [
-                    "tenant_id": .string(tenantID), "purpose": "credit_topup", "credits": .int(plan.credits),
-                    "top_up_id": .string(plan.topUpID.lowercased),
-                ]
-                return try await client.createCheckoutSession([
-                    "mode": "payment",
-                    "customer": .string(plan.customer),
-                    "client_reference_id": .string(tenantID),
-                    "success_url": .string(settings.returnURL),
-                    "cancel_url": .string(settings.cancelURL),
-                    "line_items": [[
-                        "price_data": [
-                            "currency": .string(pricing.currency), "unit_amount": .int(pricing.unitAmount),
-                            "product_data": ["name": "Credits"],
-                        ],
-                        "quantity": .int(plan.credits),
-                    ]],
-                    "metadata": metadata,
-                    "payment_intent_data": ["metadata": metadata],
-                ], idempotencyKey: intent.key("session"))
+                let request = CheckoutSessionRequest(
+                    mode: .payment, customer: plan.customer, clientReferenceID: tenantID, successURL: settings.returnURL,
+                    cancelURL: settings.cancelURL,
+                    lineItems: [.amount(currency: pricing.currency, unitAmount: pricing.unitAmount, product: "Credits", quantity: plan.credits)],
+                    metadata: [
+                        ("tenant_id", .string(tenantID)), ("purpose", "credit_topup"), ("credits", .int(plan.credits)),
+                        ("top_up_id", .string(plan.topUpID.lowercased)),
+                    ])
+                return try await client.createCheckoutSession(request, idempotencyKey: intent.key("session"))
             },
             record: { transaction, plan, _, session, recorded in
                 let started = try CheckoutStarted(session)
