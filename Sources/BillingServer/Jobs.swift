@@ -58,6 +58,27 @@ public struct Jobs: Sendable {
         }
     }
 
+    /// `billingd invoices list`: a tenant's invoices, newest first.
+    public func invoices(of tenant: UUID, limit: Int) async throws -> [InvoiceSummary] {
+        try await withInbox { inbox in
+            try await inbox.database.transaction(tenant, operation: "list invoices", readOnly: true) {
+                try await $0.invoices.summaries(before: nil, limit: limit)
+            }
+        }
+    }
+
+    /// `billingd invoices show`: one of this server's invoices and its attempts; nil when the tenant has no such invoice.
+    public func invoice(
+        _ id: UUID, of tenant: UUID
+    ) async throws -> (InvoiceRecord, [(attempt: Int, outcome: String, paymentIntentID: String?)])? {
+        try await withInbox { inbox in
+            try await inbox.database.transaction(tenant, operation: "show invoice", readOnly: true) { transaction in
+                guard let invoice = try await transaction.invoices.find(id, lock: false) else { return nil }
+                return (invoice, try await transaction.invoices.attempts(of: id))
+            }
+        }
+    }
+
     /// One reconciliation pass.
     public func reconcile() async throws -> Reconciler.Report {
         let configuration = self.configuration

@@ -56,9 +56,7 @@ struct Invoices: AsyncParsableCommand {
             guard let tenantID = UUID(uuidString: tenant) else { throw ValidationError("--tenant must be the tenant's UUID") }
             let limit = self.limit
             let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
-            let invoices = try await jobs.withInbox { inbox in
-                try await inbox.database.transaction(tenantID, operation: "list invoices") { try await $0.invoices.summaries(before: nil, limit: limit) }
-            }
+            let invoices = try await jobs.invoices(of: tenantID, limit: limit)
             print(["number", "source", "status", "amount_due", "currency", "period_start", "id"].joined(separator: "\t"))
             for invoice in invoices {
                 print([invoice.number ?? "-", invoice.source, invoice.status ?? "-", String(invoice.amountDue), invoice.currency ?? "-",
@@ -79,19 +77,12 @@ struct Invoices: AsyncParsableCommand {
             guard let tenantID = UUID(uuidString: tenant) else { throw ValidationError("--tenant must be the tenant's UUID") }
             guard let invoiceID = UUID(uuidString: id) else { throw ValidationError("the invoice id is a UUID (billingd invoices list)") }
             let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.invoices"))
-            let found = try await jobs.withInbox { inbox in
-                try await inbox.database.transaction(tenantID, operation: "show invoice") { transaction in
-                    guard let invoice = try await transaction.invoices.find(invoiceID) else { return nil as (InvoiceRecord, [String])? }
-                    let attempts = try await transaction.invoices.attempts(of: invoiceID).map { "\($0.attempt)\t\($0.outcome)\t\($0.paymentIntentID ?? "-")" }
-                    return (invoice, attempts)
-                }
-            }
-            guard let (invoice, attempts) = found else { throw ValidationError("tenant \(tenant) has no invoice \(id)") }
+            guard let (invoice, attempts) = try await jobs.invoice(invoiceID, of: tenantID) else { throw ValidationError("tenant \(tenant) has no invoice \(id)") }
             print("\(invoice.number)\t\(invoice.status)\t\(invoice.currency)")
             print("period\t\(invoice.periodStart.formatted(.iso8601))\t\(invoice.periodEnd.formatted(.iso8601))")
             for line in invoice.lines { print("line\t\(line.description)\t\(line.quantity) x \(line.unitAmount)\t\(line.amount)") }
             print("subtotal\t\(invoice.subtotal)\ncredits\t\(invoice.creditsApplied) (\(invoice.creditAmount))\namount_due\t\(invoice.amountDue)")
-            for attempt in attempts { print("attempt\t\(attempt)") }
+            for attempt in attempts { print("attempt\t\(attempt.attempt)\t\(attempt.outcome)\t\(attempt.paymentIntentID ?? "-")") }
             if let link = invoice.paymentLink { print("payment_link\t\(link)") }
         }
     }
