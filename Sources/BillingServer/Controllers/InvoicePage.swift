@@ -16,6 +16,13 @@ struct InvoicePage: Sendable {
         template = try MustacheTemplate(string: try readWebFile("invoice.mustache", in: directory))
     }
 
+    func addRoutes(to router: Router<some RequestContext>, api: BillingAPI, tokens: TokenAuthority) {
+        let page = self
+        router.get("/invoices/{id}") { request, context in
+            try await page.respond(request, context: context, api: api, tokens: tokens)
+        }
+    }
+
     func respond(_ request: Request, context: some RequestContext, api: BillingAPI, tokens: TokenAuthority) async throws -> Response {
         let query = request.uri.queryParameters
         if let signature = query.get("signature") {
