@@ -86,15 +86,10 @@ public struct LocalCluster: Sendable {
     }
 }
 
-
 extension LocalCluster {
     /// Creates `name` unless it exists, as the superuser.
     public func createDatabaseIfMissing(_ name: String, logger: Logger) async throws {
-        try await superuserURL.withConnection(logger: logger) { connection in
-            let rows = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: logger)
-            for try await _ in rows { return }
-            try await connection.query("CREATE DATABASE \(unescaped: "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"")", logger: logger)
-        }
+        try await superuserURL.createDatabase(name, logger: logger)
     }
 
     /// Runs `body` with a running connection pool of its own (for stores that take a `BillingDatabase`).

@@ -49,9 +49,7 @@ public actor TestCluster {
         let migrations = try Migration.load(directory: TestPaths.repositoryRoot.appendingPathComponent("migrations"))
             .filter { lastVersion == nil || $0.version <= lastVersion! }
         try await serialized {
-            try await superuser.withConnection(logger: logger) { connection in
-                try await connection.query("CREATE DATABASE \(unescaped: name)", logger: logger)
-            }
+            try await superuser.createDatabase(name, logger: logger)
             try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: app)
         }
         return TestDatabase(name: name, ownerURL: owner, appURL: app)
@@ -71,9 +69,7 @@ public actor TestCluster {
         let cluster = LocalCluster(directory: directory, port: try freeLocalPort(), password: "own-superuser")
         try cluster.start(durable: false)
         let superuser = cluster.superuserURL
-        try await superuser.withConnection(logger: logger) { connection in
-            try await connection.query("CREATE DATABASE billing", logger: logger)
-        }
+        try await superuser.createDatabase("billing", logger: logger)
         var app = superuser.with(database: "billing")
         app.username = "billing_app"
         app.password = appPassword
