@@ -17,7 +17,7 @@ extension GracePeriodJob {
             let done = try await tenants.database.transaction(tenant, operation: "announce grace end") { transaction -> Bool in
                 guard let record = try await transaction.subscriptions.markGraceNotified(pastDueSince: since, now: now) else { return false }
                 try await notifier.emit(transaction, "entitlement.changed", [
-                    "entitled": false, "plan": .string(record.plan), "status": .string(record.status),
+                    "entitled": false, "plan": .string(record.plan), "status": .string(record.status.rawValue),
                     "graceEndedAt": .string(record.pastDueSince.map { $0.addingTimeInterval(Double(settings.pastDueGrace.components.seconds)) }?.formatted(.iso8601) ?? ""),
                 ], now: now)
                 return true

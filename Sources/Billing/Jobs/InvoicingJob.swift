@@ -50,13 +50,13 @@ extension BillingService {
             guard start.isAtOrBefore(at), !subscription.isTerminal else { break }
             var end = subscription.currentPeriodEnd ?? BillingPeriod.end(from: start, interval: interval)
             // A suspended (unpaid) subscription accrues no invoices: its periods pass unbilled until it is paid up.
-            if subscription.status != "unpaid",
+            if subscription.status != .unpaid,
                !(try await transaction.invoices.exists(subscriptionID: subscription.stripeSubscriptionID, periodStart: start)) {
                 issued.append(try await issueInvoice(transaction, subscription: subscription, plan: plan, price: price, start: start, end: end, at: at))
             }
             guard end.isAtOrBefore(at) else { break }
             if subscription.cancelAtPeriodEnd {
-                try await notifier.setInvoiceSubscription(transaction, subscription, status: "canceled", at: end)
+                try await notifier.setInvoiceSubscription(transaction, subscription, status: .canceled, at: end)
                 break
             }
             start = end

@@ -91,11 +91,11 @@ public struct Reconciler: Sendable {
         try await inbox.database.transaction(tenant, operation: "end a missing subscription") { transaction in
             guard var record = try await transaction.subscriptions.lock(subscriptionID), !record.isTerminal else { return }
             let before = record.status
-            record.status = "canceled"
+            record.status = .canceled
             try await transaction.subscriptions.update(record, now: now)
             try await transaction.audit.record(
                 actor: AuditActor(kind: .system, id: "reconcile"), action: "subscription.canceled",
-                before: ["subscription": subscriptionID, "status": before],
+                before: ["subscription": subscriptionID, "status": before.rawValue],
                 after: ["subscription": subscriptionID, "status": "canceled", "reason": "the tenant is deleted and Stripe has no such subscription"])
         }
         logger.notice("a deleted tenant's subscription is missing at Stripe; ended here", metadata: [

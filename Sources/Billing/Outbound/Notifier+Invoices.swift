@@ -46,7 +46,7 @@ extension Notifier {
         try await setInvoiceSubscription(transaction, current, status: status, at: at)
     }
 
-    func setInvoiceSubscription(_ transaction: TenantTransaction, _ current: SubscriptionRecord, status: String, at: Date) async throws {
+    func setInvoiceSubscription(_ transaction: TenantTransaction, _ current: SubscriptionRecord, status: SubscriptionStatus, at: Date) async throws {
         var record = current
         record.status = status
         record.pastDueSince = nil

@@ -65,19 +65,19 @@ public struct Notifier: Sendable {
         let now = now ?? self.now()
         try await emit(transaction, "subscription.changed", [
             "subscriptionId": .string(after.stripeSubscriptionID), "plan": .string(after.plan), "interval": .string(after.interval),
-            "status": .string(after.status), "seats": .integer(after.seats), "cancelAtPeriodEnd": .bool(after.cancelAtPeriodEnd),
+            "status": .string(after.status.rawValue), "seats": .integer(after.seats), "cancelAtPeriodEnd": .bool(after.cancelAtPeriodEnd),
             "currentPeriodEnd": after.currentPeriodEnd.map { .string($0.formatted(.iso8601)) } ?? .null,
         ])
         let verdict = { (record: SubscriptionRecord?) -> Bool in
-            guard let record, let status = SubscriptionStatus(rawValue: record.status) else { return true }
-            return Entitlement.evaluate(status: status, pastDueSince: record.pastDueSince, now: now, grace: grace).entitled
+            guard let record else { return true }
+            return Entitlement.evaluate(status: record.status, pastDueSince: record.pastDueSince, now: now, grace: grace).entitled
         }
         if verdict(before) != verdict(after) {
             try await emit(transaction, "entitlement.changed", [
-                "entitled": .bool(verdict(after)), "plan": .string(after.plan), "status": .string(after.status),
+                "entitled": .bool(verdict(after)), "plan": .string(after.plan), "status": .string(after.status.rawValue),
             ])
             // A past-due subscription already out of grace: said now, so the grace job does not say it again.
-            if !verdict(after), after.status == "past_due" {
+            if !verdict(after), after.status == .pastDue {
                 _ = try await transaction.subscriptions.markGraceNotified(pastDueSince: now, now: now)
             }
         }

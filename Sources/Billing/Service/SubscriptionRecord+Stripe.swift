@@ -21,16 +21,16 @@ extension PlanCatalog {
             return .failure(Unusable(description:
                 "subscription \(subscription.id) has price \(priceID), which is not in the plan catalog; add it (plans file or STRIPE_PRICE_<PLAN>_<INTERVAL>) and replay with `billingd events retry`"))
         }
-        guard SubscriptionStatus(rawValue: subscription.status) != nil else {
+        guard let status = SubscriptionStatus(rawValue: subscription.status) else {
             return .failure(Unusable(description: "subscription \(subscription.id) has status '\(subscription.status)', which this server does not know"))
         }
-        let pastDueSince: Date? = subscription.status == "past_due"
-            ? (previous?.status == "past_due" ? previous?.pastDueSince : nil) ?? created ?? now
+        let pastDueSince: Date? = status == .pastDue
+            ? (previous?.status == .pastDue ? previous?.pastDueSince : nil) ?? created ?? now
             : nil
         var record = SubscriptionRecord(
             stripeSubscriptionID: subscription.id, stripeCustomerID: subscription.customer?.id ?? previous?.stripeCustomerID,
             stripePriceID: priceID, plan: plan.key, interval: interval.rawValue, seats: plan.seats.normalize(item.quantity),
-            status: subscription.status, pastDueSince: pastDueSince, currentPeriodEnd: subscription.periodEnd.map { Date(timeIntervalSince1970: Double($0)) },
+            status: status, pastDueSince: pastDueSince, currentPeriodEnd: subscription.periodEnd.map { Date(timeIntervalSince1970: Double($0)) },
             cancelAtPeriodEnd: subscription.cancelAtPeriodEnd ?? false, isCurrent: previous?.isCurrent ?? true,
             lastEventAt: created ?? previous?.lastEventAt,
             stripeCreatedAt: subscription.created.map { Date(timeIntervalSince1970: Double($0)) } ?? previous?.stripeCreatedAt)

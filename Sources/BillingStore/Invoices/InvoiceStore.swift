@@ -295,12 +295,12 @@ extension InvoiceStore {
     }
 
     /// What the subscription's unpaid invoices say its status is: `unpaid` when one is overdue, `active` otherwise.
-    public func subscriptionStatus(_ subscriptionID: String) async throws -> String {
+    public func subscriptionStatus(_ subscriptionID: String) async throws -> SubscriptionStatus {
         let overdue = try await connection.first("""
             SELECT count(*)::int FROM billing.invoices
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(subscriptionID) AND status IN \(unescaped: InvoiceStatus.overdueSQL)
             """, as: Int.self, logger: logger) ?? 0
-        return overdue > 0 ? "unpaid" : "active"
+        return overdue > 0 ? .unpaid : .active
     }
 
     /// Open invoices that were waiting for a card are due now (one was just saved). Returns how many.

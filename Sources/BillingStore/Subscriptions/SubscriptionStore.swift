@@ -11,7 +11,7 @@ public struct SubscriptionRecord: Sendable, Equatable {
     public var plan: String
     public var interval: String
     public var seats: Int
-    public var status: String
+    public var status: SubscriptionStatus
     public var pastDueSince: Date?
     public var currentPeriodEnd: Date?
     public var cancelAtPeriodEnd: Bool
@@ -33,7 +33,7 @@ public struct SubscriptionRecord: Sendable, Equatable {
 
     public init(
         stripeSubscriptionID: String, stripeCustomerID: String?, stripePriceID: String?, plan: String, interval: String,
-        seats: Int, status: String, pastDueSince: Date?, currentPeriodEnd: Date?, cancelAtPeriodEnd: Bool,
+        seats: Int, status: SubscriptionStatus, pastDueSince: Date?, currentPeriodEnd: Date?, cancelAtPeriodEnd: Bool,
         isCurrent: Bool = true, lastEventAt: Date?, stripeCreatedAt: Date? = nil
     ) {
         self.stripeCreatedAt = stripeCreatedAt
@@ -53,7 +53,7 @@ public struct SubscriptionRecord: Sendable, Equatable {
 
     /// Canceled and expired subscriptions never come back: Stripe makes a new subscription instead.
 
-    public var isTerminal: Bool { SubscriptionStatus.isTerminal(status) }
+    public var isTerminal: Bool { status.isTerminal }
 }
 
 /// The tenant's subscriptions: Stripe's, and the ones this server bills by invoice.
@@ -81,6 +81,9 @@ extension SubscriptionStore {
             in rows.decode((String, String?, String?, String, String, Int, String, Date?, Date?, Bool, Bool, Date?, Date?, Date,
                             Date?, String?, Date?).self)
         {
+            guard let status = SubscriptionStatus(rawValue: status) else {
+                throw StoreError.database(operation: "read subscription \(id)", message: "unknown status '\(status)'", sqlState: nil)
+            }
             var record = SubscriptionRecord(
                 stripeSubscriptionID: id, stripeCustomerID: customer, stripePriceID: price, plan: plan, interval: interval,
                 seats: seats, status: status, pastDueSince: pastDue, currentPeriodEnd: periodEnd, cancelAtPeriodEnd: cancel,
@@ -173,7 +176,7 @@ extension SubscriptionStore {
     public func markGraceNotified(pastDueSince since: Date, now: Date) async throws -> SubscriptionRecord? {
         let rows = try await connection.query("""
             UPDATE billing.subscriptions SET grace_notified_at = \(now)
-            WHERE tenant_id = \(tenant) AND is_current AND status = 'past_due' AND past_due_since <= \(since)
+            WHERE tenant_id = \(tenant) AND is_current AND status = \(SubscriptionStatus.pastDue.rawValue) AND past_due_since <= \(since)
               AND grace_notified_at IS NULL
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
@@ -219,7 +222,7 @@ extension SubscriptionStore {
                     billing_interval, seats, status, past_due_since, current_period_end, cancel_at_period_end, is_current,
                     last_event_at, stripe_created_at, created_at, updated_at, cancel_at, stripe_schedule_id, pending_update_expires_at)
                 VALUES (\(tenant), \(record.stripeSubscriptionID), \(record.stripeCustomerID), \(record.stripePriceID), \(record.plan),
-                    \(record.interval), \(record.seats), \(record.status), \(record.pastDueSince), \(record.currentPeriodEnd),
+                    \(record.interval), \(record.seats), \(record.status.rawValue), \(record.pastDueSince), \(record.currentPeriodEnd),
                     \(record.cancelAtPeriodEnd), false, \(record.lastEventAt), \(record.stripeCreatedAt), \(now), \(now),
                     \(record.cancelAt), \(record.scheduleID), \(record.pendingUpdateExpiresAt))
                 ON CONFLICT (tenant_id, stripe_subscription_id) DO NOTHING RETURNING 1)
@@ -232,13 +235,13 @@ extension SubscriptionStore {
     public func update(_ record: SubscriptionRecord, now: Date) async throws {
         try await connection.query("""
             UPDATE billing.subscriptions SET stripe_customer_id = \(record.stripeCustomerID), stripe_price_id = \(record.stripePriceID),
-                plan = \(record.plan), billing_interval = \(record.interval), seats = \(record.seats), status = \(record.status),
+                plan = \(record.plan), billing_interval = \(record.interval), seats = \(record.seats), status = \(record.status.rawValue),
                 past_due_since = \(record.pastDueSince), current_period_end = \(record.currentPeriodEnd),
                 cancel_at_period_end = \(record.cancelAtPeriodEnd), last_event_at = \(record.lastEventAt),
                 cancel_at = \(record.cancelAt), stripe_schedule_id = \(record.scheduleID),
                 pending_update_expires_at = \(record.pendingUpdateExpiresAt),
                 stripe_created_at = coalesce(\(record.stripeCreatedAt), stripe_created_at), updated_at = \(now),
-                grace_notified_at = CASE WHEN \(record.status) = 'past_due' AND past_due_since = \(record.pastDueSince)
+                grace_notified_at = CASE WHEN \(record.status.rawValue) = \(SubscriptionStatus.pastDue.rawValue) AND past_due_since = \(record.pastDueSince)
                                          THEN grace_notified_at END
             WHERE tenant_id = \(tenant) AND stripe_subscription_id = \(record.stripeSubscriptionID)
             """, logger: logger)
@@ -252,7 +255,7 @@ extension SubscriptionStore {
         try await connection.query("""
             INSERT INTO billing.subscriptions (tenant_id, stripe_subscription_id, plan, billing_interval, seats, status,
                 current_period_start, current_period_end, billing_mode, is_current, stripe_created_at, created_at, updated_at)
-            VALUES (\(tenant), \(id), \(plan), \(interval), \(seats), 'active', \(periodStart), \(periodEnd), 'invoice', false,
+            VALUES (\(tenant), \(id), \(plan), \(interval), \(seats), \(SubscriptionStatus.active.rawValue), \(periodStart), \(periodEnd), 'invoice', false,
                 \(now), \(now), \(now))
             """, logger: logger)
         try await pickCurrent()

@@ -70,7 +70,7 @@ extension SubscriptionService {
                     // Ours: the invoicing job ends it at the period's end instead of starting a new period.
                     _ = try await dropPendingChange(transaction, current)
                     try await applyLocally(current, transaction, actor: actor, action: atPeriodEnd ? "subscription.cancel_scheduled" : "subscription.canceled") {
-                        if atPeriodEnd { $0.cancelAtPeriodEnd = true } else { $0.status = "canceled" }
+                        if atPeriodEnd { $0.cancelAtPeriodEnd = true } else { $0.status = .canceled }
                     }
                     return nil
                 }

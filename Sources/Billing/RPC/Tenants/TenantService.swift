@@ -187,7 +187,7 @@ extension TenantService {
         }
         // Ours end here; nothing may bill the tenant afterwards.
         for subscription in all {
-            try await applyLocally(subscription, transaction, actor: actor, action: "subscription.canceled") { $0.status = "canceled" }
+            try await applyLocally(subscription, transaction, actor: actor, action: "subscription.canceled") { $0.status = .canceled }
         }
         let time = now()
         try await transaction.tenantRow.markDeleted(at: time)

@@ -55,7 +55,7 @@ extension StripeEventProcessor {
         for var subscription in ended {
             let previous = subscription
             let before = Self.auditFields(subscription)
-            subscription.status = "canceled"
+            subscription.status = .canceled
             subscription.pastDueSince = nil
             subscription.lastEventAt = max(subscription.lastEventAt ?? context.created, context.created)
             try await transaction.subscriptions.update(subscription, now: now())

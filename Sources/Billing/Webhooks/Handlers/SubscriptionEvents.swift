@@ -80,7 +80,7 @@ extension StripeEventProcessor {
         case .failure: existing
         }
         if var canceled = confirmed {
-            if !canceled.isTerminal { canceled.status = "canceled" }
+            if !canceled.isTerminal { canceled.status = .canceled }
             canceled.lastEventAt = max(existing?.lastEventAt ?? context.created, context.created)
             if let existing {
                 try await transaction.subscriptions.update(canceled, now: now())
@@ -119,7 +119,7 @@ extension StripeEventProcessor {
                 stripeSubscriptionID: subscriptionID, stripeCustomerID: session.customer?.id,
                 stripePriceID: try? catalog.stripePriceID(of: plan, per: interval), plan: plan.key, interval: interval.rawValue,
                 seats: plan.seats.normalize(session.metadata?["seats"].flatMap { Int($0) }),
-                status: session.paymentStatus == "paid" ? "active" : (plan.trialDays > 0 ? "trialing" : "incomplete"),
+                status: session.paymentStatus == "paid" ? .active : (plan.trialDays > 0 ? .trialing : .incomplete),
                 pastDueSince: nil, currentPeriodEnd: nil, cancelAtPeriodEnd: false, lastEventAt: nil,
                 stripeCreatedAt: context.created)
         } else {
@@ -151,7 +151,7 @@ extension StripeEventProcessor {
     static func auditFields(_ record: SubscriptionRecord) -> [String: String] {
         var fields = [
             "subscription": record.stripeSubscriptionID, "plan": record.plan, "interval": record.interval,
-            "seats": String(record.seats), "status": record.status, "cancelAtPeriodEnd": String(record.cancelAtPeriodEnd),
+            "seats": String(record.seats), "status": record.status.rawValue, "cancelAtPeriodEnd": String(record.cancelAtPeriodEnd),
         ]
         if let end = record.currentPeriodEnd { fields["currentPeriodEnd"] = end.formatted(.iso8601) }
         if let since = record.pastDueSince { fields["pastDueSince"] = since.formatted(.iso8601) }
