@@ -108,8 +108,7 @@ public struct BillingConfiguration: Sendable {
         httpIdleTimeout = .seconds(max(1, reader.int(forKey: "billing.http.idle.timeout.seconds", default: 30)))
         httpHeadTimeout = .seconds(max(1, reader.int(forKey: "billing.http.header.timeout.seconds", default: 10)))
         httpBodyTimeout = .seconds(max(1, reader.int(forKey: "billing.http.body.timeout.seconds", default: 30)))
-        jwtSecrets = (reader.string(forKey: "billing.jwt.secret", isSecret: true) ?? "")
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        jwtSecrets = reader.stringArray(forKey: "billing.jwt.secret", isSecret: true, default: []).filter { !$0.isEmpty }
         publicURL = reader.string(forKey: "billing.public.url", default: "http://\(httpHost):\(httpPort)")
         let root = URL(fileURLWithPath: reader.string(forKey: "billing.resources.dir", default: FileManager.default.currentDirectoryPath))
         resourcesDirectory = root
@@ -124,11 +123,9 @@ public struct BillingConfiguration: Sendable {
         guard ["create_prorations", "always_invoice", "none"].contains(prorationBehavior) else {
             throw ConfigurationError.invalid("BILLING_PRORATION_BEHAVIOR", "use create_prorations, always_invoice or none")
         }
-        let level = reader.string(forKey: "billing.log.level", default: "info")
-        guard let parsed = Logger.Level(rawValue: level) else {
-            throw ConfigurationError.invalid("BILLING_LOG_LEVEL", "use trace, debug, info, notice, warning, error or critical")
-        }
-        logLevel = parsed
+        logLevel = try Self.typed(reader, "billing.log.level", "BILLING_LOG_LEVEL", "use trace, debug, info, notice, warning, error or critical") {
+            reader.string(forKey: "billing.log.level", as: Logger.Level.self)
+        } ?? .info
         stripeSecretKey = reader.string(forKey: "stripe.secret.key", isSecret: true).flatMap { $0.isEmpty ? nil : $0 }
         stripeAPIBase = reader.string(forKey: "stripe.api.base", default: "https://api.stripe.com")
         stripeTimeout = .milliseconds(reader.int(forKey: "billing.stripe.timeout.ms", default: 30_000))
@@ -146,8 +143,7 @@ public struct BillingConfiguration: Sendable {
             throw ConfigurationError.invalid(
                 "BILLING_STRIPE_TEST_CLOCKS", "test clocks exist in test mode only: unset it, or use an sk_test_ key")
         }
-        webhookSecrets = (reader.string(forKey: "stripe.webhook.secrets", isSecret: true) ?? "")
-            .split(separator: ",").map { String($0.trimmedOfSpaces) }.filter { !$0.isEmpty }
+        webhookSecrets = reader.stringArray(forKey: "stripe.webhook.secrets", isSecret: true, default: []).filter { !$0.isEmpty }
         webhookTolerance = .seconds(reader.int(forKey: "billing.webhook.tolerance.seconds", default: 300))
         webhookStoreTimeout = .milliseconds(max(1, reader.int(forKey: "billing.webhook.store.timeout.ms", default: 10_000)))
         inboxWorkers = max(0, reader.int(forKey: "billing.inbox.workers", default: 2))
@@ -178,8 +174,9 @@ public struct BillingConfiguration: Sendable {
             maximum: .milliseconds(max(1, reader.int(forKey: "billing.events.retry.max.ms", default: 3_600_000))),
             maxAttempts: reader.int(forKey: "billing.events.max.attempts", default: 15))
         lowCreditsThreshold = reader.int(forKey: "billing.credits.low.threshold", default: 100)
-        let schedule = reader.string(forKey: "billing.dunning.schedule.days", default: "1,3,5,7")
-        dunningDays = schedule.split(separator: ",").compactMap { Int($0.trimmedOfSpaces) }
+        dunningDays = try Self.typed(reader, "billing.dunning.schedule.days", "BILLING_DUNNING_SCHEDULE_DAYS", "give whole days like 1,3,5,7") {
+            reader.intArray(forKey: "billing.dunning.schedule.days")
+        } ?? [1, 3, 5, 7]
         guard !dunningDays.isEmpty, dunningDays.allSatisfy({ $0 >= 0 }), dunningDays == dunningDays.sorted() else {
             throw ConfigurationError.invalid("BILLING_DUNNING_SCHEDULE_DAYS", "give ascending whole days after the first failure, like 1,3,5,7")
         }
@@ -188,6 +185,16 @@ public struct BillingConfiguration: Sendable {
         planChangeInterval = planChanges > 0 ? .milliseconds(planChanges) : nil
         planChangeLead = .seconds(max(0, reader.int(forKey: "billing.plan.change.lead.seconds", default: 3600)))
         reconcileSubscriptionMaxAge = .seconds(max(0, reader.int(forKey: "billing.reconcile.subscription.max.age.seconds", default: 86_400)))
+    }
+
+    /// A value swift-configuration reads as a type (an array, a log level): nil when unset, and an error saying what to
+    /// write when it is set but does not read as that type (swift-configuration alone would fall back in silence).
+    static func typed<Value>(
+        _ reader: ConfigReader, _ key: ConfigKey, _ name: String, _ hint: String, _ read: () -> Value?
+    ) throws -> Value? {
+        if let value = read() { return value }
+        guard reader.string(forKey: key) == nil else { throw ConfigurationError.invalid(name, hint) }
+        return nil
     }
 
     /// The outbox's writer: enabled when BILLING_EVENTS_URL is set.
