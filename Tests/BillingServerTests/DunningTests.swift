@@ -259,6 +259,37 @@ struct DunningHarness {
         }
     }
 
+    /// Found in review: an attempt's last phase re-reads the invoice after Stripe answered, and it may have moved on
+    /// meanwhile (here: its payment's webhook came first and paid it). It is left as it is, and the attempt is still
+    /// recorded. (A void meanwhile is refused: the invoice is being charged.)
+    @Test func anInvoicePaidWhileItsAttemptIsInFlightStaysPaidAndTheAttemptIsKept() async throws {
+        try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
+            let dunning = try await DunningHarness.start(client, server, card: .pay)
+            let invoice = try await dunning.invoice()
+            let invoiceID = try #require(invoice["id"]?.stringValue)
+            guard case .integer(let amount)? = invoice["amountDue"] else { throw TestFailure("no amountDue: \(invoice)") }
+            await server.standIn!.inject(StandInFault(kind: .delay, path: "/v1/payment_intents", count: 1, delayMilliseconds: 4000))
+            async let run = dunning.run(at: Date())
+            try await Task.sleep(for: .milliseconds(1000))
+            // The payment's own event (as if Stripe's webhook outran the answer), applied while the call is in flight.
+            let intent = EventHarness.object("payment_intent", [
+                "id": "pi_outran_the_answer", "amount": amount, "amount_received": amount, "currency": "usd", "status": "succeeded",
+                "customer": NSNull(), "latest_charge": NSNull(),
+                "metadata": ["purpose": "invoice", "invoice_id": invoiceID, "tenant_id": dunning.tenant.uuidString.lowercased()],
+            ])
+            try await dunning.harness.deliver(EventHarness.event(
+                "evt_outran_the_answer", "payment_intent.succeeded", intent, created: Int(Date().timeIntervalSince1970)))
+            try await dunning.harness.drain()
+            #expect(try await dunning.invoice()["status"] == "paid")
+            let report = try await run
+            #expect(report.collection.charged.isEmpty, "\(report)")
+            #expect(try await dunning.invoice()["status"] == "paid")
+            #expect(try await dunning.harness.count("""
+                SELECT count(*)::int FROM billing.invoice_attempts WHERE tenant_id = '\(dunning.tenant)' AND outcome = 'succeeded'
+                """) == 1)
+        }
+    }
+
     @Test func operatorsRetryAnOverdueInvoiceAfterANewCardAndVoidAnother() async throws {
         try await TestServer.run(extra: EventHarness.extra, stripe: true) { client, server in
             let dunning = try await DunningHarness.start(client, server, card: .saveDeclining)

@@ -47,6 +47,31 @@ enum AttemptAnswer: Sendable {
     case needsAction(intent: String?, link: CheckoutSession)
     /// Declined, or refused for good as it is (a detached card, say): a failed attempt, on the schedule.
     case failed(outcome: String, failure: String)
+
+    var intentID: String? {
+        switch self {
+        case .charged(let intent): intent.id
+        case .needsAction(let intent, _): intent
+        case .failed: nil
+        }
+    }
+
+    /// As the attempts table records it.
+    var outcome: String {
+        switch self {
+        case .charged: "succeeded"
+        case .needsAction: "action_required"
+        case .failed(let outcome, _): outcome
+        }
+    }
+
+    var failure: String? {
+        switch self {
+        case .charged: nil
+        case .needsAction: "authentication required"
+        case .failed(_, let failure): failure
+        }
+    }
 }
 
 extension CollectionReport {
@@ -156,6 +181,14 @@ extension BillingService {
             call: { plan, _ in try await self.charge(plan, tenant: tenant, client: client) },
             record: { transaction, plan, _, answer, recorded in
                 guard !recorded, var invoice = try await transaction.invoices.find(plan.invoice) else { return .nothingDue }
+                guard invoice.status.isRetryable else {
+                    // It moved on while Stripe was asked (the charge's own webhook came first, an operator voided it,
+                    // the job wrote it off): the attempt is kept, the invoice left as it is.
+                    try await transaction.invoices.recordAttempt(
+                        invoice: invoice.id, attempt: plan.attempt, paymentIntentID: answer.intentID, outcome: answer.outcome,
+                        failure: answer.failure, at: plan.at)
+                    return .nothingDue
+                }
                 if plan.retiring != nil { invoice.paymentLink = nil }
                 if invoice.status == .overdue { try invoice.move(to: .open) }
                 return try await recordAttempt(answer, &invoice, plan, transaction)
