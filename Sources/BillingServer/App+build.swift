@@ -52,7 +52,9 @@ public func buildApplication(
     try InvoicePage(directory: configuration.webDirectory).addRoutes(to: router, api: api, tokens: tokens)
     OperationsController(
         database: database, migrations: migrations, tokens: tokens, metrics: metrics, registry: registry,
-        metricsToken: configuration.metricsToken, refresh: configuration.metricsRefresh, now: now
+        metricsToken: configuration.metricsToken, refresh: configuration.metricsRefresh,
+        // Queue ages are measured against the wall clock, as the database stamps the rows.
+        now: BillingConfiguration.systemClock
     ).addRoutes(to: router)
 
     var services: [any Service] = [database.service]
@@ -82,7 +84,9 @@ func backgroundServices(configuration: BillingConfiguration, environment: Billin
     if let url = configuration.eventsURL, let secret = configuration.eventsSecret {
         services.append(OutboxService(deliverer: OutboxDeliverer(
             outbox: Outbox(database: environment.database), url: url, secret: secret, retry: configuration.eventsRetry,
-            pollInterval: configuration.eventsPollInterval, now: environment.now, logger: environment.logger)))
+            pollInterval: configuration.eventsPollInterval,
+            // A signature's timestamp is the wall clock's, as the receiver checks it, whatever the server's clock says.
+            now: BillingConfiguration.systemClock, logger: environment.logger)))
     }
     if let stripe = environment.stripe.client, let interval = configuration.reconcileInterval {
         services.append(ReconciliationService(
