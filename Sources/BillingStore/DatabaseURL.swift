@@ -147,19 +147,35 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// What a LISTEN on a channel hears: first that it is listening (anything sent before was missed), then each
+/// notification.
+public enum ChannelEvent: Sendable, Equatable {
+    case listening
+    case notified(payload: String)
+}
+
 extension DatabaseURL {
-    /// LISTENs on `channel` over a connection of its own: `ready` once listening, `notified` for each notification.
-    /// Returns (or throws) when the connection ends; cancel the task to stop.
-    public func listen(
-        channel: String, logger: Logger, ready: @Sendable () async -> Void, notified: @Sendable () async -> Void
-    ) async throws {
-        try await withConnection(logger: logger) { connection in
-            try await connection.listen(on: channel) { notifications in
-                await ready()
-                for try await _ in notifications {
-                    await notified()
+    /// LISTENs on `channel` over a connection of its own, as an asynchronous sequence: `.listening` once the LISTEN is
+    /// in place, then `.notified` for each notification. It ends (or throws) when the connection does; stop iterating
+    /// to close it.
+    public func notifications(on channel: String, logger: Logger) -> AsyncThrowingStream<ChannelEvent, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try await withConnection(logger: logger) { connection in
+                        try await connection.listen(on: channel) { notifications in
+                            continuation.yield(.listening)
+                            for try await notification in notifications {
+                                continuation.yield(.notified(payload: notification.payload))
+                            }
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
                 }
             }
+            continuation.onTermination = { _ in task.cancel() }
         }
     }
 }

@@ -118,10 +118,10 @@ public struct InboxWorker: Sendable {
         var failures = 0
         while !Task.isCancelled {
             do {
-                let doorbell = self.doorbell
-                // Events stored while nobody listened are due now: ring once listening.
-                try await url.listen(channel: Self.channel, logger: logger, ready: { await doorbell.ring() },
-                                     notified: { await doorbell.ring() })
+                // Events stored while nobody listened are due now: ring once listening, then for each one stored.
+                for try await _ in url.notifications(on: Self.channel, logger: logger) {
+                    await doorbell.ring()
+                }
                 failures = 0
             } catch {
                 if Task.isCancelled { return }
