@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         // Tests only: whole JSON answers pinned as snapshots.
         .package(url: "https://github.com/pointfreeco/swift-snapshot-testing.git", from: "1.19.7"),
+        // Dev and tests only: running helper programs (pg_dump, the tests' Python scripts, billingd's commands).
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
     ],
     targets: [
         // Pure domain: plans, seats, money, entitlement. Foundation only.
@@ -105,6 +107,7 @@ let package = Package(
             name: "BillingDevSupport",
             dependencies: [
                 "BillingStore",
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

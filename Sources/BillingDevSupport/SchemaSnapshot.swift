@@ -13,19 +13,12 @@ public enum SchemaSnapshot {
 
     /// The schema of the database at `url` (a superuser's), as the committed file holds it.
     public static func dump(_ url: DatabaseURL) async throws -> String {
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "schema-\(String(UInt64.random(in: 0...UInt64.max), radix: 36)).sql").path
-        defer { try? FileManager.default.removeItem(atPath: output) }
-        let process = try ChildProcess.spawn(
-            [LocalCluster.findBinDirectory() + "/pg_dump", "--schema-only", "--no-owner", "--no-privileges", "--schema=billing",
-             "--file=\(output)", url.secretURLString],
-            stdoutPath: "/dev/null", stderrPath: output + ".err")
-        defer { try? FileManager.default.removeItem(atPath: output + ".err") }
-        let status = await process.exitStatus()
-        guard status == 0, let text = try? String(contentsOfFile: output, encoding: .utf8) else {
-            let errors = (try? String(contentsOfFile: output + ".err", encoding: .utf8)) ?? ""
-            throw StoreError.configuration("pg_dump failed (exit \(status)): \(errors)")
-        }
+        let dump = try await ProgramRun.run([
+            LocalCluster.findBinDirectory() + "/pg_dump", "--schema-only", "--no-owner", "--no-privileges", "--schema=billing",
+            url.secretURLString,
+        ])
+        guard dump.succeeded else { throw StoreError.configuration("pg_dump failed (exit \(dump.status)): \(dump.errors)") }
+        let text = dump.output
         return header + normalized(text)
     }
 

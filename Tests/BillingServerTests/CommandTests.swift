@@ -24,11 +24,8 @@ enum Billingd {
     static func start(_ arguments: [String], environment: [String: String]) throws -> Running {
         let stdout = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-test-\(UUID()).out")
         let stderr = FileManager.default.temporaryDirectory.appendingPathComponent("billingd-test-\(UUID()).err")
-        let environment = environment.merging([
-            "PATH": "/usr/bin:/bin", "BILLING_RESOURCES_DIR": TestPaths.repositoryRoot.path,
-        ]) { $1 }
         let child = try ChildProcess.spawn(
-            [executable.path] + arguments, environment: environment, stdoutPath: stdout.path, stderrPath: stderr.path)
+            [executable.path] + arguments, environment: merged(environment), stdoutPath: stdout.path, stderrPath: stderr.path)
         return Running(child: child, stdout: stdout, stderr: stderr)
     }
 
@@ -48,9 +45,12 @@ enum Billingd {
 
     /// Runs to completion; (exit status, standard output, standard error).
     static func run(_ arguments: [String], environment: [String: String]) async throws -> (Int32, String, String) {
-        let running = try start(arguments, environment: environment)
-        let status = await running.child.exitStatus()
-        return (status, running.output(), running.errors())
+        let run = try await ProgramRun.run([executable.path] + arguments, environment: merged(environment))
+        return (run.status, run.output, run.errors)
+    }
+
+    static func merged(_ environment: [String: String]) -> [String: String] {
+        environment.merging(["PATH": "/usr/bin:/bin", "BILLING_RESOURCES_DIR": TestPaths.repositoryRoot.path]) { $1 }
     }
 }
 

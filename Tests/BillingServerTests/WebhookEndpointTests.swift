@@ -75,13 +75,12 @@ enum StripeFixtures {
             for (index, secret) in Self.secrets.enumerated() {
                 let body = StripeFixtures.event(id: "evt_lib_\(index)", type: "payment_intent.succeeded", object: "payment_intent")
                 let bodyFile = FileManager.default.temporaryDirectory.appendingPathComponent("event-\(UUID()).json")
-                let headerFile = FileManager.default.temporaryDirectory.appendingPathComponent("header-\(UUID()).txt")
-                defer { try? FileManager.default.removeItem(at: bodyFile); try? FileManager.default.removeItem(at: headerFile) }
+                defer { try? FileManager.default.removeItem(at: bodyFile) }
                 try Data(body).write(to: bodyFile)
                 let script = "import stripe,sys; print(stripe.WebhookSignature.generate_signature_header(open(sys.argv[1]).read(), sys.argv[2]))"
-                let status = try ChildProcess.spawn([python, "-c", script, bodyFile.path, secret], stdoutPath: headerFile.path).wait()
-                #expect(status == 0)
-                let header = try String(contentsOf: headerFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                let signed = try await ProgramRun.run([python, "-c", script, bodyFile.path, secret])
+                #expect(signed.succeeded, "\(signed.errors)")
+                let header = signed.output.trimmingCharacters(in: .whitespacesAndNewlines)
                 let response = try await deliver(client, body, signature: header)
                 #expect(response.status == .ok, "\(String(buffer: response.body))")
             }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import BillingDevSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -305,22 +306,15 @@ extension Dictionary where Key == String, Value == Any {
     }
 
     /// The committed definitions are what the pinned `stripe` package generates now (moving the pin is one command).
-    @Test func theCommittedDefinitionsMatchAFreshGeneration() throws {
+    @Test func theCommittedDefinitionsMatchAFreshGeneration() async throws {
         guard let python = ProcessInfo.processInfo.environment["BILLING_TEST_PYTHON"], !python.isEmpty else {
             Issue.record("BILLING_TEST_PYTHON is not set: run the tests with `make test`, which makes .venv")
             return
         }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [root.appendingPathComponent("scripts/gen-stripe-definitions.py").path, "--check"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(text)")
+        let run = try await ProgramRun.run([python, root.appendingPathComponent("scripts/gen-stripe-definitions.py").path, "--check"])
+        let text = run.output + run.errors
+        #expect(run.succeeded, "\(text)")
         #expect(text.contains("matches stripe=="))
     }
 }

@@ -341,14 +341,9 @@ enum StandInHarness {
         }
         try await StandInHarness.run { _, _, _, standIn in
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/official_client.py")
-            let output = FileManager.default.temporaryDirectory.appendingPathComponent("official-\(UUID()).out")
-            let errors = FileManager.default.temporaryDirectory.appendingPathComponent("official-\(UUID()).err")
-            defer { try? FileManager.default.removeItem(at: output); try? FileManager.default.removeItem(at: errors) }
-            let child = try ChildProcess.spawn(
-                [python, script.path, "http://127.0.0.1:\(standIn.port!)"], stdoutPath: output.path, stderrPath: errors.path)
-            let status = await child.exitStatus()
-            let data = try Data(contentsOf: output)
-            #expect(status == 0, "\((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
+            let run = try await ProgramRun.run([python, script.path, "http://127.0.0.1:\(standIn.port!)"])
+            let data = Data(run.output.utf8)
+            #expect(run.succeeded, "\(run.errors)")
             let parsed = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
             #expect((parsed["customer"] as? String)?.hasPrefix("cus_") == true)
             #expect(parsed["customer_object"] as? String == "customer")
