@@ -38,8 +38,8 @@ extension TenantRowStore {
     }
 
     /// The tenant, deleted or not, locked; nil when it never existed. `exclusive` (its deletion): `FOR UPDATE`, which
-    /// also waits for every transaction holding the row to check it is live (`holdTenantIfLive`); otherwise as
-    /// `lockTenant`.
+    /// also waits for every transaction holding the row to check it is live (`holdIfLive`); otherwise as
+    /// `lock`.
     public func lockIncludingDeleted(exclusive: Bool = false) async throws -> TenantListing? {
         let rows = try await connection.query("""
             SELECT id, name, email, stripe_customer_id, created_at, deleted_at FROM billing.tenants WHERE id = \(tenant)
