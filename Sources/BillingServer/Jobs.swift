@@ -58,6 +58,39 @@ public struct Jobs: Sendable {
         }
     }
 
+    /// `billingd migrate` (and `billingd dev`): the roles, the schema and every pending migration, as
+    /// DATABASE_OWNER_URL; the versions applied now.
+    public func migrate() async throws -> [String] {
+        guard let owner = configuration.databaseOwnerURL else {
+            throw ConfigurationError.missing("DATABASE_OWNER_URL", "postgres://postgres:PASSWORD@127.0.0.1:5432/billing")
+        }
+        let migrations = try Migration.load(directory: configuration.migrationsDirectory)
+        return try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: configuration.databaseURL)
+    }
+
+    /// `billingd dev`: the demo tenant, provisioned unless it exists.
+    public func provisionDemoTenant(id: UUID, name: String, email: String) async throws {
+        let database = BillingDatabase(url: try configuration.requireDatabaseURL(), maxConnections: 2, logger: logger)
+        try await database.whileRunning {
+            _ = try await TenantStore(database: database).provision(
+                id: id, name: name, email: email, actor: AuditActor(kind: .system, id: "billingd dev"))
+        }
+    }
+
+    /// `billingd outbox ...`: `body` with the outbox, as the server's role.
+    public func withOutbox<T: Sendable>(_ body: @escaping @Sendable (Outbox) async throws -> T) async throws -> T {
+        try await withInbox { try await body(Outbox(database: $0.database)) }
+    }
+
+    /// `billingd tenants purge`: every row of tenants deleted before `deletedBefore`, as DATABASE_OWNER_URL.
+    public func purgeTenants(deletedBefore: Date) async throws -> TenantPurge.Result {
+        guard let owner = configuration.databaseOwnerURL else {
+            throw ConfigurationError.missing(
+                "DATABASE_OWNER_URL", "postgres://postgres:PASSWORD@127.0.0.1:5432/billing (the server's role may delete nothing)")
+        }
+        return try await TenantPurge.run(ownerURL: owner, deletedBefore: deletedBefore, logger: logger)
+    }
+
     /// `billingd invoices list`: a tenant's invoices, newest first.
     public func invoices(of tenant: UUID, limit: Int) async throws -> [InvoiceSummary] {
         try await withInbox { inbox in

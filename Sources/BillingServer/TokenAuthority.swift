@@ -100,3 +100,19 @@ public final class TokenAuthority: Sendable {
         return .authenticated(Principal(subject: claims.sub.value, role: role, tenantID: tenant))
     }
 }
+
+extension TokenAuthority {
+    /// The roles a token may carry, as `billingd token --role` spells them.
+    public static var roleNames: [String] { Role.allCases.map(\.rawValue) }
+
+    /// Whether the named role acts across tenants (its tokens carry no tenant); nil for a name that is no role.
+    public static func actsAcrossTenants(roleNamed name: String) -> Bool? { Role(rawValue: name)?.actsAcrossTenants }
+
+    /// A token for the role named `name` (one of `roleNames`).
+    public func issue(roleNamed name: String, tenant: UUID?, subject: String, ttl: Duration) async throws -> String {
+        guard let role = Role(rawValue: name) else {
+            throw ConfigurationError.invalid("--role", "use one of \(Self.roleNames.joined(separator: ", "))")
+        }
+        return try await issue(role: role, tenant: tenant, subject: subject, ttl: ttl)
+    }
+}

@@ -1,7 +1,5 @@
 import ArgumentParser
-import BillingCore
 import BillingServer
-import BillingStore
 import Foundation
 import Hummingbird
 import Logging
@@ -59,12 +57,7 @@ struct Migrate: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging()
         let configuration = try await BillingConfiguration.load()
-        guard let owner = configuration.databaseOwnerURL else {
-            throw ConfigurationError.missing("DATABASE_OWNER_URL", "postgres://postgres:PASSWORD@127.0.0.1:5432/billing")
-        }
-        let migrations = try Migration.load(directory: configuration.migrationsDirectory)
-        let applied = try await Migrator(migrations: migrations, logger: Logger(label: "billingd.migrate"))
-            .run(ownerURL: owner, appURL: configuration.databaseURL)
+        let applied = try await Jobs(configuration: configuration, logger: Logger(label: "billingd.migrate")).migrate()
         print(applied.isEmpty ? "database is up to date" : "applied: \(applied.joined(separator: ", "))")
     }
 }
@@ -83,21 +76,21 @@ struct Token: AsyncParsableCommand {
     var ttl: Int = 3600
 
     func run() async throws {
-        guard let role = Role(rawValue: role) else {
-            throw ValidationError("--role must be one of: \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+        guard let acrossTenants = TokenAuthority.actsAcrossTenants(roleNamed: role) else {
+            throw ValidationError("--role must be one of: \(TokenAuthority.roleNames.joined(separator: ", "))")
         }
         var tenantID: UUID?
-        if role.actsAcrossTenants {
-            guard tenant == nil else { throw ValidationError("\(role.rawValue) tokens carry no tenant; leave out --tenant") }
+        if acrossTenants {
+            guard tenant == nil else { throw ValidationError("\(role) tokens carry no tenant; leave out --tenant") }
         } else {
             guard let tenant, let id = UUID(uuidString: tenant) else {
-                throw ValidationError("a \(role.rawValue) token needs --tenant with the tenant's UUID")
+                throw ValidationError("a \(role) token needs --tenant with the tenant's UUID")
             }
             tenantID = id
         }
         guard ttl > 0 else { throw ValidationError("--ttl must be a positive number of seconds") }
         let configuration = try await BillingConfiguration.load()
         let authority = await TokenAuthority(secrets: try configuration.requireJWTSecrets())
-        print(try await authority.issue(role: role, tenant: tenantID, subject: sub, ttl: .seconds(ttl)))
+        print(try await authority.issue(roleNamed: role, tenant: tenantID, subject: sub, ttl: .seconds(ttl)))
     }
 }

@@ -1,8 +1,6 @@
 import ArgumentParser
-import BillingCore
 import BillingDevSupport
 import BillingServer
-import BillingStore
 import Foundation
 import Hummingbird
 import Logging
@@ -41,7 +39,6 @@ struct Dev: AsyncParsableCommand {
         try await cluster.createDatabaseIfMissing("billing", logger: logger)
 
         var environment = ProcessInfo.processInfo.environment
-        let owner = cluster.superuserURL.with(database: "billing")
         environment["DATABASE_OWNER_URL", default: "postgres://postgres:\(secrets.superuserPassword)@127.0.0.1:\(pgPort)/billing"] += ""
         environment["DATABASE_URL", default: "postgres://billing_app:\(secrets.appPassword)@127.0.0.1:\(pgPort)/billing"] += ""
         environment["BILLING_JWT_SECRET", default: secrets.jwtSecret] += ""
@@ -55,15 +52,9 @@ struct Dev: AsyncParsableCommand {
         }
         let configuration = try await BillingConfiguration.load(environment: environment)
 
-        let migrations = try Migration.load(directory: configuration.migrationsDirectory)
-        try await Migrator(migrations: migrations, logger: logger).run(ownerURL: owner, appURL: configuration.databaseURL)
-        let appURL = try configuration.requireDatabaseURL()
-        try await LocalCluster.withClient(appURL, logger: logger) { client in
-            let store = TenantStore(database: BillingDatabase(client: client, logger: logger))
-            _ = try await store.provision(
-                id: Self.demoTenant, name: "Demo Tenant", email: "billing@demo.example",
-                actor: AuditActor(kind: .system, id: "billingd dev"))
-        }
+        let jobs = Jobs(configuration: configuration, logger: logger)
+        _ = try await jobs.migrate()
+        try await jobs.provisionDemoTenant(id: Self.demoTenant, name: "Demo Tenant", email: "billing@demo.example")
 
         let authority = await TokenAuthority(secrets: try configuration.requireJWTSecrets())
         let token = try await authority.issue(role: .admin, tenant: Self.demoTenant, subject: "demo-admin", ttl: .seconds(7 * 24 * 3600))

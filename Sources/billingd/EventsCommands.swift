@@ -1,7 +1,5 @@
 import ArgumentParser
-import Billing
 import BillingServer
-import BillingStore
 import Foundation
 import Logging
 

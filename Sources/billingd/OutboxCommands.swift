@@ -1,6 +1,5 @@
 import ArgumentParser
 import BillingServer
-import BillingStore
 import Foundation
 import Logging
 
@@ -22,10 +21,10 @@ struct OutboxCommand: AsyncParsableCommand, StatusChoices {
         UUID(uuidString: text.hasPrefix("evt_") ? String(text.dropFirst(4)) : text)
     }
 
-    static func withOutbox<T: Sendable>(_ body: @escaping @Sendable (Outbox) async throws -> T) async throws -> T {
+    /// The jobs' view of the outbox, as the server's role.
+    static func jobs() async throws -> Jobs {
         bootstrapLogging()
-        let jobs = Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.outbox"))
-        return try await jobs.withInbox { try await body(Outbox(database: $0.database)) }
+        return Jobs(configuration: try await BillingConfiguration.load(), logger: Logger(label: "billingd.outbox"))
     }
 
     struct List: AsyncParsableCommand {
@@ -35,7 +34,7 @@ struct OutboxCommand: AsyncParsableCommand, StatusChoices {
 
         func run() async throws {
             let (status, limit) = (options.status, options.limit)
-            let entries = try await OutboxCommand.withOutbox { try await $0.list(status: status, limit: limit) }
+            let entries = try await OutboxCommand.jobs().withOutbox { try await $0.list(status: status, limit: limit) }
             print(["id", "type", "tenant", "created", "status", "attempts", "next_attempt", "last_error"].joined(separator: "\t"))
             for entry in entries {
                 print([OutboxCommand.publicID(entry.id), entry.type, entry.tenantID.uuidString.lowercased(),
@@ -68,7 +67,7 @@ struct OutboxCommand: AsyncParsableCommand, StatusChoices {
 
         func run() async throws {
             let target = id.flatMap(OutboxCommand.parseID)
-            let retried = try await OutboxCommand.withOutbox { try await $0.retry(target) }
+            let retried = try await OutboxCommand.jobs().withOutbox { try await $0.retry(target) }
             if let id, retried.isEmpty {
                 throw ValidationError("the outbox has no event \(id); see `billingd outbox list`")
             }

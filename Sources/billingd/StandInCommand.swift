@@ -1,5 +1,4 @@
 import ArgumentParser
-import BillingCore
 import BillingServer
 import Foundation
 import Hummingbird

@@ -1,7 +1,5 @@
 import ArgumentParser
-import Billing
 import BillingServer
-import BillingStore
 import Foundation
 import Logging
 
@@ -23,12 +21,9 @@ struct Tenants: AsyncParsableCommand {
         func run() async throws {
             bootstrapLogging()
             let configuration = try await BillingConfiguration.load()
-            guard let owner = configuration.databaseOwnerURL else {
-                throw ConfigurationError.missing("DATABASE_OWNER_URL", "postgres://postgres:PASSWORD@127.0.0.1:5432/billing (the server's role may delete nothing)")
-            }
             let retention = retentionDays.map { Double($0) * 86400 } ?? Double(configuration.tenantRetention.components.seconds)
-            let result = try await TenantPurge.run(
-                ownerURL: owner, deletedBefore: BillingConfiguration.systemClock().addingTimeInterval(-retention), logger: Logger(label: "billingd.tenants"))
+            let result = try await Jobs(configuration: configuration, logger: Logger(label: "billingd.tenants"))
+                .purgeTenants(deletedBefore: BillingConfiguration.systemClock().addingTimeInterval(-retention))
             for tenant in result.purged { print(tenant.uuidString.lowercased()) }
             for (tenant, subscriptions) in result.kept {
                 print("kept \(tenant.uuidString.lowercased()): Stripe subscription(s) \(subscriptions.joined(separator: ", ")) still live; "
