@@ -1,7 +1,5 @@
 import BillingStore
 import Foundation
-import Logging
-import PostgresNIO
 
 /// A throwaway or development PostgreSQL cluster in a folder of ours, for `billingd dev` and the tests.
 /// initdb and postgres refuse to run as root, so as root they run as the `postgres` OS user.
@@ -83,24 +81,5 @@ public struct LocalCluster: Sendable {
             throw .configuration("\(name) failed (exit \(status)): \(text.suffix(600))")
         }
         return text
-    }
-}
-
-extension LocalCluster {
-    /// Creates `name` unless it exists, as the superuser.
-    public func createDatabaseIfMissing(_ name: String, logger: Logger) async throws {
-        try await superuserURL.createDatabase(name, logger: logger)
-    }
-
-    /// Runs `body` with a running connection pool of its own (for stores that take a `BillingDatabase`).
-    public static func withClient<T: Sendable>(
-        _ url: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> T
-    ) async throws -> T {
-        let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(client)
-        }
     }
 }

@@ -106,13 +106,8 @@ public struct TestDatabase: Sendable {
     public func withAppClient<T: Sendable>(
         maxConnections: Int = 4, _ body: @Sendable (BillingDatabase) async throws -> T
     ) async throws -> T {
-        let logger = Logger(label: "test.db")
-        let client = PostgresClient(configuration: appURL.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(BillingDatabase(client: client, logger: logger))
-        }
+        let database = BillingDatabase(url: appURL, maxConnections: maxConnections, logger: Logger(label: "test.db"))
+        return try await database.whileRunning { try await body(database) }
     }
 
     /// One connection as the superuser on this database.

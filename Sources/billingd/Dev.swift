@@ -36,7 +36,7 @@ struct Dev: AsyncParsableCommand {
 
         let cluster = LocalCluster(directory: base.appendingPathComponent("postgres"), port: pgPort, password: secrets.superuserPassword)
         try cluster.start(durable: true)
-        try await cluster.createDatabaseIfMissing("billing", logger: logger)
+        try await cluster.superuserURL.createDatabase("billing", logger: logger)
 
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_OWNER_URL", default: "postgres://postgres:\(secrets.superuserPassword)@127.0.0.1:\(pgPort)/billing"] += ""

@@ -181,14 +181,12 @@ extension BillingService {
             call: { plan, _ in try await self.charge(plan, tenant: tenant, client: client) },
             record: { transaction, plan, _, answer, recorded in
                 guard !recorded, var invoice = try await transaction.invoices.find(plan.invoice) else { return .nothingDue }
-                guard invoice.status.isRetryable else {
-                    // It moved on while Stripe was asked (the charge's own webhook came first, an operator voided it,
-                    // the job wrote it off): the attempt is kept, the invoice left as it is.
-                    try await transaction.invoices.recordAttempt(
-                        invoice: invoice.id, attempt: plan.attempt, paymentIntentID: answer.intentID, outcome: answer.outcome,
-                        failure: answer.failure, at: plan.at)
-                    return .nothingDue
-                }
+                try await transaction.invoices.recordAttempt(
+                    invoice: invoice.id, attempt: plan.attempt, paymentIntentID: answer.intentID, outcome: answer.outcome,
+                    failure: answer.failure, at: plan.at)
+                // It moved on while Stripe was asked (the charge's own webhook came first, the job wrote it off): the
+                // attempt is kept, the invoice left as it is.
+                guard invoice.status.isRetryable else { return .nothingDue }
                 if plan.retiring != nil { invoice.paymentLink = nil }
                 if invoice.status == .overdue { try invoice.move(to: .open) }
                 return try await recordAttempt(answer, &invoice, plan, transaction)
@@ -231,25 +229,24 @@ extension BillingService {
         }
     }
 
-    /// The last phase of an attempt: what Stripe answered, recorded on the invoice.
+    /// The last phase of an attempt: what Stripe answered (the attempt itself is recorded already), applied to the
+    /// invoice.
     func recordAttempt(
         _ answer: AttemptAnswer, _ invoice: inout InvoiceRecord, _ plan: AttemptPlan, _ transaction: TenantTransaction
     ) async throws -> CollectionOutcome {
         switch answer {
-        case .charged(let intent):
+        case .charged:
             // Until Stripe confirms, the invoice is processing: never charged again, voided or retried.
             try invoice.move(to: .processing)
             invoice.attempts = plan.attempt
             invoice.nextAttemptAt = nil
             try await transaction.invoices.updateCollection(invoice)
-            try await transaction.invoices.recordAttempt(
-                invoice: invoice.id, attempt: plan.attempt, paymentIntentID: intent.id, outcome: "succeeded", failure: nil, at: plan.at)
             return .charged
-        case .needsAction(let intent, let link):
-            try await requireAction(&invoice, attempt: plan.attempt, intentID: intent, link: link, transaction, at: plan.at)
+        case .needsAction(_, let link):
+            try await requireAction(&invoice, attempt: plan.attempt, link: link, transaction, at: plan.at)
             return invoice.status == .overdue ? .overdue : .actionRequired
-        case .failed(let outcome, let failure):
-            try await failed(&invoice, attempt: plan.attempt, outcome: outcome, failure: failure, transaction, at: plan.at)
+        case .failed(_, let failure):
+            try await failed(&invoice, attempt: plan.attempt, failure: failure, transaction, at: plan.at)
             return invoice.status == .overdue ? .overdue : .declined
         }
     }

@@ -15,12 +15,11 @@ extension BillingService {
         try await notifier.invoiceEvent(transaction, "invoice.written_off", invoice, at: at)
     }
 
-    /// A failed attempt: the next one by the schedule, or overdue (and the tenant suspended) after the last.
+    /// A failed attempt (recorded already): the next one by the schedule, or overdue (and the tenant suspended) after
+    /// the last.
     func failed(
-        _ invoice: inout InvoiceRecord, attempt: Int, outcome: String, failure: String, _ transaction: TenantTransaction, at: Date
+        _ invoice: inout InvoiceRecord, attempt: Int, failure: String, _ transaction: TenantTransaction, at: Date
     ) async throws {
-        try await transaction.invoices.recordAttempt(
-            invoice: invoice.id, attempt: attempt, paymentIntentID: nil, outcome: outcome, failure: failure, at: at)
         let failures = try await transaction.invoices.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
         let firstFailed = invoice.firstFailedAt ?? at
         invoice.attempts = attempt
@@ -72,13 +71,10 @@ extension BillingService {
         return try await client.createCheckoutSession(request, idempotencyKey: "invoice-link:\(plan.invoice.lowercased):\(plan.attempt)")
     }
 
-    /// 3-D Secure is needed: no more automatic attempts; the payment link instead.
+    /// 3-D Secure is needed (the attempt is recorded already): no more automatic attempts; the payment link instead.
     func requireAction(
-        _ invoice: inout InvoiceRecord, attempt: Int, intentID: String?, link session: CheckoutSession, _ transaction: TenantTransaction, at: Date
+        _ invoice: inout InvoiceRecord, attempt: Int, link session: CheckoutSession, _ transaction: TenantTransaction, at: Date
     ) async throws {
-        try await transaction.invoices.recordAttempt(
-            invoice: invoice.id, attempt: attempt, paymentIntentID: intentID, outcome: "action_required", failure: "authentication required",
-            at: at)
         // The dunning clock keeps running: the next scheduled attempt tries again (and makes a fresh link, since
         // Checkout's expire in a day); after the last, the invoice is overdue like any unpaid one.
         let failures = try await transaction.invoices.attempts(of: invoice.id).filter { DunningSchedule.failedOutcomes.contains($0.outcome) }.count
